@@ -233,6 +233,13 @@ def eval_command(
     batch_tokens: Annotated[
         int | None, typer.Option(help="Padded tokens per batch (default 8192).", min=1)
     ] = None,
+    bf16_matmul: Annotated[
+        str,
+        typer.Option(
+            help="How bfloat16 linear layers compute: auto (float32 on CPUs without AMX), "
+            "native or float32."
+        ),
+    ] = "auto",
     allow_data_mismatch: Annotated[
         bool,
         typer.Option(
@@ -254,6 +261,7 @@ def eval_command(
         adapter=adapter,
         revision=revision,
         batch_tokens=batch_tokens,
+        matmul=bf16_matmul,
     )
     options = EvalOptions(limit=limit, allow_data_mismatch=allow_data_mismatch, output=output)
     started = time.time()

@@ -74,6 +74,7 @@ def run_spec(task: Task, backend: Backend, data_hash: str, limit: int | None) ->
         model=identity["model"],
         model_revision=identity["revision"],
         dtype=identity["dtype"],
+        matmul=identity.get("matmul"),
         adapter=identity.get("adapter"),
         adapter_hash=identity.get("adapter_hash"),
         limit=limit,

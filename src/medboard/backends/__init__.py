@@ -15,6 +15,7 @@ def create_backend(
     adapter: str | None = None,
     revision: str | None = None,
     batch_tokens: int | None = None,
+    matmul: str = "auto",
 ) -> Backend:
     if model == "fake" or model.startswith("fake:"):
         from medboard.backends.fake import FakeBackend
@@ -34,6 +35,7 @@ def create_backend(
         adapter=adapter,
         revision=revision,
         batch_tokens=batch_tokens,
+        matmul=matmul,
     )
 
 

@@ -22,6 +22,7 @@ from medboard.backends.hf_loading import (
     resolve_source,
     source_revision,
 )
+from medboard.backends.kernels import matmul_mode, use_float32_matmul
 from medboard.errors import ModelError
 
 DEFAULT_MAX_LENGTH = 2048  # lm-eval's default when neither config nor tokenizer says
@@ -81,9 +82,11 @@ class HFBackend:
         adapter: str | None = None,
         revision: str | None = None,
         batch_tokens: int | None = None,
+        matmul: str = "auto",
     ) -> None:
         if dtype not in DTYPES:
             raise ModelError(f"unknown dtype '{dtype}' (choose from {', '.join(DTYPES)})")
+        self.matmul = matmul_mode(dtype, device, matmul)
         self.spec = model
         self.dtype = dtype
         self.device = device
@@ -104,6 +107,7 @@ class HFBackend:
             "dtype": self.dtype,
             "adapter": self.adapter,
             "adapter_hash": self.adapter_hash,
+            "matmul": self.matmul,
         }
 
     def model_dir(self) -> Path:
@@ -125,6 +129,8 @@ class HFBackend:
         self._model, self._tokenizer = load_model(
             self.model_dir(), self.spec, self.dtype, self.device, self.adapter
         )
+        if self.matmul == "float32":
+            use_float32_matmul(self._model)
         self.window = max_length(self._model.config, self._tokenizer)
         self._full_forward = not self._head_matches_forward()
 

@@ -23,6 +23,7 @@ class RunSpec(BaseModel):
     model: str
     model_revision: str
     dtype: str
+    matmul: str | None = None  # how bfloat16 products run (medboard.backends.kernels)
     adapter: str | None = None
     adapter_hash: str | None = None
     shots: int = 0
@@ -33,6 +34,8 @@ class RunSpec(BaseModel):
     def key(self) -> str:
         # The model path is a label: the revision (a content hash or a commit) identifies it.
         parts = self.model_dump(exclude={"model", "adapter"})
+        if parts["matmul"] is None:  # keys of runs from before the field existed stay valid
+            del parts["matmul"]
         return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
 

@@ -1,0 +1,89 @@
+"""The float32 path for bfloat16 linear layers: same numbers as a bfloat16 GEMM, chosen by CPU."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from medboard.backends import ChoiceRequest, create_backend, kernels
+from medboard.backends.kernels import matmul_mode, use_float32_matmul
+from medboard.errors import ModelError
+from medboard.results.schema import RunSpec
+
+
+def test_linear_matches_a_bfloat16_gemm() -> None:
+    torch.manual_seed(0)
+    layer = torch.nn.Linear(64, 48).to(torch.bfloat16)
+    x = torch.randn(5, 7, 64).to(torch.bfloat16)
+    # the bfloat16 GEMM's own arithmetic: exact products, float32 sums, one rounding
+    expected = (x.double() @ layer.weight.double().T + layer.bias.double()).to(torch.bfloat16)
+    native = layer(x)
+    assert use_float32_matmul(layer) == 1
+    mine = layer(x)
+    assert mine.dtype == torch.bfloat16
+    assert mine.shape == native.shape
+    # rounding to bfloat16 may differ by one unit in the last place, nowhere by more
+    ulp = expected.float().abs() * 2.0**-7 + 1e-30
+    assert ((mine.float() - expected.float()).abs() <= ulp).all()
+    assert (mine == expected).float().mean() > 0.95
+
+
+def test_shared_input_is_converted_once_and_results_stay_separate() -> None:
+    torch.manual_seed(1)
+    model = torch.nn.ModuleDict(
+        {"q": torch.nn.Linear(16, 8, bias=False), "k": torch.nn.Linear(16, 4, bias=False)}
+    ).to(torch.bfloat16)
+    x = torch.randn(3, 16).to(torch.bfloat16)
+    before = (model["q"](x), model["k"](x))
+    assert use_float32_matmul(model) == 2
+    after = (model["q"](x), model["k"](x))
+    y = torch.randn(3, 16).to(torch.bfloat16)  # a new input is converted anew
+    torch.testing.assert_close(model["q"](y), torch.nn.functional.linear(y, model["q"].weight))
+    for a, b in zip(before, after, strict=True):
+        torch.testing.assert_close(a.float(), b.float(), atol=0.02, rtol=0.02)
+
+
+def test_float32_layers_are_left_alone() -> None:
+    assert use_float32_matmul(torch.nn.Linear(4, 4)) == 0
+
+
+def test_mode_by_dtype_device_and_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert matmul_mode("float32", "cpu") is None
+    assert matmul_mode("bfloat16", "cuda:0") == "native"
+    assert matmul_mode("bfloat16", "cpu", "native") == "native"
+    assert matmul_mode("bfloat16", "cpu", "float32") == "float32"
+    monkeypatch.setattr(kernels, "cpu_has_amx", lambda: True)
+    assert matmul_mode("bfloat16", "cpu") == "native"
+    monkeypatch.setattr(kernels, "cpu_has_amx", lambda: False)
+    assert matmul_mode("bfloat16", "cpu") == "float32"
+    with pytest.raises(ModelError, match="unknown bf16 matmul mode 'fast'"):
+        matmul_mode("bfloat16", "cpu", "fast")
+
+
+def test_backend_uses_the_mode_and_the_run_key_records_it(
+    tiny_model: Path, medboard_home: Path
+) -> None:
+    request = [
+        ChoiceRequest("Question: Which nerve innervates the diaphragm?\nAnswer:", (" A", " B"))
+    ]
+    native = create_backend(str(tiny_model), dtype="bfloat16", matmul="native")
+    emulated = create_backend(str(tiny_model), dtype="bfloat16", matmul="float32")
+    assert native.identity()["matmul"] == "native"
+    assert emulated.identity()["matmul"] == "float32"
+    a = native.loglikelihood(request)[0].logprobs
+    b = emulated.loglikelihood(request)[0].logprobs
+    assert b == pytest.approx(a, abs=0.1)
+    base = {
+        "task": "t",
+        "task_version": "1",
+        "protocol": "loglik/1",
+        "dataset": "d",
+        "split": "test",
+        "data_hash": "h",
+        "model": "m",
+        "model_revision": "r",
+        "dtype": "bfloat16",
+        "harness_version": "0",
+    }
+    keys = {RunSpec(**base, matmul=m).key() for m in (None, "native", "float32")}
+    assert len(keys) == 3
