@@ -33,8 +33,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -47,22 +45,16 @@ if str(BENCH) not in sys.path:
 
 from parity_compare import DEFAULT_TASKS, compare_runs, criteria_for, render_report  # noqa: E402
 from parity_outputs import load_medboard, load_reference  # noqa: E402
-
-OFFLINE_ENV = {"HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-
+from runners import (  # noqa: E402
+    medboard_command,
+    offline_env,
+    reference_command,
+    reference_configs,
+    run_logged,
+)
 
 # ---------------------------------------------------------------------------------------------
 # Running both tools
-
-
-def _run_logged(command: list[str], log: Path, env: dict[str, str]) -> None:
-    print("$ " + " ".join(command), file=sys.stderr, flush=True)
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("w", encoding="utf-8") as handle:
-        code = subprocess.call(command, stdout=handle, stderr=subprocess.STDOUT, env=env)
-    if code != 0:
-        tail = log.read_text(encoding="utf-8", errors="replace").splitlines()[-30:]
-        raise SystemExit(f"command failed ({code}), see {log}:\n" + "\n".join(tail))
 
 
 def run_both(args: argparse.Namespace, tasks: Sequence[str]) -> tuple[Path, Path]:
@@ -71,35 +63,23 @@ def run_both(args: argparse.Namespace, tasks: Sequence[str]) -> tuple[Path, Path
     model = Path(args.model).resolve()
     if not (model / "config.json").exists():
         raise SystemExit(f"{model} is not a Hugging Face model directory (no config.json)")
-    env = {**os.environ, **OFFLINE_ENV}
+    env = offline_env()
     work.mkdir(parents=True, exist_ok=True)
-
-    configs = work / "ref_tasks"
-    command = [sys.executable, str(BENCH / "lmeval_tasks.py"), "--out", str(configs)]
-    command += ["--tasks", ",".join(tasks)]
-    if args.benchmarks is not None:
-        command += ["--benchmarks", str(args.benchmarks)]
-    print("$ " + " ".join(command), file=sys.stderr, flush=True)
-    generated = subprocess.run(command, env=env, check=True, capture_output=True, text=True)
-    include_path = generated.stdout.strip().splitlines()[-1]
-
-    ref_out = work / "ref"
-    model_args = f"pretrained={model},dtype={args.dtype}"
-    command = [sys.executable, "-m", "lm_eval", "--model", "hf", "--model_args", model_args]
-    command += ["--tasks", ",".join(f"ref_{t}" for t in tasks), "--include_path", include_path]
-    command += ["--batch_size", str(args.batch_size), "--device", args.device]
-    command += ["--log_samples", "--output_path", str(ref_out)]
-    if args.limit is not None:
-        command += ["--limit", str(args.limit)]
-    _run_logged(command, work / "ref.log", env)
-
-    mb_out = work / "medboard"
-    command = [sys.executable, "-c", "from medboard.cli import main; main()", "eval"]
-    command += ["--model", str(model), "--tasks", ",".join(tasks), "--dtype", args.dtype]
-    command += ["--device", args.device, "--output", str(mb_out)]
-    if args.limit is not None:
-        command += ["--limit", str(args.limit)]
-    _run_logged(command, work / "medboard.log", env)
+    include_path = reference_configs(work / "ref_tasks", tasks, args.benchmarks)
+    ref_out, mb_out = work / "ref", work / "medboard"
+    command = reference_command(
+        model,
+        args.dtype,
+        tasks,
+        include_path,
+        str(args.batch_size),
+        ref_out,
+        args.device,
+        args.limit,
+    )
+    run_logged(command, work / "ref.log", env)
+    command = medboard_command(model, args.dtype, tasks, mb_out, args.device, args.limit)
+    run_logged(command, work / "medboard.log", env)
     return ref_out, mb_out
 
 
