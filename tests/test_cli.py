@@ -262,3 +262,21 @@ def test_progress_lines_when_not_a_terminal(home: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "headqa_en: 1/3 (" in result.stderr and "q/s, ETA" in result.stderr
     assert "headqa_en: 3 done in" in result.stderr
+
+
+def test_import_published_cli(medboard_home: Path, tmp_path: Path) -> None:
+    table = tmp_path / "board.csv"
+    table.write_text("model,track,pubmedqa\norg/m,open_medical,55.0\n")
+    db = f"sqlite:///{tmp_path / 'board.db'}"
+    first = medboard(medboard_home, "import-published", str(table), "--db", db)
+    assert first.returncode == 0, first.stderr
+    assert "imported 1 published entries" in first.stdout
+    again = medboard(medboard_home, "import-published", str(table), "--db", db)
+    assert "imported already: nothing changed" in " ".join(again.stdout.split())
+    bad = tmp_path / "bad.csv"
+    bad.write_text("model,track,pubmedqa\norg/m,open_medical,155.0\n")
+    assert_one_line_error(
+        medboard(medboard_home, "import-published", str(bad), "--db", db),
+        "bad.csv line 2",
+        "not a percentage",
+    )

@@ -1,4 +1,4 @@
-"""The `medboard` command line: tasks, data, eval."""
+"""The `medboard` command line: tasks, data, eval here; the leaderboard's commands in cli_board."""
 
 import os
 import sys
@@ -19,6 +19,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from medboard.cli_options import AllowMismatch
 from medboard.errors import MedboardError
 from medboard.results.schema import RunResult
 
@@ -240,13 +241,7 @@ def eval_command(
             "native or float32."
         ),
     ] = "auto",
-    allow_data_mismatch: Annotated[
-        bool,
-        typer.Option(
-            "--allow-data-mismatch",
-            help="Evaluate data whose content hash differs from the task's.",
-        ),
-    ] = False,
+    allow_data_mismatch: AllowMismatch = False,
 ) -> None:
     """Evaluate a model; ends with a table of acc ± stderr per task and the mean over tasks."""
     from medboard.backends import create_backend
@@ -295,6 +290,15 @@ def results_table(results: list[RunResult], title: str) -> Table:
     table.add_section()
     table.add_row(f"mean of {len(results)} tasks", "", f"{100 * mean:.2f}", "", "")
     return table
+
+
+def _register_board_commands() -> None:
+    from medboard.cli_board import register
+
+    register(app)
+
+
+_register_board_commands()
 
 
 def main() -> None:

@@ -26,3 +26,16 @@ class MissingExtraError(MedboardError):
 
 class HubUnreachableError(MedboardError):
     """The model or dataset hub cannot be reached (offline, or no network)."""
+
+
+class SubmissionError(MedboardError):
+    """A submission that cannot be queued (invalid model, duplicate, rate limit)."""
+
+
+class DuplicateSubmissionError(SubmissionError):
+    """The same model, revision, precision and adapter is queued or evaluated already."""
+
+    def __init__(self, message: str, submission_id: int, entry_id: int | None) -> None:
+        super().__init__(message)
+        self.submission_id = submission_id
+        self.entry_id = entry_id

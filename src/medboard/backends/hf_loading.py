@@ -106,7 +106,7 @@ def source_revision(source: ModelSource) -> tuple[ModelSource, str]:
     return ModelSource("dir", local, commit), commit
 
 
-def _gguf_architecture(path: Path) -> str:
+def gguf_architecture(path: Path) -> str:
     from gguf import GGUFReader
 
     try:
@@ -129,7 +129,7 @@ def gguf_to_dir(path: Path, digest: str) -> Path:
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.integrations.ggml import GGUF_CONFIG_MAPPING
 
-    arch = _gguf_architecture(path)
+    arch = gguf_architecture(path)
     if arch not in GGUF_CONFIG_MAPPING:
         supported = ", ".join(sorted(GGUF_CONFIG_MAPPING))
         raise ModelError(

@@ -1,0 +1,1 @@
+"""Leaderboards: published tables, ranking of stored results."""
