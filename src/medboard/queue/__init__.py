@@ -1,0 +1,1 @@
+"""Submissions and the workers that evaluate them."""

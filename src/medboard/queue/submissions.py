@@ -1,0 +1,221 @@
+"""Submissions: validated, queued, claimed by one worker at a time, finished or failed.
+
+States: pending -> running -> finished | failed. A worker claims a job atomically (PostgreSQL:
+`SELECT ... FOR UPDATE SKIP LOCKED`; SQLite: one conditional UPDATE), keeps it alive with
+heartbeats, and a job whose heartbeat is older than the lease goes back to any worker that asks,
+which resumes the evaluation from its answer cache.
+"""
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, or_, select, update
+
+from medboard.backends.hf_loading import DTYPES
+from medboard.errors import DuplicateSubmissionError, MedboardError, SubmissionError
+from medboard.queue.validate import ModelInfo, validate_model
+from medboard.results.db import Database, Entry, Model, Submission, utcnow
+
+TRACKS = ("open_medical", "flowertune_medical")
+DEFAULT_LEASE_SECONDS = 120.0
+ACTIVE = ("pending", "running", "finished")
+
+
+@dataclass(frozen=True)
+class SubmitRequest:
+    model: str  # local path, .gguf file or Hub id
+    track: str = "open_medical"
+    dtype: str = "bfloat16"
+    revision: str = ""
+    adapter: str | None = None
+    submitter: str = ""
+
+
+def rate_limit() -> int:
+    """Submissions allowed per submitter per hour (MEDBOARD_SUBMIT_LIMIT, default 10)."""
+    return int(os.environ.get("MEDBOARD_SUBMIT_LIMIT", "10"))
+
+
+def _check_request(request: SubmitRequest) -> None:
+    if not request.model.strip():
+        raise SubmissionError("no model given")
+    if request.track not in TRACKS:
+        raise SubmissionError(f"unknown track '{request.track}' (choose from {', '.join(TRACKS)})")
+    if request.dtype not in DTYPES:
+        raise SubmissionError(f"unknown dtype '{request.dtype}' (choose from {', '.join(DTYPES)})")
+
+
+def _duplicate(database: Database, request: SubmitRequest, info: ModelInfo) -> None:
+    with database.session() as session:
+        queued = session.scalars(
+            select(Submission).where(
+                Submission.revision == info.revision,
+                Submission.dtype == request.dtype,
+                Submission.track == request.track,
+                Submission.status.in_(ACTIVE),
+            )
+        ).all()
+        for existing in queued:
+            if existing.info.get("adapter_hash", "") == info.adapter_hash:
+                where = (
+                    f"/model/{existing.entry_id}"
+                    if existing.entry_id
+                    else f"/queue#submission-{existing.id}"
+                )
+                raise DuplicateSubmissionError(
+                    f"{request.model} ({request.dtype}) is submitted already as #{existing.id} "
+                    f"({existing.status}): see {where}",
+                    existing.id,
+                    existing.entry_id,
+                )
+        entry = session.scalars(
+            select(Entry)
+            .join(Model)
+            .where(
+                Model.revision == info.revision,
+                Model.dtype == request.dtype,
+                Model.adapter_hash == info.adapter_hash,
+                Entry.track == request.track,
+                Entry.origin == "evaluated",
+            )
+        ).first()
+        if entry is not None:
+            raise DuplicateSubmissionError(
+                f"{request.model} ({request.dtype}) is on the leaderboard already: "
+                f"see /model/{entry.id}",
+                0,
+                entry.id,
+            )
+
+
+def submit(
+    database: Database,
+    request: SubmitRequest,
+    validate: Callable[[str, str, str | None], ModelInfo] = validate_model,
+) -> Submission:
+    """Validate the model and queue it (pending); SubmissionError says why it cannot be."""
+    _check_request(request)
+    since = utcnow() - timedelta(hours=1)
+    with database.session() as session:
+        recent = session.scalar(
+            select(func.count())
+            .select_from(Submission)
+            .where(Submission.submitter == request.submitter, Submission.created_at >= since)
+        )
+    if request.submitter and recent >= rate_limit():
+        raise SubmissionError(
+            f"rate limit: {recent} submissions from {request.submitter} in the last hour "
+            f"(at most {rate_limit()}); try again later"
+        )
+    try:
+        info = validate(request.model, request.revision, request.adapter)
+    except MedboardError as exc:
+        raise SubmissionError(f"{request.model} cannot be submitted: {exc}") from None
+    _duplicate(database, request, info)
+    submission = Submission(
+        model=request.model,
+        revision=info.revision,
+        dtype=request.dtype,
+        adapter=request.adapter,
+        track=request.track,
+        submitter=request.submitter,
+        status="pending",
+        info=info.to_json(),
+    )
+    with database.session() as session:
+        session.add(submission)
+    return submission
+
+
+def list_submissions(database: Database) -> list[Submission]:
+    """Every submission, newest first."""
+    with database.session() as session:
+        return list(session.scalars(select(Submission).order_by(Submission.id.desc())).all())
+
+
+def get_submission(database: Database, submission_id: int) -> Submission | None:
+    with database.session() as session:
+        return session.get(Submission, submission_id)
+
+
+def _claimable(now: datetime, lease_seconds: float) -> object:
+    expired = now - timedelta(seconds=lease_seconds)
+    return or_(
+        Submission.status == "pending",
+        (Submission.status == "running") & (Submission.heartbeat_at < expired),
+    )
+
+
+def claim(
+    database: Database, worker: str, lease_seconds: float = DEFAULT_LEASE_SECONDS
+) -> Submission | None:
+    """Take the oldest pending job (or one whose worker stopped beating), or None."""
+    now = utcnow()
+    with database.session() as session:
+        if database.engine.dialect.name == "postgresql":
+            job = session.scalars(
+                select(Submission)
+                .where(_claimable(now, lease_seconds))
+                .order_by(Submission.id)
+                .limit(1)
+                .with_for_update(skip_locked=True)
+            ).first()
+            if job is None:
+                return None
+            job_id = job.id
+        else:
+            job_id = session.scalar(
+                select(Submission.id)
+                .where(_claimable(now, lease_seconds))
+                .order_by(Submission.id)
+                .limit(1)
+            )
+            if job_id is None:
+                return None
+        # The condition is repeated in the UPDATE: of two SQLite workers that picked the same
+        # job, only one changes a row.
+        changed = session.execute(
+            update(Submission)
+            .where(Submission.id == job_id, _claimable(now, lease_seconds))
+            .values(
+                status="running",
+                worker=worker,
+                heartbeat_at=now,
+                attempts=Submission.attempts + 1,
+                reason=None,
+                updated_at=now,
+            )
+        ).rowcount
+    if changed != 1:
+        return None
+    return get_submission(database, job_id)
+
+
+def _update_claimed(database: Database, submission_id: int, worker: str, **values: object) -> bool:
+    """Change a running job only if it is still this worker's."""
+    with database.session() as session:
+        changed = session.execute(
+            update(Submission)
+            .where(
+                Submission.id == submission_id,
+                Submission.worker == worker,
+                Submission.status == "running",
+            )
+            .values(updated_at=utcnow(), **values)
+        ).rowcount
+    return changed == 1
+
+
+def heartbeat(database: Database, submission_id: int, worker: str) -> bool:
+    """Keep a claim alive; False when the job is no longer this worker's."""
+    return _update_claimed(database, submission_id, worker, heartbeat_at=utcnow())
+
+
+def finish(database: Database, submission_id: int, worker: str, entry_id: int) -> bool:
+    return _update_claimed(database, submission_id, worker, status="finished", entry_id=entry_id)
+
+
+def fail(database: Database, submission_id: int, worker: str, reason: str) -> bool:
+    return _update_claimed(database, submission_id, worker, status="failed", reason=reason)

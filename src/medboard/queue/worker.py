@@ -1,0 +1,175 @@
+"""`medboard worker`: claim one job at a time, evaluate it, record the entry, repeat.
+
+A heartbeat thread keeps the claim alive while the evaluation runs. When a worker dies, its job
+is claimed again once the lease expires, and the evaluation resumes from the run store's answer
+cache (a run's key does not depend on the worker), so nothing finished is computed twice.
+"""
+
+import logging
+import socket
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+from medboard.errors import MedboardError
+from medboard.queue.submissions import (
+    DEFAULT_LEASE_SECONDS,
+    claim,
+    fail,
+    finish,
+    heartbeat,
+)
+from medboard.results.db import Database, Submission
+from medboard.results.record import record_entry
+from medboard.runner import EvalOptions, SilentReporter, evaluate
+
+log = logging.getLogger("medboard.worker")
+
+
+class LostClaimError(Exception):
+    """Another worker took the job over (this one's heartbeat had expired)."""
+
+
+def default_name() -> str:
+    return f"{socket.gethostname()}:{threading.get_native_id()}"
+
+
+class _JobReporter(SilentReporter):
+    """Logs progress now and then and stops the evaluation once the claim is lost."""
+
+    def __init__(self, job_id: int, lost: threading.Event, every: float = 30.0) -> None:
+        self.job_id = job_id
+        self.lost = lost
+        self.every = every
+        self.task = ""
+        self.total = 0
+        self.done = 0
+        self.last = 0.0
+
+    def start(self, task: str, total: int, done: int) -> None:
+        self.task, self.total, self.done = task, total, done
+        log.info("job #%d: %s %d/%d", self.job_id, task, done, total)
+
+    def advance(self, n: int) -> None:
+        if self.lost.is_set():
+            raise LostClaimError(f"job #{self.job_id} was claimed by another worker")
+        self.done += n
+        if time.monotonic() - self.last >= self.every:
+            self.last = time.monotonic()
+            log.info("job #%d: %s %d/%d", self.job_id, self.task, self.done, self.total)
+
+
+def _beat(
+    database: Database, job_id: int, worker: str, every: float, stop: threading.Event,
+    lost: threading.Event,
+) -> None:  # fmt: skip
+    while not stop.wait(every):
+        try:
+            if not heartbeat(database, job_id, worker):
+                lost.set()
+                return
+        except Exception:  # a database hiccup: try again at the next beat
+            log.warning("job #%d: heartbeat failed", job_id, exc_info=True)
+
+
+def evaluate_job(
+    database: Database,
+    job: Submission,
+    worker: str,
+    lease_seconds: float = DEFAULT_LEASE_SECONDS,
+    options: EvalOptions | None = None,
+    backend_factory: Callable[..., Any] | None = None,
+) -> int:
+    """Evaluate a claimed job on its track and record the entry; returns the entry id."""
+    from medboard.backends import create_backend
+    from medboard.tasks import REGISTRY
+
+    tasks = REGISTRY.resolve(job.track, None)
+    factory = backend_factory or create_backend
+    backend = factory(job.model, dtype=job.dtype, adapter=job.adapter, revision=job.revision)
+    if job.info.get("kind") != "hub" and backend.identity()["revision"] != job.revision:
+        raise MedboardError(f"{job.model} changed since it was submitted (its hash differs)")
+    stop, lost = threading.Event(), threading.Event()
+    beater = threading.Thread(
+        target=_beat,
+        args=(database, job.id, worker, max(lease_seconds / 4, 0.05), stop, lost),
+        daemon=True,
+    )
+    beater.start()
+    try:
+        reporter = _JobReporter(job.id, lost)
+        results = evaluate(tasks, backend, options=options or EvalOptions(), reporter=reporter)
+    finally:
+        stop.set()
+        beater.join()
+    if lost.is_set() or not heartbeat(database, job.id, worker):
+        raise LostClaimError(f"job #{job.id} was claimed by another worker")
+    details = {
+        "name": job.model,
+        "parameters": job.info.get("parameters"),
+        "license": job.info.get("license"),
+        "model_type": job.info.get("model_type", "unknown"),
+    }
+    return record_entry(
+        database,
+        job.track,
+        results,
+        backend.identity(),
+        details,
+        source=f"submission #{job.id}",
+    )
+
+
+def run_job(
+    database: Database,
+    job: Submission,
+    worker: str,
+    lease_seconds: float = DEFAULT_LEASE_SECONDS,
+    options: EvalOptions | None = None,
+) -> str:
+    """Evaluate one claimed job and mark it finished or failed; returns the final status."""
+    log.info("job #%d: %s (%s) on %s", job.id, job.model, job.dtype, job.track)
+    try:
+        entry_id = evaluate_job(database, job, worker, lease_seconds, options)
+    except LostClaimError as exc:
+        log.warning("%s", exc)
+        return "lost"
+    except MedboardError as exc:
+        fail(database, job.id, worker, str(exc))
+        log.warning("job #%d failed: %s", job.id, exc)
+        return "failed"
+    except Exception as exc:
+        fail(database, job.id, worker, f"internal error: {type(exc).__name__}: {exc}")
+        log.error("job #%d failed:\n%s", job.id, traceback.format_exc())
+        return "failed"
+    finish(database, job.id, worker, entry_id)
+    log.info("job #%d finished: entry %d", job.id, entry_id)
+    return "finished"
+
+
+def run_worker(
+    database: Database,
+    name: str | None = None,
+    once: bool = False,
+    poll_seconds: float = 2.0,
+    lease_seconds: float = DEFAULT_LEASE_SECONDS,
+    stop: threading.Event | None = None,
+    options: EvalOptions | None = None,
+) -> int:
+    """Drain the queue; with `once`, stop when it is empty. Returns the jobs handled."""
+    name = name or default_name()
+    stop = stop or threading.Event()
+    handled = 0
+    log.info("worker %s polling %s", name, database.url)
+    while not stop.is_set():
+        job = claim(database, name, lease_seconds)
+        if job is None:
+            if once:
+                break
+            stop.wait(poll_seconds)
+            continue
+        run_job(database, job, name, lease_seconds, options)
+        handled += 1
+    return handled

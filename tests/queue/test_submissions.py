@@ -1,0 +1,154 @@
+"""Submissions: validation on real model files, duplicates, rate limit, atomic claims, leases."""
+
+import shutil
+import threading
+from pathlib import Path
+
+import pytest
+from sqlalchemy import update
+
+from medboard.errors import DuplicateSubmissionError, SubmissionError
+from medboard.queue.submissions import (
+    SubmitRequest,
+    claim,
+    fail,
+    finish,
+    heartbeat,
+    list_submissions,
+    submit,
+)
+from medboard.queue.validate import model_card_license, validate_model
+from medboard.results.db import Database, Submission, open_database, utcnow
+
+
+@pytest.fixture()
+def database(tmp_path: Path):
+    return open_database(f"sqlite:///{tmp_path / 'q.db'}")
+
+
+def test_validate_a_local_model(tiny_model: Path, medboard_home: Path) -> None:
+    info = validate_model(str(tiny_model))
+    assert info.kind == "dir"
+    assert info.revision.startswith("sha256:")
+    assert info.architecture == "LlamaForCausalLM"
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32)
+    assert info.parameters == sum(p.numel() for p in model.parameters())
+
+
+def test_validate_refuses_pickle_weights(tiny_model: Path, tmp_path: Path, medboard_home) -> None:
+    copy = tmp_path / "pickled"
+    shutil.copytree(tiny_model, copy)
+    (copy / "model.safetensors").rename(copy / "pytorch_model.bin")
+    with pytest.raises(Exception, match="no safetensors weights \\(found pytorch_model.bin\\)"):
+        validate_model(str(copy))
+
+
+def test_validate_refuses_a_broken_tokenizer(tiny_model: Path, tmp_path: Path, medboard_home):
+    copy = tmp_path / "broken"
+    shutil.copytree(tiny_model, copy)
+    (copy / "tokenizer.json").write_text("{not json")
+    with pytest.raises(Exception, match="tokenizer of .* does not load"):
+        validate_model(str(copy))
+
+
+def test_model_card_license(tmp_path: Path) -> None:
+    (tmp_path / "README.md").write_text("---\nlicense: apache-2.0\ntags: [x]\n---\n# Model\n")
+    assert model_card_license(tmp_path) == "apache-2.0"
+    (tmp_path / "README.md").write_text("# no front matter\nlicense: mit\n")
+    assert model_card_license(tmp_path) is None
+
+
+def test_submit_queues_and_refuses_duplicates(tiny_model: Path, medboard_home, database) -> None:
+    job = submit(database, SubmitRequest(model=str(tiny_model), dtype="float32", submitter="a"))
+    assert job.status == "pending" and job.info["parameters"] > 0
+    with pytest.raises(DuplicateSubmissionError, match=f"#{job.id} \\(pending\\)") as dup:
+        submit(database, SubmitRequest(model=str(tiny_model), dtype="float32", submitter="b"))
+    assert dup.value.submission_id == job.id
+    # another precision is another submission
+    other = submit(database, SubmitRequest(model=str(tiny_model), dtype="bfloat16"))
+    assert [s.id for s in list_submissions(database)] == [other.id, job.id]
+
+
+@pytest.mark.parametrize(
+    ("request_", "message"),
+    [
+        (SubmitRequest(model=""), "no model given"),
+        (SubmitRequest(model="x", track="nowhere"), "unknown track 'nowhere'"),
+        (SubmitRequest(model="x", dtype="int4"), "unknown dtype 'int4'"),
+        (SubmitRequest(model="/no/such/model"), "cannot be submitted: model path .* not exist"),
+    ],
+)
+def test_bad_submissions(database, medboard_home, request_, message) -> None:
+    with pytest.raises(SubmissionError, match=message):
+        submit(database, request_)
+    assert list_submissions(database) == []
+
+
+def test_rate_limit_per_submitter(tiny_model, medboard_home, database, monkeypatch) -> None:
+    monkeypatch.setenv("MEDBOARD_SUBMIT_LIMIT", "2")
+    for dtype in ("float32", "bfloat16"):
+        submit(database, SubmitRequest(model=str(tiny_model), dtype=dtype, submitter="eve"))
+    with pytest.raises(SubmissionError, match="rate limit: 2 submissions from eve"):
+        submit(database, SubmitRequest(model=str(tiny_model), dtype="float16", submitter="eve"))
+    submit(database, SubmitRequest(model=str(tiny_model), dtype="float16", submitter="bob"))
+
+
+def _queue(database, n: int) -> list[int]:
+    ids = []
+    with database.session() as session:
+        for i in range(n):
+            job = Submission(model=f"m{i}", revision=f"r{i}", dtype="float32", track="open_medical")
+            session.add(job)
+            session.flush()
+            ids.append(job.id)
+    return ids
+
+
+def test_claim_is_oldest_first_and_exclusive(database) -> None:
+    ids = _queue(database, 2)
+    first = claim(database, "w1")
+    second = claim(database, "w2")
+    assert (first.id, second.id) == tuple(ids)
+    assert first.status == "running" and first.worker == "w1" and first.attempts == 1
+    assert claim(database, "w3") is None
+    assert heartbeat(database, first.id, "w1")
+    assert not heartbeat(database, first.id, "w2")  # not w2's job
+    assert finish(database, first.id, "w1", entry_id=None)
+    assert fail(database, second.id, "w2", "model broke")
+    assert not finish(database, second.id, "w2", entry_id=None)  # ended already
+    states = {s.id: (s.status, s.reason) for s in list_submissions(database)}
+    assert states == {ids[0]: ("finished", None), ids[1]: ("failed", "model broke")}
+
+
+def test_concurrent_claims_never_share_a_job(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'race.db'}"
+    ids = _queue(open_database(url), 30)
+    taken: list[int] = []
+    lock = threading.Lock()
+
+    def worker(name: str) -> None:
+        database = Database(url)  # one engine per worker, as separate processes have
+        while (job := claim(database, name)) is not None:
+            with lock:
+                taken.append(job.id)
+
+    threads = [threading.Thread(target=worker, args=(f"w{i}",)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(taken) == ids
+
+
+def test_expired_lease_is_reclaimed(database) -> None:
+    (job_id,) = _queue(database, 1)
+    assert claim(database, "dead", lease_seconds=60).id == job_id
+    assert claim(database, "alive", lease_seconds=60) is None
+    with database.session() as session:  # the dead worker's last beat was long ago
+        session.execute(update(Submission).values(heartbeat_at=utcnow().replace(year=2000)))
+    again = claim(database, "alive", lease_seconds=60)
+    assert again.id == job_id and again.worker == "alive" and again.attempts == 2
+    assert not heartbeat(database, job_id, "dead")  # the dead worker learns it lost the job

@@ -1,0 +1,86 @@
+"""The worker on a real tiny model and the fixture tasks: a job goes pending -> finished."""
+
+import shutil
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from medboard.queue.submissions import SubmitRequest, claim, list_submissions, submit
+from medboard.queue.worker import run_worker
+from medboard.results.db import Entry, Run, open_database
+from medboard.runner import EvalOptions
+from tests.conftest import import_fixture_tasks
+
+OPTIONS = EvalOptions(allow_data_mismatch=True)  # the fixtures are not the real benchmarks
+
+
+@pytest.fixture()
+def home(medboard_home: Path) -> Path:
+    import_fixture_tasks(medboard_home)
+    return medboard_home
+
+
+@pytest.fixture()
+def database(tmp_path: Path):
+    return open_database(f"sqlite:///{tmp_path / 'w.db'}")
+
+
+def test_worker_evaluates_and_records_an_entry(tiny_model: Path, home: Path, database) -> None:
+    job = submit(database, SubmitRequest(model=str(tiny_model), dtype="float32", submitter="a"))
+    assert run_worker(database, "w1", once=True, options=OPTIONS) == 1
+    (done,) = list_submissions(database)
+    assert done.status == "finished", done.reason
+    with database.session() as session:
+        entry = session.get(Entry, done.entry_id)
+        assert entry.origin == "evaluated" and entry.track == "open_medical"
+        assert entry.source == f"submission #{job.id}"
+        assert entry.model.parameters == job.info["parameters"]
+        assert entry.model.revision == job.revision
+        tasks = {s.task for s in entry.scores if s.metric == "acc"}
+        assert len(tasks) == 9
+        assert all(0.0 <= s.value <= 1.0 for s in entry.scores)
+        # stderr is known wherever a task has more than one question (SQLite stores NaN as NULL)
+        assert all(s.stderr is not None for s in entry.scores if s.n > 1)
+        runs = session.scalars(select(Run)).all()
+        assert len(runs) == 9 and all(Path(r.samples_path).exists() for r in runs)
+    assert run_worker(database, "w1", once=True, options=OPTIONS) == 0  # queue empty
+
+
+def test_a_job_that_cannot_run_fails_with_its_reason(
+    tiny_model: Path, home: Path, tmp_path: Path, database
+) -> None:
+    copy = tmp_path / "vanishing"
+    shutil.copytree(tiny_model, copy)
+    submit(database, SubmitRequest(model=str(copy), dtype="float32"))
+    shutil.rmtree(copy)
+    run_worker(database, "w1", once=True, options=OPTIONS)
+    (job,) = list_submissions(database)
+    assert job.status == "failed"
+    assert "does not exist" in job.reason
+    with database.session() as session:
+        assert session.scalars(select(Entry)).all() == []
+
+
+def test_a_model_changed_after_submission_fails(
+    tiny_model: Path, home: Path, tmp_path: Path, database
+) -> None:
+    copy = tmp_path / "changing"
+    shutil.copytree(tiny_model, copy)
+    submit(database, SubmitRequest(model=str(copy), dtype="float32"))
+    config = copy / "config.json"
+    config.write_text(config.read_text().replace('"rms_norm_eps": 1e-06', '"rms_norm_eps": 1e-05'))
+    run_worker(database, "w1", once=True, options=OPTIONS)
+    (job,) = list_submissions(database)
+    assert job.status == "failed" and "changed since it was submitted" in job.reason
+
+
+def test_lost_claim_records_nothing(tiny_model: Path, home: Path, database, monkeypatch) -> None:
+    import medboard.queue.worker as worker
+
+    submit(database, SubmitRequest(model=str(tiny_model), dtype="float32"))
+    job = claim(database, "slow")
+    monkeypatch.setattr(worker, "heartbeat", lambda *a: False)  # someone else took it over
+    assert worker.run_job(database, job, "slow", options=OPTIONS) == "lost"
+    with database.session() as session:
+        assert session.scalars(select(Entry)).all() == []
