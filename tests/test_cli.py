@@ -280,3 +280,12 @@ def test_import_published_cli(medboard_home: Path, tmp_path: Path) -> None:
         "bad.csv line 2",
         "not a percentage",
     )
+
+
+def test_ci_runs_the_readme_test_command() -> None:
+    root = Path(__file__).parents[1]
+    readme = (root / "README.md").read_text()
+    blocks = readme.split("```bash\n")
+    test_command = blocks[2].split("\n```", 1)[0].strip()
+    assert "pytest" in test_command
+    assert test_command in (root / ".ci" / "run").read_text()

@@ -1,6 +1,7 @@
 """The leaderboard's commands end to end: submit, worker (with kill -9 and reclaim)."""
 
 import contextlib
+import json
 import os
 import signal
 import sqlite3
@@ -106,7 +107,28 @@ def test_worker_killed_mid_job_is_reclaimed_and_resumes(home: Path, tmp_path: Pa
         "--allow-data-mismatch", "--output", str(tmp_path / "fresh-out"),
     )  # fmt: skip
     assert fresh.returncode == 0, fresh.stderr
-    import json
-
     expected = json.loads((tmp_path / "fresh-out" / "results.json").read_text())["results"]
     assert resumed == {task: expected[task]["acc"] for task in resumed}
+
+
+def test_import_results_and_export_cli(home: Path, tmp_path: Path) -> None:
+    from tests.leaderboard.test_exchange import lmeval_folder
+
+    db = f"sqlite:///{tmp_path / 'board.db'}"
+    root = lmeval_folder(tmp_path / "lm", {"pubmedqa": 0.5, "winogrande": 0.6})
+    imported = medboard(home, "import-results", str(root), "--db", db)
+    assert imported.returncode == 0, imported.stderr
+    text = " ".join(imported.stdout.split())
+    assert "imported entry 1 on flowertune_medical: pubmedqa" in text
+    assert "skipped tasks medboard does not know: winogrande" in text
+    exported = medboard(home, "export", "--out", str(tmp_path / "ex"), "--entry", "1", "--db", db)
+    assert exported.returncode == 0, exported.stderr
+    (results,) = (tmp_path / "ex").rglob("results_*.json")
+    assert json.loads(results.read_text())["results"]["pubmedqa"]["acc,none"] == 0.5
+    assert_one_line_error(
+        medboard(home, "export", "--out", str(tmp_path / "ex"), "--format", "csv", "--db", db),
+        "unknown export format 'csv'",
+    )
+    assert_one_line_error(
+        medboard(home, "import-results", str(tmp_path / "nowhere"), "--db", db), "does not exist"
+    )

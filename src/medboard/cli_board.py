@@ -80,7 +80,55 @@ def worker_command(
     out.print(f"worker stopped after {handled} job(s)")
 
 
+def import_results_command(
+    path: Annotated[
+        Path, typer.Argument(help="An lm-eval --output_path folder or its results_*.json.")
+    ],
+    track: Annotated[
+        str | None,
+        typer.Option(help="Track of the entry (default: the track its tasks cover best)."),
+    ] = None,
+    db: DbOption = None,
+) -> None:
+    """Bring an lm-evaluation-harness run into the leaderboard, marked as imported."""
+    from medboard.leaderboard.exchange import import_results
+    from medboard.results.db import open_database
+
+    report = import_results(open_database(db), path, track)
+    skipped = f"; skipped tasks medboard does not know: {', '.join(report.skipped)}"
+    note = skipped if report.skipped else ""
+    if report.entry_id is None:
+        out.print(f"{report.results_file} was imported already: nothing changed{note}")
+    else:
+        out.print(
+            f"imported entry {report.entry_id} on {report.track}: {', '.join(report.tasks)}{note}"
+        )
+
+
+def export_command(
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder to write into.")],
+    fmt: Annotated[str, typer.Option("--format", help="Output format: lm-eval.")] = "lm-eval",
+    entry: Annotated[
+        list[int] | None, typer.Option("--entry", help="Entry id (repeatable; default all).")
+    ] = None,
+    db: DbOption = None,
+) -> None:
+    """Write evaluated (and imported) entries in lm-evaluation-harness's output format."""
+    from medboard.errors import MedboardError
+    from medboard.leaderboard.exchange import export_entries
+    from medboard.results.db import open_database
+
+    if fmt != "lm-eval":
+        raise MedboardError(f"unknown export format '{fmt}' (supported: lm-eval)")
+    written = export_entries(open_database(db), out_dir, entry)
+    for path in written:
+        out.print(f"wrote {path}")
+    out.print(f"{len(written)} entr{'y' if len(written) == 1 else 'ies'} exported to {out_dir}")
+
+
 def register(app: typer.Typer) -> None:
+    app.command("import-results")(import_results_command)
+    app.command("export")(export_command)
     app.command("import-published")(import_published_command)
     app.command("submit")(submit_command)
     app.command("worker")(worker_command)

@@ -5,6 +5,7 @@ from the package registry when it is not there yet); skipped when either cannot 
 comparison is run by hand (docs/parity.md); this keeps CI honest on a slice of every task.
 """
 
+import json
 import os
 import subprocess
 import sys
@@ -76,3 +77,15 @@ def test_float32_parity_on_a_subset(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     print(result.stdout)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert report.exists()
+    # The reference's real output folder is what `medboard import-results` takes.
+    from medboard.leaderboard.exchange import import_results
+    from medboard.results.db import Entry, open_database
+
+    database = open_database(f"sqlite:///{tmp_path / 'board.db'}")
+    imported = import_results(database, tmp_path / "work" / "ref")
+    assert len(imported.tasks) == 11 and imported.skipped == []
+    reported = json.loads(report.read_text())["tasks"]
+    with database.session() as session:
+        scores = {s.task: s.value for s in session.get(Entry, imported.entry_id).scores
+                  if s.metric == "acc"}  # fmt: skip
+    assert scores == {task: reported[task]["reported"]["acc_a"] for task in scores}
