@@ -33,6 +33,11 @@ class SubmitRequest:
     submitter: str = ""
 
 
+def approval_required() -> bool:
+    """Whether new submissions wait for an admin's approval (MEDBOARD_REQUIRE_APPROVAL=1)."""
+    return os.environ.get("MEDBOARD_REQUIRE_APPROVAL", "") not in ("", "0", "false", "no")
+
+
 def rate_limit() -> int:
     """Submissions allowed per submitter per hour (MEDBOARD_SUBMIT_LIMIT, default 10)."""
     return int(os.environ.get("MEDBOARD_SUBMIT_LIMIT", "10"))
@@ -122,6 +127,7 @@ def submit(
         track=request.track,
         submitter=request.submitter,
         status="pending",
+        approved=not approval_required(),
         info=info.to_json(),
     )
     with database.session() as session:
@@ -142,7 +148,7 @@ def get_submission(database: Database, submission_id: int) -> Submission | None:
 
 def _claimable(now: datetime, lease_seconds: float) -> object:
     expired = now - timedelta(seconds=lease_seconds)
-    return or_(
+    return Submission.approved.is_(True) & or_(
         Submission.status == "pending",
         (Submission.status == "running") & (Submission.heartbeat_at < expired),
     )

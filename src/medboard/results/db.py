@@ -29,6 +29,7 @@ from sqlalchemy import (
     UniqueConstraint,
     create_engine,
     event,
+    true,
 )
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
@@ -151,6 +152,9 @@ class Submission(Base):
     track: Mapped[str] = mapped_column(String(50))
     submitter: Mapped[str] = mapped_column(String(200), default="")
     status: Mapped[str] = mapped_column(String(20), default="pending", index=True)
+    # Workers take approved jobs only; submissions are approved on arrival unless the
+    # leaderboard asks for review (MEDBOARD_REQUIRE_APPROVAL=1).
+    approved: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     reason: Mapped[str | None] = mapped_column(Text, default=None)
     info: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # what validation found
     worker: Mapped[str | None] = mapped_column(String(200), default=None)

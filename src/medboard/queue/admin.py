@@ -1,0 +1,64 @@
+"""Admin actions: approve or rerun a submission, hide or delete an entry.
+
+The web app asks for the admin token before calling these; each returns what it changed and
+raises AdminError (a MedboardError) when the target does not exist or cannot take the action.
+"""
+
+from sqlalchemy import update
+
+from medboard.errors import MedboardError
+from medboard.results.db import Database, Entry, Submission, utcnow
+
+
+class AdminError(MedboardError):
+    """An admin action that does not apply."""
+
+
+def approve(database: Database, submission_id: int) -> Submission:
+    with database.session() as session:
+        job = session.get(Submission, submission_id)
+        if job is None:
+            raise AdminError(f"no submission #{submission_id}")
+        job.approved = True
+        job.updated_at = utcnow()
+        return job
+
+
+def rerun(database: Database, submission_id: int) -> Submission:
+    """Queue a failed or finished job again (a finished run's cached answers are reused)."""
+    with database.session() as session:
+        job = session.get(Submission, submission_id)
+        if job is None:
+            raise AdminError(f"no submission #{submission_id}")
+        if job.status not in ("failed", "finished"):
+            raise AdminError(f"submission #{submission_id} is {job.status}: nothing to rerun")
+        changed = session.execute(
+            update(Submission)
+            .where(Submission.id == submission_id, Submission.status == job.status)
+            .values(status="pending", worker=None, reason=None, updated_at=utcnow())
+        ).rowcount
+        if changed != 1:
+            raise AdminError(f"submission #{submission_id} changed meanwhile; try again")
+        session.refresh(job)
+        return job
+
+
+def hide(database: Database, entry_id: int, hidden: bool = True) -> Entry:
+    with database.session() as session:
+        entry = session.get(Entry, entry_id)
+        if entry is None:
+            raise AdminError(f"no entry {entry_id}")
+        entry.hidden = hidden
+        return entry
+
+
+def delete(database: Database, entry_id: int) -> None:
+    """Delete an entry and its scores (its runs stay: they are the record of what ran)."""
+    with database.session() as session:
+        entry = session.get(Entry, entry_id)
+        if entry is None:
+            raise AdminError(f"no entry {entry_id}")
+        session.execute(
+            update(Submission).where(Submission.entry_id == entry_id).values(entry_id=None)
+        )
+        session.delete(entry)
