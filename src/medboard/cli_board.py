@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from medboard.cli_options import AllowMismatch, DbOption
+from medboard.cli_options import AllowMismatch, DbOption, LeaseOption
 
 out = Console()
 
@@ -61,9 +61,7 @@ def worker_command(
     ] = False,
     name: Annotated[str | None, typer.Option(help="Worker name (default host:thread).")] = None,
     poll: Annotated[float, typer.Option(help="Seconds between polls of an empty queue.")] = 2.0,
-    lease: Annotated[
-        float, typer.Option(help="Seconds without a heartbeat before a job is reclaimed.")
-    ] = 120.0,
+    lease: LeaseOption = 120.0,
     allow_data_mismatch: AllowMismatch = False,
     db: DbOption = None,
 ) -> None:
@@ -126,7 +124,99 @@ def export_command(
     out.print(f"{len(written)} entr{'y' if len(written) == 1 else 'ies'} exported to {out_dir}")
 
 
+def _default_published() -> list[Path]:
+    from medboard.paths import shared_benchmarks
+
+    benchmarks = shared_benchmarks()
+    table = benchmarks.parent / "published" / "flowertune_medical.csv" if benchmarks else None
+    return [table] if table is not None and table.is_file() else []
+
+
+def serve_command(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    workers: Annotated[
+        int, typer.Option(help="In-process worker threads (0: leave the queue to `worker`).")
+    ] = 1,
+    published: Annotated[
+        list[Path] | None,
+        typer.Option(
+            help="Published table to load at start (repeatable; default: the FlowerTune medical "
+            "table of ../shared/published when present)."
+        ),
+    ] = None,
+    submit: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--submit", help="Model to queue at start (repeatable), as `medboard submit`."
+        ),
+    ] = None,
+    dtype: Annotated[
+        str, typer.Option(help="dtype of the models queued by --submit.")
+    ] = "bfloat16",
+    admin_token: Annotated[
+        str | None,
+        typer.Option(help="Token for admin actions (default: $MEDBOARD_ADMIN_TOKEN; none: off)."),
+    ] = None,
+    lease: LeaseOption = 120.0,
+    allow_data_mismatch: AllowMismatch = False,
+    db: DbOption = None,
+) -> None:
+    """The leaderboard: web app and in-process workers on one database (SQLite by default)."""
+    import os
+    import threading
+
+    import uvicorn
+
+    from medboard.errors import DuplicateSubmissionError
+    from medboard.leaderboard.published import import_published
+    from medboard.queue.submissions import SubmitRequest
+    from medboard.queue.submissions import submit as queue_submit
+    from medboard.queue.worker import run_worker
+    from medboard.results.db import open_database
+    from medboard.runner import EvalOptions
+    from medboard.web.app import create_app
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    database = open_database(db)
+    for table in published if published is not None else _default_published():
+        report = import_published(database, table)
+        if not report.already_imported:
+            out.print(f"loaded {report.added} published entries from {table}")
+    for model in submit or []:
+        try:
+            job = queue_submit(database, SubmitRequest(model=model, dtype=dtype))
+            out.print(f"queued #{job.id}: {model} ({dtype})")
+        except DuplicateSubmissionError as exc:
+            out.print(f"not queued again: {exc}")
+    stop = threading.Event()
+    options = EvalOptions(allow_data_mismatch=allow_data_mismatch)
+    threads = [
+        threading.Thread(
+            target=run_worker,
+            kwargs={
+                "database": database,
+                "name": f"serve-{i}",
+                "lease_seconds": lease,
+                "stop": stop,
+                "options": options,
+            },
+            daemon=True,
+        )  # fmt: skip
+        for i in range(workers)
+    ]
+    for thread in threads:
+        thread.start()
+    token = admin_token or os.environ.get("MEDBOARD_ADMIN_TOKEN") or None
+    out.print(f"medboard at http://{host}:{port}/ ({database.url}, {workers} worker(s))")
+    try:
+        uvicorn.run(create_app(database, admin_token=token), host=host, port=port, log_level="info")
+    finally:
+        stop.set()
+
+
 def register(app: typer.Typer) -> None:
+    app.command("serve")(serve_command)
     app.command("import-results")(import_results_command)
     app.command("export")(export_command)
     app.command("import-published")(import_published_command)

@@ -16,3 +16,7 @@ DbOption = Annotated[
     str | None,
     typer.Option("--db", help="Database URL (default: $MEDBOARD_DB, else <home>/medboard.db)."),
 ]
+
+LeaseOption = Annotated[
+    float, typer.Option(help="Seconds without a heartbeat before a job is reclaimed.")
+]

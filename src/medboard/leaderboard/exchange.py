@@ -38,6 +38,7 @@ def _track_for(tasks: list[str], track: str | None) -> str:
         if track not in TRACKS:
             raise DataError(f"unknown track '{track}' (choose from {', '.join(TRACKS)})")
         return track
+
     def covered(name: str) -> tuple[int, float]:  # most tasks, then the largest share
         track_tasks = {t.name for t in REGISTRY.resolve(name, None)}
         shared = len(set(tasks) & track_tasks)

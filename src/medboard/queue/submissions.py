@@ -43,9 +43,18 @@ def rate_limit() -> int:
     return int(os.environ.get("MEDBOARD_SUBMIT_LIMIT", "10"))
 
 
+FIELD_LIMITS = {"model": 500, "revision": 100, "adapter": 500, "submitter": 200}
+
+
 def _check_request(request: SubmitRequest) -> None:
     if not request.model.strip():
         raise SubmissionError("no model given")
+    for name, limit in FIELD_LIMITS.items():
+        value = getattr(request, name) or ""
+        if len(value) > limit:
+            raise SubmissionError(f"{name} is too long ({len(value)} characters, at most {limit})")
+        if any(ord(c) < 32 or ord(c) == 127 for c in value):
+            raise SubmissionError(f"{name} contains control characters")
     if request.track not in TRACKS:
         raise SubmissionError(f"unknown track '{request.track}' (choose from {', '.join(TRACKS)})")
     if request.dtype not in DTYPES:

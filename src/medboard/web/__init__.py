@@ -1,0 +1,1 @@
+"""The leaderboard's web app (FastAPI + Jinja2): `medboard.web.app.create_app`."""

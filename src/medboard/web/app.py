@@ -1,0 +1,131 @@
+"""The web app: server-rendered pages, each with a JSON twin, on one results database.
+
+`create_app(database)` builds a FastAPI app; `medboard serve` runs it with uvicorn. Pages are
+Jinja2 templates that work without JavaScript (forms and links carry the whole view in the URL);
+`static/board.js` only enhances them. Plots are SVG drawn on the server (`plots.py`).
+
+Routes: `/` -> `/leaderboard/open_medical`; `/leaderboard/{track}` (+ `.csv`), `/compare`
+(+ `.csv`), `/model/{id}` with its run downloads and sample CSV, `/submit`, `/queue` (+ `.csv`);
+the JSON twins live under `/api/...`; the OpenAPI docs at `/docs`.
+"""
+
+import json
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from medboard import __version__
+from medboard.leaderboard.ranking import TRACK_TITLES, TRACKS
+from medboard.queue.submissions import submit
+from medboard.results.db import Database
+from medboard.web import filters
+from medboard.web.cache import BoardCache
+
+HERE = Path(__file__).parent
+
+
+def make_templates() -> Jinja2Templates:
+    templates = Jinja2Templates(directory=str(HERE / "templates"))
+    env = templates.env
+    env.autoescape = True  # every template, whatever its name
+    env.filters.update(
+        pct=filters.pct,
+        interval=filters.interval_text,
+        params=filters.human_params,
+        dash=filters.dash,
+        prob=filters.prob,
+    )
+    env.globals.update(tracks=[(t, TRACK_TITLES[t]) for t in TRACKS], version=__version__)
+    return templates
+
+
+def render(
+    request: Request, template: str, context: dict[str, Any], status_code: int = 200
+) -> HTMLResponse:
+    templates: Jinja2Templates = request.app.state.templates
+    return templates.TemplateResponse(request, template, context, status_code=status_code)
+
+
+def render_text(request: Request, template: str, context: dict[str, Any]) -> str:
+    """A page as text (cacheable: the templates use no request-specific helpers)."""
+    templates: Jinja2Templates = request.app.state.templates
+    return templates.get_template(template).render(context)
+
+
+def wants_json(request: Request) -> bool:
+    return request.url.path.startswith("/api/")
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    if wants_json(request):
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
+    title = {404: "Not found", 405: "Method not allowed"}.get(exc.status_code, "Error")
+    return render(
+        request,
+        "error.html",
+        {"title": title, "message": exc.detail, "status": exc.status_code},
+        status_code=exc.status_code,
+    )
+
+
+async def validation_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    problems = [
+        f"{'.'.join(str(p) for p in e.get('loc', ())[1:]) or 'request'}: {e.get('msg', '')}"
+        for e in exc.errors()
+    ]
+    in_path = any(e.get("loc", ("",))[0] == "path" for e in exc.errors())
+    status = 404 if in_path else 422
+    if wants_json(request):
+        errors = [{k: e.get(k) for k in ("type", "loc", "msg")} for e in exc.errors()]
+        detail = "not found: " + "; ".join(problems) if in_path else errors
+        # ASCII JSON: what was sent may hold text that UTF-8 cannot encode (lone surrogates)
+        body = json.dumps({"detail": detail}, ensure_ascii=True, default=str)
+        return Response(body, status_code=status, media_type="application/json")
+    return render(
+        request,
+        "error.html",
+        {
+            "title": "Not found" if in_path else "Bad request",
+            "message": "; ".join(problems),
+            "status": status,
+        },
+        status_code=status,
+    )
+
+
+def create_app(database: Database, admin_token: str | None = None) -> FastAPI:
+    """The leaderboard app on `database` (migrated already: see `open_database`)."""
+    from medboard.web import routes_admin, routes_board, routes_model, routes_queue
+
+    app = FastAPI(
+        title="medboard",
+        version=__version__,
+        description="An open, self-hostable medical LLM leaderboard. Every page has a JSON "
+        "twin under /api; scores are fractions (0-1).",
+    )
+    app.state.database = database
+    app.state.admin_token = admin_token  # routes_admin refuses every action without one
+    app.state.cache = BoardCache(database)
+    app.state.templates = make_templates()
+    app.state.submit = submit  # tests put a submit with a stub model check here
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
+
+    @app.get("/", include_in_schema=False)
+    def home() -> RedirectResponse:
+        return RedirectResponse("/leaderboard/open_medical", status_code=302)
+
+    app.include_router(routes_board.router)
+    app.include_router(routes_model.router)
+    app.include_router(routes_queue.router)
+    app.include_router(routes_admin.router)
+    return app

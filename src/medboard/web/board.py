@@ -1,0 +1,311 @@
+"""The leaderboard view: its state in the URL, and the data the HTML page and its JSON twin share.
+
+The whole view is the query string: `sort`, `desc` (1/0), `q` (search), `type`, `precision`,
+`source` (each repeatable or comma-separated), `min_b`/`max_b` (size bounds in billions of
+parameters), `cols` (the columns shown, comma-separated; absent: the defaults), `complete` (1: hide
+partial entries), `page` and `per_page`. A value that cannot be read is ignored with a warning,
+so a hand-edited URL still shows a page.
+"""
+
+import csv
+import io
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+from urllib.parse import urlencode
+
+from medboard.leaderboard.ranking import (
+    LeaderboardSpec,
+    RankedRow,
+    StoredEntry,
+    ViewOptions,
+    default_descending,
+    facet_values,
+    rank_entries,
+    sort_columns,
+)
+
+PER_PAGE = 100
+MAX_PER_PAGE = 1000
+TASK_LABELS = {
+    "medqa_4options": "MedQA",
+    "medmcqa": "MedMCQA",
+    "pubmedqa": "PubMedQA",
+    "mmlu_anatomy": "Anatomy",
+    "mmlu_clinical_knowledge": "Clinical knowledge",
+    "mmlu_college_biology": "College biology",
+    "mmlu_college_medicine": "College medicine",
+    "mmlu_medical_genetics": "Medical genetics",
+    "mmlu_professional_medicine": "Professional medicine",
+    "careqa_en": "CareQA",
+    "headqa_en": "HEAD-QA",
+}
+COLUMN_LABELS = {
+    "rank": "Rank",
+    "model": "Model",
+    "average": "Average",
+    "team": "Team",
+    "model_type": "Type",
+    "parameters": "Params",
+    "dtype": "Precision",
+    "date": "Date",
+    "origin": "Source",
+    "source": "Source",
+    "comm_cost_gb": "Comm. cost (GB)",
+}
+BILLION = 1e9
+
+
+def label(column: str) -> str:
+    return TASK_LABELS.get(column) or COLUMN_LABELS.get(column) or column
+
+
+def optional_columns(spec: LeaderboardSpec) -> list[str]:
+    """Columns the picker offers, in table order (rank, model and average are always shown)."""
+    extra = ["comm_cost_gb"] if spec.comm_cost else []
+    return ["team", *spec.tasks, *extra, "model_type", "parameters", "dtype", "date", "origin"]
+
+
+def default_columns(spec: LeaderboardSpec) -> list[str]:
+    """The team is in the federated track's model names; it publishes no sizes or precisions."""
+    unused = {"team", "parameters", "dtype"} if spec.comm_cost else {"team"}
+    return [c for c in optional_columns(spec) if c not in unused]
+
+
+def _split(values: Sequence[str]) -> list[str]:
+    return [part.strip() for value in values for part in value.split(",") if part.strip()]
+
+
+@dataclass(frozen=True)
+class BoardQuery:
+    sort: str = "average"
+    desc: bool | None = None
+    q: str = ""
+    types: tuple[str, ...] = ()
+    precisions: tuple[str, ...] = ()
+    sources: tuple[str, ...] = ()
+    min_b: float | None = None
+    max_b: float | None = None
+    cols: tuple[str, ...] | None = None  # None: the defaults
+    complete: bool = False
+    page: int = 1
+    per_page: int = PER_PAGE
+
+    def options(self) -> ViewOptions:
+        return ViewOptions(
+            sort=self.sort,
+            descending=self.desc,
+            search=self.q,
+            model_types=self.types,
+            precisions=self.precisions,
+            sources=self.sources,
+            min_params=self.min_b * BILLION if self.min_b is not None else None,
+            max_params=self.max_b * BILLION if self.max_b is not None else None,
+            complete_only=self.complete,
+        )
+
+    def params(self, **changes: Any) -> dict[str, Any]:
+        """The query parameters of this view (with changes), defaults left out."""
+        query = replace(self, **changes)
+        params: dict[str, Any] = {}
+        if query.sort != "average":
+            params["sort"] = query.sort
+        if query.desc is not None:
+            params["desc"] = int(query.desc)
+        if query.q:
+            params["q"] = query.q
+        for name, values in (
+            ("type", query.types),
+            ("precision", query.precisions),
+            ("source", query.sources),
+        ):
+            if values:
+                params[name] = list(values)
+        for name, value in (("min_b", query.min_b), ("max_b", query.max_b)):
+            if value is not None:
+                params[name] = f"{value:g}"
+        if query.cols is not None:
+            params["cols"] = ",".join(query.cols)
+        if query.complete:
+            params["complete"] = 1
+        if query.page != 1:
+            params["page"] = query.page
+        if query.per_page != PER_PAGE:
+            params["per_page"] = query.per_page
+        return params
+
+    def url(self, path: str, **changes: Any) -> str:
+        params = self.params(**changes)
+        return f"{path}?{urlencode(params, doseq=True)}" if params else path
+
+    def key(self) -> tuple[str, ...]:
+        return (urlencode(self.params(), doseq=True),)
+
+
+def _number(text: str | None, name: str, warnings: list[str]) -> float | None:
+    if text is None or not text.strip():
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if math.isnan(value) or math.isinf(value) or value < 0:
+        warnings.append(f"{name} '{text}' is not a size in billions of parameters: ignored")
+        return None
+    return value
+
+
+def _integer(text: str | None, name: str, default: int, top: int, warnings: list[str]) -> int:
+    if text is None or not text.strip():
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        warnings.append(f"{name} '{text}' is not a whole number: ignored")
+        return default
+    return min(max(value, 1), top)
+
+
+def _flag(text: str | None) -> bool | None:
+    if text is None or text == "":
+        return None
+    return text.strip().lower() not in ("0", "false", "no", "off")
+
+
+def parse_query(
+    spec: LeaderboardSpec,
+    *,
+    sort: str | None = None,
+    desc: str | None = None,
+    q: str | None = None,
+    types: Sequence[str] = (),
+    precisions: Sequence[str] = (),
+    sources: Sequence[str] = (),
+    min_b: str | None = None,
+    max_b: str | None = None,
+    cols: Sequence[str] | None = None,
+    complete: str | None = None,
+    page: str | None = None,
+    per_page: str | None = None,
+) -> tuple[BoardQuery, list[str]]:
+    """The view a query string asks for, and warnings about what was ignored."""
+    warnings: list[str] = []
+    column = (sort or "average").strip()
+    if column not in sort_columns(spec):
+        warnings.append(f"cannot sort by '{column}': sorted by average")
+        column = "average"
+    chosen: tuple[str, ...] | None = None
+    if cols is not None and len(cols) > 0:
+        offered = optional_columns(spec)
+        wanted = _split(cols)
+        unknown = [c for c in wanted if c not in offered and c != "source"]
+        if unknown:
+            warnings.append(f"unknown column(s) {', '.join(unknown)}: ignored")
+        wanted = ["origin" if c == "source" else c for c in wanted]
+        chosen = tuple(c for c in offered if c in wanted)
+        if list(chosen) == default_columns(spec):
+            chosen = None  # the defaults: a shorter URL
+    low = _number(min_b, "min_b", warnings)
+    high = _number(max_b, "max_b", warnings)
+    query = BoardQuery(
+        sort=column,
+        desc=_flag(desc),
+        q=(q or "").strip()[:200],
+        types=tuple(_split(types)),
+        precisions=tuple(_split(precisions)),
+        sources=tuple(_split(sources)),
+        min_b=low,
+        max_b=high,
+        cols=chosen,
+        complete=bool(_flag(complete)),
+        page=_integer(page, "page", 1, 1_000_000, warnings),
+        per_page=_integer(per_page, "per_page", PER_PAGE, MAX_PER_PAGE, warnings),
+    )
+    return query, warnings
+
+
+def board_data(
+    spec: LeaderboardSpec,
+    entries: list[StoredEntry],
+    query: BoardQuery,
+    warnings: list[str],
+) -> dict[str, Any]:
+    """What the leaderboard page shows; the JSON twin returns exactly this."""
+    rows = rank_entries(entries, spec, query.options())
+    visible = [e for e in entries if not e.hidden]
+    pages = max(1, math.ceil(len(rows) / query.per_page))
+    page = min(query.page, pages)
+    shown = rows[(page - 1) * query.per_page : page * query.per_page]
+    columns = list(query.cols) if query.cols is not None else default_columns(spec)
+    descending = default_descending(query.sort) if query.desc is None else query.desc
+    path = f"/leaderboard/{spec.track}"
+    return {
+        "track": spec.track,
+        "title": spec.title,
+        "metric": spec.metric,
+        "tasks": [{"name": t, "label": label(t)} for t in spec.tasks],
+        "columns": columns,
+        "available_columns": [{"name": c, "label": label(c)} for c in optional_columns(spec)],
+        "view": {
+            "sort": query.sort,
+            "desc": descending,
+            "q": query.q,
+            "type": list(query.types),
+            "precision": list(query.precisions),
+            "source": list(query.sources),
+            "min_b": query.min_b,
+            "max_b": query.max_b,
+            "cols": columns,
+            "complete": query.complete,
+            "page": page,
+            "per_page": query.per_page,
+        },
+        "facets": facet_values(visible),
+        "entries": len(visible),
+        "ranked": sum(1 for e in visible if all(t in e.scores for t in spec.tasks)),
+        "matching": len(rows),
+        "page": page,
+        "pages": pages,
+        "rows": [r.to_json() for r in shown],
+        "warnings": warnings,
+        "links": {
+            "html": query.url(path),
+            "json": query.url(f"/api{path}"),
+            "csv": query.url(f"{path}.csv", page=1, per_page=PER_PAGE),
+        },
+    }
+
+
+def safe_cell(text: str) -> str:
+    """Text a spreadsheet will not run as a formula (CSV injection)."""
+    return f"'{text}" if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+def rows_csv(rows: list[RankedRow], spec: LeaderboardSpec, columns: Sequence[str]) -> str:
+    """A leaderboard as CSV: scores in percent (as leaderboards publish them), 2 decimals."""
+    extra = [c for c in columns if c not in spec.tasks]
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["rank", "entry_id", "model", "average", *spec.tasks, *extra])
+
+    def percent(value: float | None) -> str:
+        return "" if value is None else f"{100 * value:.2f}"
+
+    def cell(value: Any) -> Any:
+        if value is None:
+            return ""
+        return safe_cell(value) if isinstance(value, str) else value
+
+    for row in rows:
+        writer.writerow(
+            [
+                "" if row.rank is None else row.rank,
+                row.entry_id,
+                cell(row.model),
+                percent(row.average),
+                *(percent(row.scores[t]) for t in spec.tasks),
+                *(cell(row.value(c)) for c in extra),
+            ]
+        )
+    return out.getvalue()

@@ -1,0 +1,66 @@
+"""Admin actions over HTTP: approve or rerun a submission, hide, show or delete an entry.
+
+Every route needs the admin token (`medboard serve --admin-token`, or MEDBOARD_ADMIN_TOKEN) in
+an `Authorization: Bearer <token>` header; without a configured token the routes answer 403.
+"""
+
+import hmac
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, HTTPException, Request
+
+from medboard.queue import admin
+
+router = APIRouter(prefix="/api/admin", tags=["admin"])
+
+
+def _authorize(request: Request, authorization: str | None) -> None:
+    token = request.app.state.admin_token
+    if not token:
+        raise HTTPException(403, "admin actions are off (start the server with --admin-token)")
+    given = (authorization or "").removeprefix("Bearer ").strip()
+    if not hmac.compare_digest(given.encode(), token.encode()):
+        raise HTTPException(401, "a valid admin token is needed (Authorization: Bearer <token>)")
+
+
+def _act(request: Request, action: Any, *args: Any) -> Any:
+    try:
+        result = action(request.app.state.database, *args)
+    except admin.AdminError as exc:
+        status = 404 if str(exc).startswith("no ") else 409
+        raise HTTPException(status, str(exc)) from None
+    request.app.state.cache.invalidate()  # the board shows the change at once
+    return result
+
+
+Auth = Annotated[str | None, Header()]
+
+
+@router.post("/submissions/{submission_id}/approve")
+def approve(request: Request, submission_id: int, authorization: Auth = None) -> dict[str, Any]:
+    _authorize(request, authorization)
+    job = _act(request, admin.approve, submission_id)
+    return {"id": job.id, "approved": job.approved, "status": job.status}
+
+
+@router.post("/submissions/{submission_id}/rerun")
+def rerun(request: Request, submission_id: int, authorization: Auth = None) -> dict[str, Any]:
+    _authorize(request, authorization)
+    job = _act(request, admin.rerun, submission_id)
+    return {"id": job.id, "status": job.status}
+
+
+@router.post("/entries/{entry_id}/hide")
+def hide(
+    request: Request, entry_id: int, hidden: bool = True, authorization: Auth = None
+) -> dict[str, Any]:
+    _authorize(request, authorization)
+    entry = _act(request, admin.hide, entry_id, hidden)
+    return {"id": entry.id, "hidden": entry.hidden}
+
+
+@router.delete("/entries/{entry_id}")
+def delete(request: Request, entry_id: int, authorization: Auth = None) -> dict[str, Any]:
+    _authorize(request, authorization)
+    _act(request, admin.delete, entry_id)
+    return {"id": entry_id, "deleted": True}

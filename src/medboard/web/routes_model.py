@@ -1,0 +1,139 @@
+"""The model page (one leaderboard entry), its JSON twin and its downloads."""
+
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import Path as PathParam
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
+
+from medboard.leaderboard.ranking import TRACKS, rank_entries, track_spec
+from medboard.web.app import render_text
+from medboard.web.model_data import (
+    MAX_SAMPLES_PER_PAGE,
+    SAMPLES_PER_PAGE,
+    NotFoundError,
+    SampleQuery,
+    model_data,
+    read_samples,
+    run_for,
+    samples_csv,
+)
+from medboard.web.plots import Series, grouped_bars
+
+router = APIRouter()
+
+# Ids beyond a 32-bit integer cannot exist (and SQLite cannot even compare them): not found.
+EntryId = Annotated[int, PathParam(ge=1, le=2**31 - 1)]
+TaskParam = Annotated[str | None, Query(max_length=100, description="task of the sample table")]
+PageParam = Annotated[int, Query(ge=1, le=1_000_000)]
+PerPageParam = Annotated[int, Query(ge=1, le=MAX_SAMPLES_PER_PAGE)]
+OnlyParam = Annotated[str, Query(pattern="^(|correct|wrong)$", description="correct or wrong")]
+
+
+def _data(
+    request: Request, entry_id: int, task: str | None, page: int, per_page: int, only: str
+) -> dict[str, Any]:
+    database = request.app.state.database
+    try:
+        with database.session() as session:
+            data = model_data(session, entry_id, SampleQuery(task, page, per_page, only))
+    except NotFoundError as exc:
+        raise HTTPException(404, str(exc)) from None
+    track = data["entry"]["track"]
+    data["rank"] = None
+    if track in TRACKS:
+        rows = rank_entries(request.app.state.cache.entries(track), track_spec(track))
+        ranked = [r for r in rows if r.rank is not None]
+        mine = next((r for r in rows if r.entry_id == entry_id), None)
+        data["rank"] = {
+            "rank": mine.rank if mine else None,
+            "of": len(ranked),
+            "average": mine.average if mine else None,
+        }
+    return data
+
+
+@router.get("/api/model/{entry_id}", tags=["model"])
+def model_json(
+    request: Request,
+    entry_id: EntryId,
+    task: TaskParam = None,
+    page: PageParam = 1,
+    per_page: PerPageParam = SAMPLES_PER_PAGE,
+    only: OnlyParam = "",
+) -> dict[str, Any]:
+    """One entry: scores with 95% intervals, per-subject scores, provenance, a page of samples."""
+    return _data(request, entry_id, task, page, per_page, only)
+
+
+@router.get("/model/{entry_id}", response_class=HTMLResponse, tags=["pages"])
+def model_page(
+    request: Request,
+    entry_id: EntryId,
+    task: TaskParam = None,
+    page: PageParam = 1,
+    per_page: PerPageParam = SAMPLES_PER_PAGE,
+    only: OnlyParam = "",
+) -> HTMLResponse:
+    data = _data(request, entry_id, task, page, per_page, only)
+    accs = [(s["label"], s["metrics"].get("acc")) for s in data["scores"]]
+    accs = [(name, acc) for name, acc in accs if acc is not None]
+    plot = grouped_bars(
+        [name for name, _ in accs],
+        [
+            Series(
+                data["model"]["name"],
+                [acc["value"] for _, acc in accs],
+                [tuple(acc["interval"]) if acc["interval"] else None for _, acc in accs],
+            )
+        ],
+        "Accuracy per task with 95% intervals",
+    )
+    context = {"data": data, "plot": plot, "title": data["model"]["name"], "base": request.url.path}
+    return HTMLResponse(render_text(request, "model.html", context))
+
+
+def _run(request: Request, entry_id: int, task: str) -> Any:
+    try:
+        with request.app.state.database.session() as session:
+            return run_for(session, entry_id, task)
+    except NotFoundError as exc:
+        raise HTTPException(404, str(exc)) from None
+
+
+@router.get("/model/{entry_id}/runs/{task}/result.json", tags=["model"])
+def run_result(request: Request, entry_id: EntryId, task: str) -> JSONResponse:
+    """The raw result record of the run behind a task's score."""
+    run = _run(request, entry_id, task)
+    return JSONResponse(
+        run.result or {},
+        headers={"Content-Disposition": f'attachment; filename="{entry_id}_{task}_result.json"'},
+    )
+
+
+@router.get("/model/{entry_id}/runs/{task}/samples.jsonl", tags=["model"])
+def run_samples(request: Request, entry_id: EntryId, task: str) -> FileResponse:
+    """The run's samples as recorded: one JSON object per question."""
+    run = _run(request, entry_id, task)
+    if read_samples(run.samples_path) is None:
+        raise HTTPException(404, f"the samples of {task} for entry {entry_id} are not kept here")
+    return FileResponse(
+        Path(run.samples_path),
+        media_type="application/x-ndjson",
+        filename=f"{entry_id}_{task}_samples.jsonl",
+    )
+
+
+@router.get("/model/{entry_id}/runs/{task}/samples.csv", tags=["model"])
+def run_samples_csv(request: Request, entry_id: EntryId, task: str) -> Response:
+    """The sample table of a task as CSV (every question, choice probabilities in percent)."""
+    run = _run(request, entry_id, task)
+    records = read_samples(run.samples_path)
+    if records is None:
+        raise HTTPException(404, f"the samples of {task} for entry {entry_id} are not kept here")
+    return Response(
+        samples_csv(records),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{entry_id}_{task}_samples.csv"'},
+    )

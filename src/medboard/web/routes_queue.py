@@ -1,0 +1,219 @@
+"""The submit form and the queue: HTML pages, JSON twins and the queue's CSV."""
+
+import csv
+import io
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Form, Query, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from pydantic import BaseModel, Field
+
+from medboard.errors import DuplicateSubmissionError, SubmissionError
+from medboard.leaderboard.ranking import TRACKS
+from medboard.queue.submissions import SubmitRequest, list_submissions
+from medboard.results.db import SUBMISSION_STATES, Submission
+from medboard.web.app import render
+from medboard.web.board import safe_cell
+
+router = APIRouter()
+DTYPES = ("bfloat16", "float16", "float32")
+LIMITS = {"model": 500, "track": 50, "dtype": 20, "revision": 100, "adapter": 500, "submitter": 200}
+QUEUE_COLUMNS = (
+    "id", "status", "approved", "model", "track", "dtype", "revision", "adapter", "submitter",
+    "reason", "worker", "attempts", "entry_id", "created_at", "updated_at",
+)  # fmt: skip
+
+
+class SubmitBody(BaseModel):
+    model: str = Field(max_length=LIMITS["model"], description="local path, .gguf file or Hub id")
+    track: str = Field("open_medical", max_length=LIMITS["track"])
+    dtype: str = Field("bfloat16", max_length=LIMITS["dtype"])
+    revision: str = Field("", max_length=LIMITS["revision"])
+    adapter: str | None = Field(None, max_length=LIMITS["adapter"])
+    submitter: str = Field("", max_length=LIMITS["submitter"])
+
+
+def check_fields(fields: dict[str, str | None]) -> str | None:
+    """A one-line complaint about a field the queue cannot store, or None."""
+    for name, value in fields.items():
+        if value is None:
+            continue
+        if len(value) > LIMITS[name]:
+            return f"{name} is too long ({len(value)} characters, at most {LIMITS[name]})"
+        if any(ord(c) < 32 or ord(c) == 127 for c in value):
+            return f"{name} contains control characters"
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return f"{name} is not valid text (a lone surrogate)"
+    return None
+
+
+def submission_json(job: Submission) -> dict[str, Any]:
+    return {
+        "id": job.id,
+        "status": job.status,
+        "approved": job.approved,
+        "model": job.model,
+        "track": job.track,
+        "dtype": job.dtype,
+        "revision": job.revision,
+        "adapter": job.adapter,
+        "submitter": job.submitter,
+        "reason": job.reason,
+        "worker": job.worker,
+        "attempts": job.attempts,
+        "entry_id": job.entry_id,
+        "parameters": (job.info or {}).get("parameters"),
+        "created_at": job.created_at.isoformat(timespec="seconds") if job.created_at else None,
+        "updated_at": job.updated_at.isoformat(timespec="seconds") if job.updated_at else None,
+        "links": {
+            "queue": f"/queue#submission-{job.id}",
+            "entry": f"/model/{job.entry_id}" if job.entry_id else None,
+        },
+    }
+
+
+def _submit(request: Request, fields: dict[str, str | None]) -> tuple[int, dict[str, Any]]:
+    """(HTTP status, body): 201 with the submission, or 400/409 with the reason."""
+    problem = check_fields(fields)
+    if problem is not None:
+        return 400, {"detail": problem}
+    submit = request.app.state.submit
+    try:
+        job = submit(
+            request.app.state.database,
+            SubmitRequest(
+                model=(fields["model"] or "").strip(),
+                track=fields["track"] or "open_medical",
+                dtype=fields["dtype"] or "bfloat16",
+                revision=(fields["revision"] or "").strip(),
+                adapter=(fields["adapter"] or "").strip() or None,
+                submitter=(fields["submitter"] or "").strip(),
+            ),
+        )
+    except DuplicateSubmissionError as exc:
+        link = (
+            f"/model/{exc.entry_id}" if exc.entry_id else f"/queue#submission-{exc.submission_id}"
+        )
+        return 409, {
+            "detail": str(exc),
+            "submission_id": exc.submission_id or None,
+            "entry_id": exc.entry_id,
+            "link": link,
+        }
+    except SubmissionError as exc:
+        return 400, {"detail": str(exc)}
+    return 201, {"submission": submission_json(job)}
+
+
+@router.post("/api/submit", status_code=201, tags=["queue"])
+def submit_json(request: Request, body: SubmitBody) -> JSONResponse:
+    """Validate a model and queue it; 400 says why it cannot be, 409 links the duplicate."""
+    status, data = _submit(request, body.model_dump())
+    return JSONResponse(data, status_code=status)
+
+
+def _form_context(fields: dict[str, Any], error: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {
+        "title": "Submit a model",
+        "fields": fields,
+        "error": error,
+        "track_names": TRACKS,
+        "dtypes": DTYPES,
+    }
+
+
+@router.get("/submit", response_class=HTMLResponse, tags=["pages"])
+def submit_form(
+    request: Request,
+    track: Annotated[str, Query(max_length=50)] = "open_medical",
+) -> HTMLResponse:
+    fields = {"model": "", "track": track, "dtype": "bfloat16", "revision": "", "adapter": ""}
+    return render(request, "submit.html", _form_context({**fields, "submitter": ""}))
+
+
+@router.post("/submit", response_class=HTMLResponse, tags=["pages"])
+def submit_post(
+    request: Request,
+    model: Annotated[str, Form()] = "",
+    track: Annotated[str, Form()] = "open_medical",
+    dtype: Annotated[str, Form()] = "bfloat16",
+    revision: Annotated[str, Form()] = "",
+    adapter: Annotated[str, Form()] = "",
+    submitter: Annotated[str, Form()] = "",
+) -> Response:
+    fields: dict[str, str | None] = {
+        "model": model,
+        "track": track,
+        "dtype": dtype,
+        "revision": revision,
+        "adapter": adapter,
+        "submitter": submitter,
+    }
+    status, data = _submit(request, fields)
+    if status == 201:
+        job = data["submission"]
+        return RedirectResponse(
+            f"/queue?submitted={job['id']}#submission-{job['id']}", status_code=303
+        )
+    shown = {k: (v or "")[: LIMITS[k]] for k, v in fields.items()}
+    return render(request, "submit.html", _form_context(shown, data), status_code=status)
+
+
+def _queue(request: Request, status: str | None) -> dict[str, Any]:
+    jobs = list_submissions(request.app.state.database)
+    counts = {state: sum(1 for j in jobs if j.status == state) for state in SUBMISSION_STATES}
+    chosen = status if status in SUBMISSION_STATES else None
+    shown = [j for j in jobs if chosen is None or j.status == chosen]
+    return {
+        "status": chosen,
+        "counts": counts,
+        "total": len(jobs),
+        "submissions": [submission_json(j) for j in shown],
+    }
+
+
+StatusParam = Annotated[
+    str | None, Query(description="pending, running, finished or failed", max_length=20)
+]
+
+
+@router.get("/api/queue", tags=["queue"])
+def queue_json(request: Request, status: StatusParam = None) -> dict[str, Any]:
+    """Submissions, newest first, with their state and the reason of a failure."""
+    return _queue(request, status)
+
+
+@router.get("/queue.csv", tags=["queue"])
+def queue_csv(request: Request, status: StatusParam = None) -> Response:
+    data = _queue(request, status)
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(QUEUE_COLUMNS)
+    for job in data["submissions"]:
+        writer.writerow(
+            [
+                safe_cell(job[c]) if isinstance(job[c], str) else ("" if job[c] is None else job[c])
+                for c in QUEUE_COLUMNS
+            ]
+        )
+    return Response(
+        out.getvalue(),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": 'attachment; filename="queue.csv"'},
+    )
+
+
+@router.get("/queue", response_class=HTMLResponse, tags=["pages"])
+def queue_page(
+    request: Request,
+    status: StatusParam = None,
+    submitted: Annotated[int | None, Query(ge=0)] = None,
+) -> HTMLResponse:
+    data = _queue(request, status)
+    return render(
+        request,
+        "queue.html",
+        {"data": data, "submitted": submitted, "title": "Queue", "states": SUBMISSION_STATES},
+    )

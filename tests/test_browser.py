@@ -1,0 +1,153 @@
+"""End to end in a real browser: headless Chromium against a real `medboard serve` process.
+
+Load the leaderboard, sort, filter, search, open a model page, submit a model from a local
+path, watch it go pending -> running -> finished on the queue page and appear in the ranking.
+Needs Debian's chromium (/usr/bin/chromium, installed by .ci/run) and playwright (dev extra);
+skipped when either is missing.
+"""
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import import_fixture_tasks
+
+CHROMIUM = os.environ.get("MEDBOARD_CHROMIUM", "/usr/bin/chromium")
+ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]  # fmt: skip
+OPEN = (
+    "model,track,model_type,parameters,dtype,medqa_4options,medmcqa,pubmedqa,mmlu_anatomy,"
+    "mmlu_clinical_knowledge,mmlu_college_biology,mmlu_college_medicine,mmlu_medical_genetics,"
+    "mmlu_professional_medicine\n"
+    "org/big-70b,open_medical,instruct,70000000000,bfloat16,80,70,75,80,80,80,80,80,80\n"
+    "org/mid-8b,open_medical,pretrained,8000000000,float16,50,60,70,60,60,60,60,60,60\n"
+    "lab/tiny-1b,open_medical,instruct,1000000000,bfloat16,30,90,40,30,30,30,30,30,30\n"
+)
+FLOWERTUNE = (
+    "rank,team,base_model,comm_cost_gb,average,pubmedqa,medmcqa,medqa,careqa,date\n"
+    "1,ZeroOne.AI,Llama3.1-Aloe-Beta-8B,2.0,63.57,74.80,55.39,59.31,64.79,2026-01-14\n"
+)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture()
+def server(medboard_home: Path, tmp_path: Path) -> Iterator[str]:
+    if not Path(CHROMIUM).exists() and not shutil.which("chromium"):
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    pytest.importorskip("playwright")
+    import_fixture_tasks(medboard_home)
+    (tmp_path / "open.csv").write_text(OPEN)
+    (tmp_path / "flowertune.csv").write_text(FLOWERTUNE)
+    port = _free_port()
+    command = [sys.executable, "-c", "from medboard.cli import main; main()", "serve"]
+    command += ["--port", str(port), "--db", f"sqlite:///{tmp_path / 'board.db'}"]
+    command += ["--published", str(tmp_path / "open.csv")]
+    command += ["--published", str(tmp_path / "flowertune.csv")]
+    command += ["--allow-data-mismatch", "--lease", "30"]
+    env = {**os.environ, "MEDBOARD_HOME": str(medboard_home), "HF_HUB_OFFLINE": "1"}
+    log = (tmp_path / "serve.log").open("w")
+    process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            if process.poll() is not None:
+                break
+            time.sleep(0.2)
+    else:
+        process.kill()
+        pytest.fail("the server did not start: " + (tmp_path / "serve.log").read_text())
+    assert process.poll() is None, (tmp_path / "serve.log").read_text()
+    yield url
+    process.terminate()
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+def _models(page) -> list[str]:
+    return page.locator("#board tbody td.model a").all_inner_texts()
+
+
+def test_leaderboard_in_a_real_browser(server: str, tiny_model: Path) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        page = browser.new_page()
+        page.set_default_timeout(30_000)
+
+        # the board, ranked by average
+        page.goto(server + "/")
+        assert page.url.endswith("/leaderboard/open_medical")
+        assert _models(page) == ["org/big-70b", "org/mid-8b", "lab/tiny-1b"]
+
+        # sort by a task column by clicking its header: medmcqa puts tiny-1b (90) first
+        page.locator("#board thead a.sort", has_text="medmcqa").first.click()
+        page.wait_for_url("**sort=medmcqa**")
+        first = _models(page)[0]
+        if first != "lab/tiny-1b":  # first click sorted ascending: click again
+            page.locator("#board thead a.sort", has_text="medmcqa").first.click()
+            page.wait_for_load_state()
+        assert _models(page)[0] == "lab/tiny-1b"
+        assert "sort=medmcqa" in page.url  # the view lives in the URL
+
+        # filter by model type (the checkbox applies itself), then search
+        page.goto(server + "/leaderboard/open_medical")
+        page.locator("input[name=type][value=pretrained]").check()
+        page.wait_for_url("**type=pretrained**")
+        assert _models(page) == ["org/mid-8b"]
+        page.goto(server + "/leaderboard/open_medical")
+        page.fill("input[name=q]", "lab")
+        page.press("input[name=q]", "Enter")
+        page.wait_for_url("**q=lab**")
+        assert _models(page) == ["lab/tiny-1b"]
+
+        # a model page
+        page.click("text=lab/tiny-1b")
+        page.wait_for_url("**/model/*")
+        expect(page.locator("h1")).to_contain_text("lab/tiny-1b")
+        expect(page.locator("body")).to_contain_text("published")
+
+        # submit the tiny model from its local path; the in-process worker evaluates it
+        page.goto(server + "/submit")
+        page.fill("input[name=model]", str(tiny_model))
+        page.select_option("select[name=dtype]", "float32")
+        page.click("button[type=submit]")
+        page.wait_for_url("**/queue**")
+        row = page.locator("tr[id^=submission-]").first
+        seen = set()
+        deadline = time.time() + 240
+        while time.time() < deadline:
+            seen.add(row.get_attribute("data-status"))
+            if "finished" in seen or "failed" in seen:
+                break
+            time.sleep(0.3)
+            page.reload()
+            row = page.locator("tr[id^=submission-]").first
+        assert "finished" in seen, f"statuses seen: {seen}; {row.inner_text()}"
+        assert seen & {"pending", "running"}, f"never saw it queued or running: {seen}"
+
+        # it is ranked now, among the published entries
+        page.goto(server + "/leaderboard/open_medical")
+        assert str(tiny_model) in _models(page)
+        assert len(_models(page)) == 4
+        browser.close()

@@ -1,0 +1,182 @@
+"""The submit form, the queue page, their JSON twins and bad input."""
+
+import csv
+import io
+from functools import partial
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+
+from medboard.errors import ModelError
+from medboard.queue.submissions import submit
+from medboard.queue.validate import ModelInfo
+from medboard.results.db import Database, Submission
+from medboard.web.app import create_app
+
+
+def fake_validate(spec: str, revision: str = "", adapter: str | None = None) -> ModelInfo:
+    """A model check without a model: `bad...` fails, anything else is a 1B causal LM."""
+    if spec.startswith("bad"):
+        raise ModelError(f"{spec} is not a causal LM (architecture BertModel)")
+    return ModelInfo(
+        kind="dir",
+        location=spec,
+        revision=revision or f"rev-{spec}",
+        parameters=1_000_000_000,
+        architecture="LlamaForCausalLM",
+        license="apache-2.0",
+        adapter_hash="",
+    )
+
+
+@pytest.fixture()
+def queue_client(database: Database, evaluated_id: int) -> TestClient:
+    app = create_app(database)
+    app.state.submit = partial(submit, validate=fake_validate)
+    return TestClient(app)
+
+
+def count(database: Database) -> int:
+    with database.session() as session:
+        return session.scalar(select(func.count()).select_from(Submission)) or 0
+
+
+def test_submit_form(client: TestClient) -> None:
+    html = client.get("/submit?track=flowertune_medical").text
+    for name in ("model", "track", "dtype", "revision", "adapter", "submitter"):
+        assert f'name="{name}"' in html
+    assert '<option value="flowertune_medical" selected>' in html
+    assert '<option value="bfloat16" selected>' in html
+
+
+def test_a_path_that_does_not_exist_is_refused(client: TestClient, database: Database) -> None:
+    response = client.post("/submit", data={"model": "/no/such/model", "dtype": "bfloat16"})
+    assert response.status_code == 400
+    assert "model path /no/such/model does not exist" in response.text
+    assert 'value="/no/such/model"' in response.text  # the form keeps what was typed
+    assert count(database) == 0
+
+
+def test_submit_queues_and_the_queue_shows_it(queue_client: TestClient, database) -> None:
+    response = queue_client.post(
+        "/submit",
+        data={"model": "/models/good", "track": "open_medical", "dtype": "float16",
+              "submitter": "lab"},
+        follow_redirects=False,
+    )  # fmt: skip
+    assert response.status_code == 303
+    assert response.headers["location"] == "/queue?submitted=1#submission-1"
+    page = queue_client.get(response.headers["location"]).text
+    assert "Submission #1 is queued." in page and 'id="submission-1"' in page
+    assert "/models/good" in page and 'class="status pending"' in page
+    jobs = queue_client.get("/api/queue").json()
+    assert jobs["counts"] == {"pending": 1, "running": 0, "finished": 0, "failed": 0}
+    job = jobs["submissions"][0]
+    assert (job["model"], job["dtype"], job["status"], job["revision"], job["parameters"]) == (
+        "/models/good", "float16", "pending", "rev-/models/good", 1_000_000_000,
+    )  # fmt: skip
+
+
+def test_duplicates_link_to_the_queued_job_or_the_entry(
+    queue_client: TestClient, database: Database, evaluated_id: int
+) -> None:
+    first = queue_client.post("/api/submit", json={"model": "/models/good"})
+    assert first.status_code == 201
+    job_id = first.json()["submission"]["id"]
+    again = queue_client.post("/submit", data={"model": "/models/good"})
+    assert again.status_code == 409
+    assert "is submitted already" in again.text
+    assert f'href="/queue#submission-{job_id}"' in again.text
+    evaluated = queue_client.post(
+        "/api/submit", json={"model": "/models/tiny", "revision": "rev123"}
+    )
+    assert evaluated.status_code == 409
+    body = evaluated.json()
+    assert body["entry_id"] == evaluated_id and body["link"] == f"/model/{evaluated_id}"
+    assert "is on the leaderboard already" in body["detail"]
+    html = queue_client.post("/submit", data={"model": "/models/tiny", "revision": "rev123"})
+    assert f'href="/model/{evaluated_id}"' in html.text
+    assert count(database) == 1
+
+
+def test_refusals_leave_the_database_unchanged(queue_client: TestClient, database) -> None:
+    cases = [
+        ({"model": "bad-bert"}, "is not a causal LM"),
+        ({"model": ""}, "no model given"),
+        ({"model": "/m", "track": "nope"}, "unknown track"),
+        ({"model": "/m", "dtype": "int3"}, "unknown dtype"),
+        ({"model": "/m\x00x"}, "model contains control characters"),
+        ({"model": "/m", "submitter": "x" * 201}, "submitter is too long"),
+    ]
+    for form, message in cases:
+        response = queue_client.post("/submit", data=form)
+        assert response.status_code == 400, form
+        assert message in response.text, form
+        api = queue_client.post("/api/submit", json={"model": "/m", **form})
+        assert api.status_code in (400, 422), form
+    assert queue_client.post("/api/submit", json={}).status_code == 422
+    lone = queue_client.post(
+        "/api/submit",
+        content=b'{"model": "/m\\ud800"}',
+        headers={"content-type": "application/json"},
+    )
+    assert lone.status_code == 422 and lone.json()["detail"][0]["loc"] == ["body", "model"]
+    assert count(database) == 0
+
+
+def test_markup_in_fields_is_escaped(queue_client: TestClient) -> None:
+    evil = "<script>alert('x')</script>"
+    refused = queue_client.post("/submit", data={"model": f"bad{evil}"})
+    assert evil not in refused.text and "&lt;script&gt;" in refused.text
+    queued = queue_client.post(
+        "/submit", data={"model": "/models/ok", "submitter": f"{evil}'; DROP TABLE entries;--"}
+    )
+    assert queued.status_code == 200
+    assert evil not in queued.text and "&lt;script&gt;alert(&#39;x&#39;)" in queued.text
+    assert queue_client.get("/api/leaderboard/open_medical").json()["entries"] == 6
+    exported = queue_client.get("/queue.csv").text
+    assert "<script>" in exported  # CSV keeps the text as typed
+
+
+def test_queue_states_reasons_filter_and_csv(client: TestClient, database: Database) -> None:
+    with database.session() as session:
+        for status, reason, entry_id in (
+            ("pending", None, None),
+            ("running", None, None),
+            ("finished", None, 1),
+            ("failed", "CUDA out of memory while evaluating medqa_4options", None),
+        ):
+            session.add(
+                Submission(model=f"/models/{status}", dtype="bfloat16", track="open_medical",
+                           status=status, reason=reason, entry_id=entry_id, worker="w1")
+            )  # fmt: skip
+    html = client.get("/queue").text
+    for status in ("pending", "running", "finished", "failed"):
+        assert f'class="status {status}"' in html and f"{status} (1)" in html
+    assert "CUDA out of memory while evaluating medqa_4options" in html
+    assert 'href="/model/1">entry 1</a>' in html
+    failed = client.get("/api/queue?status=failed").json()
+    assert [j["model"] for j in failed["submissions"]] == ["/models/failed"]
+    assert failed["submissions"][0]["reason"].startswith("CUDA out of memory")
+    everything = client.get("/api/queue").json()["submissions"]
+    assert [j["status"] for j in everything] == ["failed", "finished", "running", "pending"]
+    rows = list(csv.DictReader(io.StringIO(client.get("/queue.csv?status=failed").text)))
+    assert len(rows) == 1 and rows[0]["status"] == "failed" and rows[0]["worker"] == "w1"
+    assert "No submission is running" not in client.get("/queue?status=running").text
+    assert client.get("/queue?status=nope").status_code == 200  # unknown: every state
+
+
+def test_openapi_docs_list_every_json_twin(client: TestClient) -> None:
+    paths = client.get("/openapi.json").json()["paths"]
+    for path in (
+        "/api/leaderboard/{track}",
+        "/api/model/{entry_id}",
+        "/api/queue",
+        "/api/submit",
+        "/api/compare",
+        "/leaderboard/{track}.csv",
+        "/queue.csv",
+    ):
+        assert path in paths, path
+    assert client.get("/docs").status_code == 200
