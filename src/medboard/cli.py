@@ -21,6 +21,7 @@ from rich.table import Table
 
 from medboard.cli_options import AllowMismatch
 from medboard.errors import MedboardError
+from medboard.federated.cli import fl_app
 from medboard.results.schema import RunResult
 
 app = typer.Typer(
@@ -31,6 +32,7 @@ app = typer.Typer(
 )
 data_app = typer.Typer(help="The local dataset store: import, pull, list.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
+app.add_typer(fl_app, name="fl")
 
 console = Console(stderr=True)
 out = Console()

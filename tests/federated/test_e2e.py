@@ -1,0 +1,225 @@
+"""Done-when 1 and 3 of the federated track, end to end through `medboard fl` and `flwr run`.
+
+A tiny Llama built from a config, 4 sites, 3 rounds, LoRA, FedAvg on Flower's simulation engine;
+then the adapter is evaluated and recorded on the federated leaderboard track.
+"""
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+from typer.testing import CliRunner
+
+from medboard.federated import TRACK
+from medboard.federated.cli import fl_app
+from medboard.federated.comm import REPORT_FILE
+from medboard.federated.config import BYTES_PER_GB
+from medboard.results.db import Entry, TaskScore, open_database
+from tests.conftest import build_tiny_llama, import_fixture_tasks
+from tests.federated.test_server import TENSOR_BYTES, WIRE_BYTES
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory):
+    """Environment of every command here: its own medboard home, datasets cache, database."""
+    root = tmp_path_factory.mktemp("fl-e2e")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MEDBOARD_HOME", str(root / "home"))
+        patch.setenv("HF_DATASETS_CACHE", str(root / "hf-cache"))
+        patch.setenv("HF_HUB_OFFLINE", "1")
+        yield root
+
+
+@pytest.fixture(scope="module")
+def ci_run(env: Path, fl_setup):
+    app = fl_setup.app(env / "app", env / "unused")
+    result = runner.invoke(
+        fl_app, ["run", str(app), "--out", str(env / "run"), "--reference", str(app), "--quiet"]
+    )
+    assert result.exit_code == 0, result.output
+    return app, env / "run", result
+
+
+def _entries(url: str) -> int:
+    database = open_database(url)
+    with database.session() as session:
+        return session.scalar(select(func.count()).select_from(Entry))
+
+
+def _error_line(result) -> str:
+    assert result.exit_code == 1, result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+def test_run_trains_counts_bytes_and_stops_its_processes(ci_run) -> None:
+    _app, run, result = ci_run
+    state = json.loads((run / "run.json").read_text())
+    assert state["status"] == "finished" and len(state["sites"]) == 4
+    train = [r["train_loss"] for r in state["rounds"]]
+    evals = [r["eval_loss"] for r in state["rounds"]]
+    assert train[2] < train[0] and evals[0] > evals[1] > evals[2]
+    report = json.loads((run / REPORT_FILE).read_text())
+    messages = 3 * (4 + 4 + 4)  # per round: train down, train up, evaluate down
+    assert report["total"]["tensor_bytes"] == messages * TENSOR_BYTES
+    assert report["total"]["bytes"] == messages * WIRE_BYTES
+    assert f"comm. cost {messages * WIRE_BYTES} B" in result.stdout
+    # Nothing the run started is left: no process carries the run's FLWR_HOME.
+    psutil = pytest.importorskip("psutil")
+    home = str(run / ".flwr")
+    for process in psutil.process_iter():
+        try:
+            assert process.environ().get("FLWR_HOME") != home, process.cmdline()
+        except (psutil.AccessDenied, psutil.NoSuchProcess, psutil.ZombieProcess):
+            continue
+
+
+def test_submit_records_the_entry_with_its_cost(ci_run, env: Path) -> None:
+    app, run, _ = ci_run
+    import_fixture_tasks(env / "home")
+    url = f"sqlite:///{env / 'board.db'}"
+    args = [
+        "submit",
+        str(run),
+        "--team",
+        "medboard-ci",
+        "--code-url",
+        "https://example.org/fl",
+        "--reference",
+        str(app),
+        "--db",
+        url,
+        "--allow-data-mismatch",
+        "--date",
+        "2025-01-02",
+    ]
+    result = runner.invoke(fl_app, args)
+    assert result.exit_code == 0, result.output
+    database = open_database(url)
+    with database.session() as session:
+        entry = session.scalars(select(Entry).where(Entry.track == TRACK)).one()
+        assert entry.team == "medboard-ci" and entry.origin == "evaluated"
+        assert entry.comm_cost_gb == 36 * WIRE_BYTES / BYTES_PER_GB
+        assert entry.code_url == "https://example.org/fl" and entry.date == "2025-01-02"
+        assert entry.model.model_type == "federated"
+        assert entry.model.base_model == str(Path(app_model(app)))
+        assert entry.extra["federated"]["comm_bytes"] == 36 * WIRE_BYTES
+        tasks = session.scalars(
+            select(TaskScore.task).where(TaskScore.entry_id == entry.id, TaskScore.metric == "acc")
+        ).all()
+        assert sorted(tasks) == ["careqa_en", "medmcqa", "medqa_4options", "pubmedqa"]
+    again = runner.invoke(fl_app, args)
+    assert "already (entry" in _error_line(again)
+    assert _entries(url) == 1
+
+
+def app_model(app: Path) -> str:
+    import tomllib
+
+    document = tomllib.loads((app / "pyproject.toml").read_text())
+    return document["tool"]["flwr"]["app"]["config"]["model"]["name"]
+
+
+def test_changed_static_section_is_refused(ci_run, env: Path, fl_setup) -> None:
+    app, run, _ = ci_run
+    changed = fl_setup.app(
+        env / "changed", env / "changed-out", fl_setup.static(**{"num-clients": 2})
+    )
+    result = runner.invoke(fl_app, ["run", str(changed), "--reference", str(app), "--quiet"])
+    line = _error_line(result)
+    assert "static section changed: 'num-clients' is 2" in line
+    assert not (env / "changed-out").exists()
+    override = runner.invoke(
+        fl_app, ["run", str(app), "--reference", str(app), "-c", "static.eval-limit=1"]
+    )
+    assert "may not override 'static.eval-limit'" in _error_line(override)
+    # A finished run whose recorded static section was edited is refused at submission.
+    forged = env / "forged"
+    shutil.copytree(run, forged, ignore=shutil.ignore_patterns(".flwr"))
+    state = json.loads((forged / "run.json").read_text())
+    state["static"]["eval-limit"] = 1
+    (forged / "run.json").write_text(json.dumps(state))
+    url = f"sqlite:///{env / 'static.db'}"
+    submit = runner.invoke(
+        fl_app,
+        [
+            "submit",
+            str(forged),
+            "--team",
+            "t",
+            "--reference",
+            str(app),
+            "--db",
+            url,
+            "--allow-data-mismatch",
+        ],
+    )
+    assert "static section changed: 'eval-limit' is 1" in _error_line(submit)
+    assert _entries(url) == 0
+
+
+def test_exceeded_budget_stops_the_run_and_leaves_no_entry(env: Path, fl_setup) -> None:
+    budget = (3 * 4 * WIRE_BYTES + WIRE_BYTES) / BYTES_PER_GB  # round 2 does not fit
+    app = fl_setup.app(
+        env / "budget", env / "unused", fl_setup.static(**{"comm-budget-gb": budget})
+    )
+    out = env / "budget-run"
+    result = runner.invoke(
+        fl_app, ["run", str(app), "--out", str(out), "--reference", str(app), "--quiet"]
+    )
+    line = _error_line(result)
+    assert "communication budget exceeded: round 2 train would send" in line
+    assert "stopped before sending" in line
+    report = json.loads((out / REPORT_FILE).read_text())
+    assert report["status"] == "stopped" and report["total"]["bytes"] == 3 * 4 * WIRE_BYTES
+    url = f"sqlite:///{env / 'budget.db'}"
+    submit = runner.invoke(
+        fl_app, ["submit", str(out), "--team", "t", "--reference", str(app), "--db", url]
+    )
+    assert "did not finish: communication budget exceeded" in _error_line(submit)
+    assert _entries(url) == 0
+
+
+def test_adapter_of_another_base_model_is_refused(ci_run, env: Path) -> None:
+    app, run, _ = ci_run
+    other = build_tiny_llama(env / "wide-llama", hidden=48)
+    url = f"sqlite:///{env / 'mismatch.db'}"
+    result = runner.invoke(
+        fl_app,
+        [
+            "submit",
+            str(run),
+            "--team",
+            "t",
+            "--reference",
+            str(app),
+            "--db",
+            url,
+            "--base-model",
+            str(other),
+            "--allow-data-mismatch",
+        ],
+    )
+    assert "does not match base model" in _error_line(result)
+    assert _entries(url) == 0
+
+
+def test_missing_datasets_are_refused(ci_run, env: Path, fl_setup, monkeypatch) -> None:
+    app, run, _ = ci_run
+    gone = fl_setup.app(env / "nodata", env / "nodata-out", None, **{"data-path": "/nonexistent"})
+    result = runner.invoke(fl_app, ["run", str(gone), "--reference", str(app), "--quiet"])
+    assert "missing dataset: training data" in _error_line(result)
+    monkeypatch.setenv("MEDBOARD_HOME", str(env / "empty-home"))  # no evaluation data
+    url = f"sqlite:///{env / 'nodata.db'}"
+    submit = runner.invoke(
+        fl_app, ["submit", str(run), "--team", "t", "--reference", str(app), "--db", url]
+    )
+    assert "no data for task" in _error_line(submit)
+    assert _entries(url) == 0
+    assert os.environ["MEDBOARD_HOME"].endswith("empty-home")
