@@ -32,7 +32,7 @@ BENCH = Path(__file__).resolve().parent
 if str(BENCH) not in sys.path:
     sys.path.insert(0, str(BENCH))
 
-from parity_compare import DEFAULT_TASKS, compare_runs, criteria_for  # noqa: E402
+from parity_compare import compare_runs, criteria_for  # noqa: E402
 from parity_outputs import load_medboard, load_reference  # noqa: E402
 from runners import (  # noqa: E402
     medboard_command,
@@ -41,6 +41,10 @@ from runners import (  # noqa: E402
     reference_configs,
     run_logged,
 )
+
+OPEN_MEDICAL = [
+    t.name for t in __import__("medboard.tasks").tasks.REGISTRY.resolve("open_medical", None)
+]
 
 
 def matmul_peak(dtype: str, size: int = 2048, seconds: float = 2.0) -> float:
@@ -228,7 +232,11 @@ def render(result: dict[str, Any]) -> str:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", action="append", required=True, help="GGUF file or HF dir")
-    parser.add_argument("--tasks", default=",".join(DEFAULT_TASKS), help="medboard task names")
+    parser.add_argument(
+        "--tasks",
+        default=",".join(OPEN_MEDICAL),
+        help="medboard task names (default: open_medical)",
+    )
     parser.add_argument("--dtype", default="bfloat16", choices=("float32", "bfloat16"))
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--limit", type=int, default=None, help="first N questions per task")
