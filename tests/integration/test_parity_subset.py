@@ -37,8 +37,8 @@ def smollm2() -> Path:
     return SMOLLM2
 
 
-@pytest.mark.slow
-def test_float32_parity_on_a_subset(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def reference_setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path, Path]:
+    """(benchmarks, SmolLM2 GGUF, an empty medboard home in use), or skip without them."""
     pytest.importorskip("lm_eval")
     benchmarks = shared_benchmarks()
     if benchmarks is None:
@@ -46,6 +46,12 @@ def test_float32_parity_on_a_subset(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     gguf = smollm2()
     home = tmp_path / "home"
     monkeypatch.setenv("MEDBOARD_HOME", str(home))
+    return benchmarks, gguf, home
+
+
+@pytest.mark.slow
+def test_float32_parity_on_a_subset(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    benchmarks, gguf, home = reference_setup(tmp_path, monkeypatch)
     from medboard.backends.hf import HFBackend
     from medboard.data.importer import import_path
     from medboard.data.store import DataStore

@@ -8,19 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from medboard.paths import shared_benchmarks
-from tests.integration.test_parity_subset import REPO, smollm2
+from tests.integration.test_parity_subset import REPO, reference_setup
 
 
 @pytest.mark.slow
 def test_speed_bench_reports_both_tools(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    pytest.importorskip("lm_eval")
-    benchmarks = shared_benchmarks()
-    if benchmarks is None:
-        pytest.skip("shared benchmarks not found (set MEDBOARD_BENCHMARKS)")
-    gguf = smollm2()
-    home = tmp_path / "home"
-    monkeypatch.setenv("MEDBOARD_HOME", str(home))
+    benchmarks, gguf, home = reference_setup(tmp_path, monkeypatch)
     from medboard.data.importer import import_path
     from medboard.data.store import DataStore
 
