@@ -58,7 +58,7 @@ def test_remote_code_config_is_refused(tmp_path: Path, medboard_home: Path) -> N
         '{"model_type": "my_custom_arch", "auto_map": {"AutoConfig": "cfg.MyConfig"}}'
     )
     backend = create_backend(str(tmp_path))
-    with pytest.raises(ModelError, match="cannot read the config"):
+    with pytest.raises(ModelError, match=r"needs remote code \(cfg.py named by auto_map"):
         backend.loglikelihood([REQUEST])
 
 

@@ -1,6 +1,8 @@
 """Submissions: validation on real model files, duplicates, rate limit, atomic claims, leases."""
 
+import json
 import shutil
+import sys
 import threading
 from pathlib import Path
 
@@ -152,3 +154,48 @@ def test_expired_lease_is_reclaimed(database) -> None:
     again = claim(database, "alive", lease_seconds=60)
     assert again.id == job_id and again.worker == "alive" and again.attempts == 2
     assert not heartbeat(database, job_id, "dead")  # the dead worker learns it lost the job
+
+
+def _bert_with_weights(folder: Path, tiny_model: Path) -> Path:
+    """A real BERT encoder (config, safetensors, tokenizer): loads, but is not a causal LM."""
+    from transformers import BertConfig, BertModel
+
+    config = BertConfig(hidden_size=8, num_hidden_layers=1, num_attention_heads=2, vocab_size=64)
+    BertModel(config).save_pretrained(folder, safe_serialization=True)
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        if (tiny_model / name).exists():
+            shutil.copy(tiny_model / name, folder / name)
+    return folder
+
+
+def _remote_code_model(folder: Path, tiny_model: Path) -> Path:
+    """A model whose architecture exists only as Python code shipped beside its config."""
+    shutil.copytree(tiny_model, folder)
+    (folder / "configuration_mine.py").write_text(
+        "from transformers import PretrainedConfig\n\n"
+        "class MineConfig(PretrainedConfig):\n    model_type = 'mine'\n"
+    )
+    config = json.loads((folder / "config.json").read_text())
+    config["model_type"] = "mine"
+    config["architectures"] = ["MineForCausalLM"]
+    config["auto_map"] = {"AutoConfig": "configuration_mine.MineConfig"}
+    (folder / "config.json").write_text(json.dumps(config))
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        (_bert_with_weights, r"is not a causal language model \(model type 'bert'"),
+        (_remote_code_model, "needs remote code \\(configuration_mine.py named by auto_map"),
+    ],
+)
+def test_non_causal_and_remote_code_models_are_refused(
+    build, message, tiny_model: Path, tmp_path: Path, medboard_home, database
+) -> None:
+    folder = build(tmp_path / "candidate", tiny_model)
+    with pytest.raises(SubmissionError, match=message):
+        submit(database, SubmitRequest(model=str(folder), dtype="float32"))
+    assert list_submissions(database) == []
+    # the remote code was never imported
+    assert "configuration_mine" not in sys.modules

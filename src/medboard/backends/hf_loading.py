@@ -167,11 +167,28 @@ def _first_line(exc: BaseException) -> str:
     return text[0] if text else type(exc).__name__
 
 
+def _read_json(path: Path) -> dict[str, Any]:
+    """A JSON object from a file, {} when it is missing or unreadable (the caller reports)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
 def check_causal_lm(directory: Path, label: str) -> Any:
     """The model's config, if it is a causal LM that loads without remote code."""
     from transformers import AutoConfig
     from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
+    auto_map = _read_json(directory / "config.json").get("auto_map")
+    if auto_map:
+        refs = [r for v in auto_map.values() for r in (v if isinstance(v, list) else [v]) if r]
+        code = sorted({str(ref).split("--")[-1].split(".")[0] for ref in refs})
+        raise ModelError(
+            f"{label} needs remote code ({', '.join(f'{c}.py' for c in code)} named by auto_map "
+            "in config.json): medboard never runs code shipped with a model"
+        )
     try:
         config = AutoConfig.from_pretrained(directory, trust_remote_code=False)
     except Exception as exc:
