@@ -2,6 +2,8 @@
 
 Load the leaderboard, sort, filter, search, open a model page, submit a model from a local
 path, watch it go pending -> running -> finished on the queue page and appear in the ranking.
+Screenshots of the leaderboard and of a model page go to $MEDBOARD_SCREENSHOTS (docs/screenshots
+when refreshing the committed ones), else to the test's temporary folder.
 Needs Debian's chromium (/usr/bin/chromium, installed by .ci/run) and playwright (dev extra);
 skipped when either is missing.
 """
@@ -83,16 +85,24 @@ def server(medboard_home: Path, tmp_path: Path) -> Iterator[str]:
         process.kill()
 
 
+def _screenshot(page, name: str, tmp_path: Path) -> None:
+    folder = Path(os.environ.get("MEDBOARD_SCREENSHOTS") or tmp_path)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 def _models(page) -> list[str]:
     return page.locator("#board tbody td.model a").all_inner_texts()
 
 
-def test_leaderboard_in_a_real_browser(server: str, tiny_model: Path) -> None:
+def test_leaderboard_in_a_real_browser(server: str, tiny_model: Path, tmp_path: Path) -> None:
     from playwright.sync_api import expect, sync_playwright
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-        page = browser.new_page()
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
         page.set_default_timeout(30_000)
 
         # the board, ranked by average
@@ -150,4 +160,11 @@ def test_leaderboard_in_a_real_browser(server: str, tiny_model: Path) -> None:
         page.goto(server + "/leaderboard/open_medical")
         assert str(tiny_model) in _models(page)
         assert len(_models(page)) == 4
+        _screenshot(page, "leaderboard", tmp_path)
+
+        # its model page: scores with intervals, provenance, the samples
+        page.locator("#board tbody td.model a", has_text=str(tiny_model)).click()
+        page.wait_for_url("**/model/*")
+        expect(page.locator("body")).to_contain_text("medqa_4options")
+        _screenshot(page, "model_page", tmp_path)
         browser.close()
