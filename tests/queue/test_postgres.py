@@ -15,7 +15,7 @@ from sqlalchemy import create_engine, func, select, text, update
 
 from medboard.leaderboard.published import import_published
 from medboard.queue.submissions import claim, heartbeat
-from medboard.results.db import Base, Database, Entry, Submission, open_database, utcnow
+from medboard.results.db import Base, Database, Entry, Model, Submission, open_database, utcnow
 
 URL = os.environ.get("MEDBOARD_TEST_POSTGRES")
 pytestmark = pytest.mark.skipif(not URL, reason="MEDBOARD_TEST_POSTGRES is not set")
@@ -88,3 +88,10 @@ def test_published_import_on_postgres(database: Database, tmp_path: Path) -> Non
     with database.session() as session:
         (entry,) = session.scalars(select(Entry)).all()
         assert {s.task: s.value for s in entry.scores} == {"pubmedqa": 0.5, "medmcqa": 0.4}
+
+
+def test_a_model_of_billions_of_parameters_fits_on_postgres(database: Database) -> None:
+    with database.session() as session:
+        session.add(Model(name="org/big", dtype="bfloat16", parameters=70_553_706_496))
+    with database.session() as session:
+        assert session.scalar(select(Model.parameters)) == 70_553_706_496

@@ -19,6 +19,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     Float,
@@ -63,7 +64,10 @@ class Model(Base):
     dtype: Mapped[str] = mapped_column(String(20), default="")
     adapter: Mapped[str | None] = mapped_column(String(500), default=None)
     adapter_hash: Mapped[str] = mapped_column(String(100), default="")
-    parameters: Mapped[int | None] = mapped_column(Integer, default=None)
+    # 64-bit: a 7B model does not fit a 32-bit integer (SQLite's INTEGER is 64-bit already)
+    parameters: Mapped[int | None] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), default=None
+    )
     license: Mapped[str | None] = mapped_column(String(100), default=None)
     model_type: Mapped[str] = mapped_column(String(20), default="unknown")
     base_model: Mapped[str | None] = mapped_column(String(300), default=None)

@@ -6,7 +6,9 @@ Jinja2 templates that work without JavaScript (forms and links carry the whole v
 
 Routes: `/` -> `/leaderboard/open_medical`; `/leaderboard/{track}` (+ `.csv`), `/compare`
 (+ `.csv`), `/model/{id}` with its run downloads and sample CSV, `/submit`, `/queue` (+ `.csv`);
-the JSON twins live under `/api/...`; the OpenAPI docs at `/docs`.
+the JSON twins live under `/api/...`; the OpenAPI docs at `/docs` (Swagger UI served from
+`static/swagger-ui`, so the page works offline). GETs of rendered leaderboard views are answered
+from memory before routing (`fastpath.py`).
 """
 
 import json
@@ -15,6 +17,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
@@ -26,8 +29,10 @@ from medboard.queue.submissions import submit
 from medboard.results.db import Database
 from medboard.web import filters
 from medboard.web.cache import BoardCache
+from medboard.web.fastpath import CachedViews
 
 HERE = Path(__file__).parent
+SWAGGER_UI = "/static/swagger-ui"  # swagger-ui-dist, vendored: see static/swagger-ui/README.md
 
 
 def make_templates() -> Jinja2Templates:
@@ -46,10 +51,16 @@ def make_templates() -> Jinja2Templates:
 
 
 def render(
-    request: Request, template: str, context: dict[str, Any], status_code: int = 200
+    request: Request,
+    template: str,
+    context: dict[str, Any],
+    status_code: int = 200,
+    headers: dict[str, str] | None = None,
 ) -> HTMLResponse:
     templates: Jinja2Templates = request.app.state.templates
-    return templates.TemplateResponse(request, template, context, status_code=status_code)
+    return templates.TemplateResponse(
+        request, template, context, status_code=status_code, headers=headers
+    )
 
 
 def render_text(request: Request, template: str, context: dict[str, Any]) -> str:
@@ -64,14 +75,16 @@ def wants_json(request: Request) -> bool:
 
 async def http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
+    headers = dict(exc.headers or {})  # a 405's Allow, say
     if wants_json(request):
-        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=headers)
     title = {404: "Not found", 405: "Method not allowed"}.get(exc.status_code, "Error")
     return render(
         request,
         "error.html",
         {"title": title, "message": exc.detail, "status": exc.status_code},
         status_code=exc.status_code,
+        headers=headers,
     )
 
 
@@ -110,10 +123,13 @@ def create_app(database: Database, admin_token: str | None = None) -> FastAPI:
         version=__version__,
         description="An open, self-hostable medical LLM leaderboard. Every page has a JSON "
         "twin under /api; scores are fractions (0-1).",
+        docs_url=None,  # /docs below, on the vendored Swagger UI (no CDN: works offline)
+        redoc_url=None,
     )
     app.state.database = database
     app.state.admin_token = admin_token  # routes_admin refuses every action without one
     app.state.cache = BoardCache(database)
+    app.add_middleware(CachedViews, cache=app.state.cache)  # cached views, before routing
     app.state.templates = make_templates()
     app.state.submit = submit  # tests put a submit with a stub model check here
     app.add_exception_handler(StarletteHTTPException, http_error)
@@ -123,6 +139,17 @@ def create_app(database: Database, admin_token: str | None = None) -> FastAPI:
     @app.get("/", include_in_schema=False)
     def home() -> RedirectResponse:
         return RedirectResponse("/leaderboard/open_medical", status_code=302)
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title=f"{app.title} API",
+            swagger_js_url=f"{SWAGGER_UI}/swagger-ui-bundle.js",
+            swagger_css_url=f"{SWAGGER_UI}/swagger-ui.css",
+            swagger_favicon_url=f"{SWAGGER_UI}/favicon-32x32.png",
+            swagger_ui_parameters={"validatorUrl": None},  # no badge from validator.swagger.io
+        )
 
     app.include_router(routes_board.router)
     app.include_router(routes_model.router)

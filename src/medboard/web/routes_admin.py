@@ -8,6 +8,7 @@ import hmac
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, HTTPException, Request
+from fastapi import Path as PathParam
 
 from medboard.queue import admin
 
@@ -34,17 +35,24 @@ def _act(request: Request, action: Any, *args: Any) -> Any:
 
 
 Auth = Annotated[str | None, Header()]
+# Ids beyond a 32-bit integer cannot exist (SQLite cannot even compare them): not found.
+SubmissionId = Annotated[int, PathParam(ge=1, le=2**31 - 1)]
+EntryId = Annotated[int, PathParam(ge=1, le=2**31 - 1)]
 
 
 @router.post("/submissions/{submission_id}/approve")
-def approve(request: Request, submission_id: int, authorization: Auth = None) -> dict[str, Any]:
+def approve(
+    request: Request, submission_id: SubmissionId, authorization: Auth = None
+) -> dict[str, Any]:
     _authorize(request, authorization)
     job = _act(request, admin.approve, submission_id)
     return {"id": job.id, "approved": job.approved, "status": job.status}
 
 
 @router.post("/submissions/{submission_id}/rerun")
-def rerun(request: Request, submission_id: int, authorization: Auth = None) -> dict[str, Any]:
+def rerun(
+    request: Request, submission_id: SubmissionId, authorization: Auth = None
+) -> dict[str, Any]:
     _authorize(request, authorization)
     job = _act(request, admin.rerun, submission_id)
     return {"id": job.id, "status": job.status}
@@ -52,7 +60,7 @@ def rerun(request: Request, submission_id: int, authorization: Auth = None) -> d
 
 @router.post("/entries/{entry_id}/hide")
 def hide(
-    request: Request, entry_id: int, hidden: bool = True, authorization: Auth = None
+    request: Request, entry_id: EntryId, hidden: bool = True, authorization: Auth = None
 ) -> dict[str, Any]:
     _authorize(request, authorization)
     entry = _act(request, admin.hide, entry_id, hidden)
@@ -60,7 +68,7 @@ def hide(
 
 
 @router.delete("/entries/{entry_id}")
-def delete(request: Request, entry_id: int, authorization: Auth = None) -> dict[str, Any]:
+def delete(request: Request, entry_id: EntryId, authorization: Auth = None) -> dict[str, Any]:
     _authorize(request, authorization)
     _act(request, admin.delete, entry_id)
     return {"id": entry_id, "deleted": True}

@@ -1,14 +1,18 @@
 """Leaderboard and comparison pages, their JSON twins and CSV exports."""
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi import Path as PathParam
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from medboard.leaderboard.ranking import (
+    TRACKS,
     LeaderboardSpec,
     RankedRow,
     UnknownTrackError,
@@ -25,6 +29,7 @@ from medboard.web.board import (
     rows_csv,
 )
 from medboard.web.cache import BoardCache
+from medboard.web.fastpath import CachedBody, url_key
 from medboard.web.plots import Point, Series, grouped_bars, scatter
 
 router = APIRouter()
@@ -99,6 +104,10 @@ def raw_query(
 
 
 Raw = Annotated[RawQuery, Depends(raw_query)]
+# The spec lists the tracks; another name is answered 404 by the route (not 422).
+TrackPath = Annotated[
+    str, PathParam(description="a leaderboard track", json_schema_extra={"enum": list(TRACKS)})
+]
 
 
 def spec_or_404(track: str) -> LeaderboardSpec:
@@ -166,7 +175,7 @@ def _canonical(request: Request, query: BoardQuery, warnings: list[str]) -> str 
 
 
 @router.get("/leaderboard/{track}.csv", tags=["leaderboard"])
-def leaderboard_csv(request: Request, track: str, raw: Raw) -> Response:
+def leaderboard_csv(request: Request, track: TrackPath, raw: Raw) -> Response:
     """Every row of the view (all pages), with all columns; scores in percent."""
     spec = spec_or_404(track)
     query, _ = raw.parse(spec)
@@ -179,22 +188,44 @@ def leaderboard_csv(request: Request, track: str, raw: Raw) -> Response:
     )
 
 
-@router.get("/api/leaderboard/{track}", tags=["leaderboard"])
-def leaderboard_json(request: Request, track: str, raw: Raw) -> dict[str, Any]:
+def _rendered(
+    request: Request, key: tuple[str, ...], media_type: str, render: Callable[[], bytes]
+) -> Response:
+    """A view rendered once per database state, kept under its URL for the fast path too."""
+    cache = _cache(request)
+    generation = cache.generation()
+    body = cache.view(key, lambda: CachedBody.of(render(), media_type))
+    cache.remember(url_key(request.scope["path"], request.scope["query_string"]), body, generation)
+    return body.response(request.headers)
+
+
+@router.get(
+    "/api/leaderboard/{track}",
+    tags=["leaderboard"],
+    response_model=dict[str, Any],
+    responses={304: {"description": "Not modified (If-None-Match)"}},
+)
+def leaderboard_json(request: Request, track: TrackPath, raw: Raw) -> Response:
     """The leaderboard page's data: the rows of one page of the view, scores as fractions."""
-    data, _ = _board(request, track, raw)
-    return data
+    spec = spec_or_404(track)
+    query, warnings = raw.parse(spec)
+
+    def render() -> bytes:
+        data, _ = _board(request, track, raw)
+        return bytes(JSONResponse(jsonable_encoder(data)).body)
+
+    return _rendered(request, ("json", track, *query.key(), *warnings), "application/json", render)
 
 
 @router.get("/leaderboard/{track}", response_class=HTMLResponse, tags=["pages"])
-def leaderboard_page(request: Request, track: str, raw: Raw) -> Response:
+def leaderboard_page(request: Request, track: TrackPath, raw: Raw) -> Response:
     spec = spec_or_404(track)
     query, warnings = raw.parse(spec)
     target = _canonical(request, query, warnings)
     if target is not None:
         return RedirectResponse(target, status_code=302)
 
-    def build() -> str:
+    def render() -> bytes:
         data, _ = _board(request, track, raw)
         context = {
             "data": data,
@@ -204,10 +235,10 @@ def leaderboard_page(request: Request, track: str, raw: Raw) -> Response:
             "plots": board_plots(spec, _all_rows(request, spec, query)),
             "title": f"{spec.title} leaderboard",
         }
-        return render_text(request, "leaderboard.html", context)
+        return render_text(request, "leaderboard.html", context).encode("utf-8")
 
-    html = _cache(request).view(("html", track, *query.key(), *warnings), build)
-    return HTMLResponse(html)
+    key = ("html", track, *query.key(), *warnings)
+    return _rendered(request, key, "text/html; charset=utf-8", render)
 
 
 def _ids(values: list[str] | None) -> list[int]:
@@ -238,7 +269,9 @@ def compare_data(request: Request, track: str, ids: list[int]) -> dict[str, Any]
     }
 
 
-TrackParam = Annotated[str, Query(description="the track of the entries")]
+TrackParam = Annotated[
+    str, Query(description="the track of the entries", json_schema_extra={"enum": list(TRACKS)})
+]
 IdsParam = Annotated[list[str] | None, Query(description="entry ids (at most 8)")]
 
 

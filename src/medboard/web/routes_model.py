@@ -8,6 +8,7 @@ from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 
 from medboard.leaderboard.ranking import TRACKS, rank_entries, track_spec
+from medboard.tasks import REGISTRY
 from medboard.web.app import render_text
 from medboard.web.model_data import (
     MAX_SAMPLES_PER_PAGE,
@@ -29,6 +30,14 @@ TaskParam = Annotated[str | None, Query(max_length=100, description="task of the
 PageParam = Annotated[int, Query(ge=1, le=1_000_000)]
 PerPageParam = Annotated[int, Query(ge=1, le=MAX_SAMPLES_PER_PAGE)]
 OnlyParam = Annotated[str, Query(pattern="^(|correct|wrong)$", description="correct or wrong")]
+# The spec lists the tasks; a run of another is answered 404 by the route (not 422).
+RunTask = Annotated[
+    str,
+    PathParam(
+        description="a task of the entry",
+        json_schema_extra={"enum": [t.name for t in REGISTRY.tasks()]},
+    ),
+]
 
 
 def _data(
@@ -103,7 +112,7 @@ def _run(request: Request, entry_id: int, task: str) -> Any:
 
 
 @router.get("/model/{entry_id}/runs/{task}/result.json", tags=["model"])
-def run_result(request: Request, entry_id: EntryId, task: str) -> JSONResponse:
+def run_result(request: Request, entry_id: EntryId, task: RunTask) -> JSONResponse:
     """The raw result record of the run behind a task's score."""
     run = _run(request, entry_id, task)
     return JSONResponse(
@@ -113,7 +122,7 @@ def run_result(request: Request, entry_id: EntryId, task: str) -> JSONResponse:
 
 
 @router.get("/model/{entry_id}/runs/{task}/samples.jsonl", tags=["model"])
-def run_samples(request: Request, entry_id: EntryId, task: str) -> FileResponse:
+def run_samples(request: Request, entry_id: EntryId, task: RunTask) -> FileResponse:
     """The run's samples as recorded: one JSON object per question."""
     run = _run(request, entry_id, task)
     if read_samples(run.samples_path) is None:
@@ -126,7 +135,7 @@ def run_samples(request: Request, entry_id: EntryId, task: str) -> FileResponse:
 
 
 @router.get("/model/{entry_id}/runs/{task}/samples.csv", tags=["model"])
-def run_samples_csv(request: Request, entry_id: EntryId, task: str) -> Response:
+def run_samples_csv(request: Request, entry_id: EntryId, task: RunTask) -> Response:
     """The sample table of a task as CSV (every question, choice probabilities in percent)."""
     run = _run(request, entry_id, task)
     records = read_samples(run.samples_path)
