@@ -19,11 +19,23 @@ def test_scores_with_95_percent_intervals(client: TestClient, evaluated_id: int)
     assert [s["task"] for s in data["scores"]][:3] == ["medqa_4options", "medmcqa", "pubmedqa"]
     medqa = scores["medqa_4options"]["acc"]
     assert medqa["value"] == pytest.approx(1 / 3) and medqa["n"] == MEDQA_N
-    half_width = 1.96 * medqa["stderr"]
-    assert medqa["interval"] == pytest.approx([1 / 3 - half_width, 1 / 3 + half_width])
+    # with the questions at hand, the interval is a bootstrap over them
+    bootstrap = data["insights"]["intervals"]["medqa_4options"]
+    assert medqa["interval_method"] == "bootstrap"
+    assert medqa["interval"] == [bootstrap["low"], bootstrap["high"]]
+    assert bootstrap["low"] < 1 / 3 < bootstrap["high"] and bootstrap["point"] == 1 / 3
+    half_width = 1.96 * medqa["stderr"]  # about the normal interval's width
+    assert bootstrap["high"] - bootstrap["low"] == pytest.approx(2 * half_width, rel=0.15)
     assert scores["pubmedqa"]["acc_norm"]["value"] == pytest.approx(0.5)
+    # without them (no samples file), value +- 1.96 stderr
+    assert "interval_method" not in scores["pubmedqa"]["acc"]
     assert scores["pubmedqa"]["acc"]["interval"] == pytest.approx([0.55 - 0.0392, 0.55 + 0.0392])
-    assert data["rank"] == {"rank": 4, "of": 5, "average": pytest.approx((1 / 3 + 0.5 + 3.85) / 9)}
+    assert data["rank"] == {
+        "rank": 4,
+        "of": 5,
+        "average": pytest.approx((1 / 3 + 0.5 + 3.85) / 9),
+        "uncertainty": None,  # the only entry with per-question records: nothing to compare
+    }
     html = client.get(f"/model/{evaluated_id}").text
     assert "rank <strong>4</strong> of 5" in html
     low, high = (100 * x for x in medqa["interval"])
@@ -145,3 +157,20 @@ def test_missing_entries_runs_and_files_are_404(client: TestClient, evaluated_id
     assert client.get("/api/model/9999").json() == {"detail": "no entry 9999"}
     assert "no entry 9999" in client.get("/model/9999").text
     assert "no run of task &#39;nope&#39;" in client.get(f"/model/{evaluated_id}?task=nope").text
+
+
+def test_calibration_from_choice_probabilities(client: TestClient, evaluated_id: int) -> None:
+    data = client.get(f"/api/model/{evaluated_id}").json()
+    found = data["insights"]["calibration"]["medqa_4options"]
+    # every medqa question: -1 on the chosen choice, -4 on the three others; right 1 in 3
+    top = math.exp(-1) / (math.exp(-1) + 3 * math.exp(-4))
+    low = math.exp(-4) / (math.exp(-1) + 3 * math.exp(-4))
+    assert found["n"] == MEDQA_N and found["mean_confidence"] == pytest.approx(top)
+    assert found["ece"] == pytest.approx(top - 1 / 3)
+    right = (1 - top) ** 2 + 3 * low**2
+    wrong = top**2 + (1 - low) ** 2 + 2 * low**2
+    assert found["brier"] == pytest.approx(right / 3 + 2 * wrong / 3)
+    assert set(data["insights"]["calibration"]) == {"medqa_4options", "medmcqa"}
+    assert data["insights"]["average"] is None  # 7 tasks have no samples file
+    html = client.get(f"/model/{evaluated_id}").text
+    assert 'id="calibration"' in html and f"{top - 1 / 3:.4f}" in html

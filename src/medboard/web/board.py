@@ -225,13 +225,25 @@ def parse_query(
     return query, warnings
 
 
+def _with_uncertainty(row: dict[str, Any], found: dict[str, Any] | None) -> dict[str, Any]:
+    from medboard.web.insights import row_uncertainty
+
+    row["rank_interval"] = None if found is None else row_uncertainty(found, row["entry_id"])
+    return row
+
+
 def board_data(
     spec: LeaderboardSpec,
     entries: list[StoredEntry],
     query: BoardQuery,
     warnings: list[str],
+    uncertainty: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """What the leaderboard page shows; the JSON twin returns exactly this."""
+    """What the leaderboard page shows; the JSON twin returns exactly this.
+
+    `uncertainty` (medboard.web.insights.board_uncertainty) adds each row's rank interval among
+    the entries scored on the same questions, and whether it is told apart from the leader.
+    """
     rows = rank_entries(entries, spec, query.options())
     visible = [e for e in entries if not e.hidden]
     pages = max(1, math.ceil(len(rows) / query.per_page))
@@ -267,7 +279,14 @@ def board_data(
         "matching": len(rows),
         "page": page,
         "pages": pages,
-        "rows": [r.to_json() for r in shown],
+        "rows": [_with_uncertainty(r.to_json(), uncertainty) for r in shown],
+        "uncertainty": None
+        if uncertainty is None
+        else {
+            "method": uncertainty["method"],
+            "compared": uncertainty["compared"],
+            "leader": uncertainty["leader"],
+        },
         "warnings": warnings,
         "links": {
             "html": query.url(path),

@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from medboard.leaderboard.analysis import split_shift
 from medboard.leaderboard.ranking import TRACKS, interval, track_spec
 from medboard.results.db import Entry, Run, TaskScore
 from medboard.web.board import label, safe_cell
@@ -208,9 +209,10 @@ def model_data(session: Session, entry_id: int, query: SampleQuery) -> dict[str,
             "n": score.n,
             "interval": list(interval(score.value, score.stderr) or []) or None,
         }
-    scores = [
+    scores = [  # permuted copies (task@shiftK) are shown under robustness instead
         {"task": t, "label": label(t), "metrics": by_task[t]}
         for t in _task_order(entry.track, set(by_task))
+        if split_shift(t)[1] is None
     ]
     subjects = {}
     for task, run in runs.items():

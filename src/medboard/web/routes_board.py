@@ -30,6 +30,7 @@ from medboard.web.board import (
 )
 from medboard.web.cache import BoardCache
 from medboard.web.fastpath import CachedBody, url_key
+from medboard.web.insights import cached_board_uncertainty
 from medboard.web.plots import Point, Series, grouped_bars, scatter
 
 router = APIRouter()
@@ -127,7 +128,9 @@ def _board(request: Request, track: str, raw: RawQuery) -> tuple[dict[str, Any],
     cache = _cache(request)
     data = cache.view(
         ("data", track, *query.key(), *warnings),
-        lambda: board_data(spec, cache.entries(track), query, warnings),
+        lambda: board_data(
+            spec, cache.entries(track), query, warnings, cached_board_uncertainty(cache, spec)
+        ),
     )
     return data, query
 

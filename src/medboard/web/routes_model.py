@@ -10,11 +10,13 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from medboard.leaderboard.ranking import TRACKS, rank_entries, track_spec
 from medboard.tasks import REGISTRY
 from medboard.web.app import render_text
+from medboard.web.insights import cached_board_uncertainty, entry_insights, row_uncertainty
 from medboard.web.model_data import (
     MAX_SAMPLES_PER_PAGE,
     SAMPLES_PER_PAGE,
     NotFoundError,
     SampleQuery,
+    entry_runs,
     model_data,
     read_samples,
     run_for,
@@ -44,21 +46,35 @@ def _data(
     request: Request, entry_id: int, task: str | None, page: int, per_page: int, only: str
 ) -> dict[str, Any]:
     database = request.app.state.database
+    cache = request.app.state.cache
     try:
         with database.session() as session:
             data = model_data(session, entry_id, SampleQuery(task, page, per_page, only))
+            track = data["entry"]["track"]
+            insights = cache.view(
+                ("insights", entry_id),
+                lambda: entry_insights(track, entry_runs(session, entry_id)),
+            )
     except NotFoundError as exc:
         raise HTTPException(404, str(exc)) from None
-    track = data["entry"]["track"]
+    data["insights"] = insights
+    for score in data["scores"]:  # bootstrap intervals where the questions are at hand
+        acc = score["metrics"].get("acc")
+        found = insights["intervals"].get(score["task"])
+        if acc is not None and found is not None:
+            acc["interval"] = [found["low"], found["high"]]
+            acc["interval_method"] = "bootstrap"
     data["rank"] = None
     if track in TRACKS:
-        rows = rank_entries(request.app.state.cache.entries(track), track_spec(track))
+        spec = track_spec(track)
+        rows = rank_entries(cache.entries(track), spec)
         ranked = [r for r in rows if r.rank is not None]
         mine = next((r for r in rows if r.entry_id == entry_id), None)
         data["rank"] = {
             "rank": mine.rank if mine else None,
             "of": len(ranked),
             "average": mine.average if mine else None,
+            "uncertainty": row_uncertainty(cached_board_uncertainty(cache, spec), entry_id),
         }
     return data
 

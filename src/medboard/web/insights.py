@@ -1,0 +1,74 @@
+"""The web side of medboard.leaderboard.analysis: which records to read for a model page, and
+the rank intervals of a board (computed once per database state, see BoardCache)."""
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from medboard.leaderboard.analysis import board_rank_intervals, entry_analysis, split_shift
+from medboard.leaderboard.ranking import TRACKS, LeaderboardSpec, track_spec
+from medboard.results.db import Entry, Run, TaskScore
+from medboard.web.cache import BoardCache
+from medboard.web.model_data import read_samples
+
+METRIC = "acc"
+
+
+def entry_insights(track: str, runs: dict[str, Run]) -> dict[str, Any]:
+    """Intervals, calibration, robustness and unparsed counts of one entry (model page)."""
+    records = {task: read_samples(run.samples_path) or () for task, run in runs.items()}
+    tasks = track_spec(track).tasks if track in TRACKS else ()
+    found = entry_analysis({t: r for t, r in records.items() if r}, track_tasks=tasks)
+    found["protocols"] = sorted({run.protocol for run in runs.values()})
+    return found
+
+
+def board_uncertainty(session: Session, spec: LeaderboardSpec) -> dict[str, Any]:
+    """Rank intervals of the visible entries of a track that have per-question records.
+
+    One query finds the runs behind the track's scores; entries without runs (published) are
+    listed as excluded without reading anything.
+    """
+    rows = session.execute(
+        select(TaskScore.entry_id, TaskScore.task, Run.samples_path)
+        .join(Entry, TaskScore.entry_id == Entry.id)
+        .join(Run, TaskScore.run_id == Run.id)
+        .where(
+            Entry.track == spec.track,
+            Entry.hidden.is_(False),
+            TaskScore.metric == METRIC,
+            TaskScore.task.in_(spec.tasks),
+        )
+    ).all()
+    entries: dict[str, dict[str, Any]] = {}
+    for entry_id, task, path in rows:
+        if split_shift(task)[1] is None:
+            entries.setdefault(str(entry_id), {})[task] = read_samples(path) or ()
+    found = board_rank_intervals(entries, spec.tasks)
+    found["compared"] = len(found["ranks"])
+    return found
+
+
+def cached_board_uncertainty(cache: BoardCache, spec: LeaderboardSpec) -> dict[str, Any]:
+    """board_uncertainty, built once per database state."""
+
+    def build() -> dict[str, Any]:
+        with cache.database.session() as session:
+            return board_uncertainty(session, spec)
+
+    return cache.view(("uncertainty", spec.track), build)
+
+
+def row_uncertainty(found: dict[str, Any], entry_id: int) -> dict[str, Any] | None:
+    """An entry's rank interval and whether it is told apart from the leader, if computed."""
+    rank = found["ranks"].get(str(entry_id))
+    if rank is None:
+        return None
+    return {
+        "rank": rank["rank"],
+        "interval": [rank["low"], rank["high"]],
+        "of": found["compared"],
+        "indistinguishable_from_leader": rank["indistinguishable"],
+        "p_vs_leader": rank["p_vs_leader"],
+    }
