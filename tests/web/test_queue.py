@@ -180,3 +180,29 @@ def test_openapi_docs_list_every_json_twin(client: TestClient) -> None:
     ):
         assert path in paths, path
     assert client.get("/docs").status_code == 200
+
+
+EVIL = "<script>alert('x')</script>'; DROP TABLE entries;--"
+
+
+@pytest.mark.parametrize("field", ["model", "track", "dtype", "revision", "adapter", "submitter"])
+def test_markup_and_sql_in_every_field(queue_client: TestClient, database, field: str) -> None:
+    form = {"model": "/models/ok", "track": "open_medical", "dtype": "bfloat16", field: EVIL}
+    before = count(database)
+    for response in (
+        queue_client.post("/submit", data=form),
+        queue_client.post("/api/submit", json=form),
+    ):
+        assert response.status_code < 500, response.text
+        if response.headers["content-type"].startswith("text/html"):
+            assert "<script>alert" not in response.text  # escaped wherever it is echoed
+        else:  # JSON carries the text as typed, as data that no browser runs
+            assert response.headers["content-type"] == "application/json"
+        if response.status_code >= 400:
+            assert count(database) == before  # a refusal changes nothing
+        before = count(database)
+    page = queue_client.get("/queue").text
+    assert "<script>alert" not in page
+    # the SQL stayed text: every table is still there
+    assert queue_client.get("/api/leaderboard/open_medical").json()["entries"] == 6
+    assert queue_client.get("/api/queue").status_code == 200
