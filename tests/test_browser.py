@@ -54,6 +54,11 @@ def server(medboard_home: Path, tmp_path: Path) -> Iterator[str]:
     import_fixture_tasks(medboard_home)
     (tmp_path / "open.csv").write_text(OPEN)
     (tmp_path / "flowertune.csv").write_text(FLOWERTUNE)
+    yield from _serve(medboard_home, tmp_path)
+
+
+def _serve(medboard_home: Path, tmp_path: Path) -> Iterator[str]:
+    """A real `medboard serve` on tmp_path/board.db, with the published tables of tmp_path."""
     port = _free_port()
     command = [sys.executable, "-c", "from medboard.cli import main; main()", "serve"]
     command += ["--port", str(port), "--db", f"sqlite:///{tmp_path / 'board.db'}"]
@@ -160,11 +165,53 @@ def test_leaderboard_in_a_real_browser(server: str, tiny_model: Path, tmp_path: 
         page.goto(server + "/leaderboard/open_medical")
         assert str(tiny_model) in _models(page)
         assert len(_models(page)) == 4
-        _screenshot(page, "leaderboard", tmp_path)
+        _screenshot(page, "leaderboard_after_submission", tmp_path)
 
         # its model page: scores with intervals, provenance, the samples
         page.locator("#board tbody td.model a", has_text=str(tiny_model)).click()
         page.wait_for_url("**/model/*")
         expect(page.locator("body")).to_contain_text("medqa_4options")
+        _screenshot(page, "model_page_submitted", tmp_path)
+        browser.close()
+
+
+@pytest.fixture()
+def populated(medboard_home: Path, tmp_path: Path) -> Iterator[str]:
+    """A board with published entries and three evaluated ones (per-question records, rotated
+    options): rank intervals, calibration and robustness have something to show."""
+    if not Path(CHROMIUM).exists() and not shutil.which("chromium"):
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    pytest.importorskip("playwright")
+    from medboard.results.db import open_database
+    from tests.web.test_insights import _evaluated
+
+    import_fixture_tasks(medboard_home)
+    (tmp_path / "open.csv").write_text(OPEN)
+    (tmp_path / "flowertune.csv").write_text(FLOWERTUNE)
+    database = open_database(f"sqlite:///{tmp_path / 'board.db'}")
+    for name, options in [
+        ("lab/fair-0.5b", ""),
+        ("lab/letter-a-0.5b", "bias=A"),
+        ("x/y", "batch=3"),
+    ]:
+        _evaluated(database, options, name, (1, 2, 3))
+    database.engine.dispose()
+    yield from _serve(medboard_home, tmp_path)
+
+
+def test_screenshots_of_a_populated_board(populated: str, tmp_path: Path) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        page.goto(populated + "/leaderboard/open_medical")
+        expect(page.locator("#board thead")).to_contain_text("Rank 95%")
+        assert len(_models(page)) == 6
+        _screenshot(page, "leaderboard", tmp_path)
+        page.locator("#board tbody td.model a", has_text="lab/letter-a-0.5b").click()
+        page.wait_for_url("**/model/*")
+        expect(page.locator("#robustness")).to_contain_text("A 100%")
+        expect(page.locator("#calibration")).to_be_visible()
         _screenshot(page, "model_page", tmp_path)
         browser.close()

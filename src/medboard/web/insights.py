@@ -17,8 +17,10 @@ METRIC = "acc"
 
 def entry_insights(track: str, runs: dict[str, Run]) -> dict[str, Any]:
     """Intervals, calibration, robustness and unparsed counts of one entry (model page)."""
-    records = {task: read_samples(run.samples_path) or () for task, run in runs.items()}
     tasks = track_spec(track).tasks if track in TRACKS else ()
+    order = {task: i for i, task in enumerate(tasks)}
+    ordered = sorted(runs, key=lambda t: (order.get(split_shift(t)[0], len(order)), t))
+    records = {task: read_samples(runs[task].samples_path) or () for task in ordered}
     found = entry_analysis({t: r for t, r in records.items() if r}, track_tasks=tasks)
     found["protocols"] = sorted({run.protocol for run in runs.values()})
     return found

@@ -216,6 +216,8 @@ def model_data(session: Session, entry_id: int, query: SampleQuery) -> dict[str,
     ]
     subjects = {}
     for task, run in runs.items():
+        if split_shift(task)[1] is not None:
+            continue  # a permuted copy: the same subjects as its task
         records = read_samples(run.samples_path)
         found = subject_scores(records) if records else []
         if len(found) > 1:  # a task of one subject says nothing more than its score
