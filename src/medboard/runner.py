@@ -1,26 +1,29 @@
 """evaluate(): tasks x one model -> versioned results, with an answer cache that makes runs resume.
 
-The engine knows nothing of the web or the queue: give it tasks, a backend and stores.
+The engine knows nothing of the web or the queue: give it tasks, a backend and stores. This module
+holds the log-likelihood protocol and what every protocol shares (run key, answer cache, result
+files); the generative protocols are in runner_generate.
 """
 
 import hashlib
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from medboard import __version__
 from medboard.backends.base import Backend, ChoiceRequest
-from medboard.data.store import DataStore
+from medboard.data.store import DataStore, TaskData
 from medboard.results.schema import RunResult, RunSpec, Score
 from medboard.results.store import RunStore, atomic_write_text
 from medboard.scoring.choice import score_choices
 from medboard.scoring.metrics import METRICS
 from medboard.tasks.base import Sample, Task
+from medboard.tasks.protocols import LOGLIK, LOGLIK_VERSION, protocol_version
 
-PROTOCOL = "loglik/1"
+PROTOCOL = LOGLIK_VERSION
 
 
 class Reporter(Protocol):
@@ -51,6 +54,8 @@ class EvalOptions:
     limit: int | None = None
     allow_data_mismatch: bool = False
     output: Path | None = None
+    protocol: str = LOGLIK  # loglik, flowertune, generative, cot (medboard.tasks.protocols)
+    max_new_tokens: int | None = None  # overrides a generative protocol's budget
 
 
 def prompt_hash(request: ChoiceRequest) -> str:
@@ -62,12 +67,14 @@ def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
-def run_spec(task: Task, backend: Backend, data_hash: str, limit: int | None) -> RunSpec:
+def run_spec(
+    task: Task, backend: Backend, data_hash: str, limit: int | None, protocol: str = PROTOCOL
+) -> RunSpec:
     identity = backend.identity()
     return RunSpec(
         task=task.name,
         task_version=task.version,
-        protocol=PROTOCOL,
+        protocol=protocol,
         dataset=task.dataset,
         split=task.split,
         data_hash=data_hash,
@@ -104,67 +111,65 @@ def _sample_record(
     return record
 
 
-def evaluate_task(
-    task: Task,
-    backend: Backend,
-    data: DataStore,
+def compute_answers(
     runs: RunStore,
-    options: EvalOptions,
+    key: str,
+    ids: Sequence[str],
+    hashes: Sequence[str],
+    plan: Callable[[], list[list[int]]],
+    answer_batch: Callable[[list[int]], list[dict[str, Any]]],
+    task_name: str,
     reporter: Reporter,
-) -> RunResult:
-    started = time.time()
-    task_data = data.task_data(task, allow_mismatch=options.allow_data_mismatch)
-    records = task_data.records[: options.limit] if options.limit else task_data.records
-    spec = run_spec(task, backend, task_data.content_hash, options.limit)
-    key = spec.key()
-    finished = runs.finished(key)
-    if finished is not None:
-        reporter.finish(finished, cached=True)
-        return finished
-
-    samples = [task.to_sample(record) for record in records]
-    load = getattr(backend, "load", None)
-    if load is not None and not getattr(backend, "loaded", True):
-        reporter.status(f"loading model {spec.model} ({spec.dtype})")
-        load()
-    requests = [ChoiceRequest(task.prompt(s), task.continuations(s)) for s in samples]
-    hashes = [prompt_hash(r) for r in requests]
+) -> dict[str, dict[str, Any]]:
+    """Every sample's answer: from the run's cache, else computed a whole batch at a time."""
     cache = runs.cache(key)
     try:
         stored = cache.get_all()
         # An answer cached under the same id for another prompt is stale: it is recomputed.
         answers = {
-            s.id: stored[s.id][1]
-            for s, h in zip(samples, hashes, strict=True)
-            if s.id in stored and stored[s.id][0] == h
+            sid: stored[sid][1]
+            for sid, h in zip(ids, hashes, strict=True)
+            if sid in stored and stored[sid][0] == h
         }
-        reporter.start(task.name, len(samples), sum(1 for s in samples if s.id in answers))
-        for batch in backend.plan(requests):
-            if all(samples[i].id in answers for i in batch):
+        reporter.start(task_name, len(ids), sum(1 for sid in ids if sid in answers))
+        for batch in plan():
+            if all(ids[i] in answers for i in batch):
                 continue
             # The whole batch is recomputed so its composition, and its numbers, never change.
-            results = backend.loglikelihood([requests[i] for i in batch])
             fresh = []
-            for i, result in zip(batch, results, strict=True):
-                answer = {
-                    "logprobs": list(result.logprobs),
-                    "greedy": list(result.greedy),
-                    "n_tokens": list(result.n_tokens),
-                    "prompt_tokens": result.prompt_tokens,
-                }
-                if samples[i].id not in answers:
-                    answers[samples[i].id] = answer
-                    fresh.append((samples[i].id, hashes[i], answer))
+            for i, answer in zip(batch, answer_batch(batch), strict=True):
+                if ids[i] not in answers:
+                    answers[ids[i]] = answer
+                    fresh.append((ids[i], hashes[i], answer))
             cache.put_many(fresh)
             reporter.advance(len(fresh))
     finally:
         cache.close()
+    return answers
 
-    sample_records = [
-        _sample_record(s, h, answers[s.id], task) for s, h in zip(samples, hashes, strict=True)
-    ]
+
+def load_backend(backend: Backend, spec: RunSpec, reporter: Reporter) -> None:
+    load = getattr(backend, "load", None)
+    if load is not None and not getattr(backend, "loaded", True):
+        reporter.status(f"loading model {spec.model} ({spec.dtype})")
+        load()
+
+
+def finish_run(
+    spec: RunSpec,
+    runs: RunStore,
+    task_data: TaskData,
+    sample_records: list[dict[str, Any]],
+    metrics: Sequence[str],
+    prompt_tokens: int,
+    started: float,
+    reporter: Reporter,
+    extra: dict[str, Any] | None = None,
+) -> RunResult:
+    """Score the sample records, write samples.jsonl, then result.json (which marks it done)."""
+    key = spec.key()
     scores = {}
-    for name in task.metrics:
+    for name in metrics:
         values = [r[name] for r in sample_records]
         metric = METRICS[name]
         scores[name] = Score(value=metric.aggregate(values), stderr=metric.stderr(values))
@@ -177,17 +182,77 @@ def evaluate_task(
         key=key,
         spec=spec,
         scores=scores,
-        n_samples=len(samples),
-        prompt_tokens=sum(answers[s.id]["prompt_tokens"] for s in samples),
+        n_samples=len(sample_records),
+        prompt_tokens=prompt_tokens,
         started_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
         finished_at=_now(),
         wall_seconds=round(time.time() - started, 3),
         data_source=task_data.info.source,
         samples_file=str(samples_path),
+        extra=extra or {},
     )
     atomic_write_text(folder / "result.json", result.model_dump_json(indent=2) + "\n")
     reporter.finish(result, cached=False)
     return result
+
+
+def evaluate_task(
+    task: Task,
+    backend: Backend,
+    data: DataStore,
+    runs: RunStore,
+    options: EvalOptions,
+    reporter: Reporter,
+) -> RunResult:
+    if options.protocol != LOGLIK:
+        # imported here: runner_generate builds on this module's helpers
+        from medboard.runner_generate import evaluate_generative
+
+        return evaluate_generative(task, backend, data, runs, options, reporter)
+    started = time.time()
+    task_data = data.task_data(task, allow_mismatch=options.allow_data_mismatch)
+    records = task_data.records[: options.limit] if options.limit else task_data.records
+    spec = run_spec(task, backend, task_data.content_hash, options.limit)
+    key = spec.key()
+    finished = runs.finished(key)
+    if finished is not None:
+        reporter.finish(finished, cached=True)
+        return finished
+
+    samples = [task.to_sample(record) for record in records]
+    load_backend(backend, spec, reporter)
+    requests = [ChoiceRequest(task.prompt(s), task.continuations(s)) for s in samples]
+    hashes = [prompt_hash(r) for r in requests]
+
+    def answer_batch(batch: list[int]) -> list[dict[str, Any]]:
+        results = backend.loglikelihood([requests[i] for i in batch])
+        return [
+            {
+                "logprobs": list(result.logprobs),
+                "greedy": list(result.greedy),
+                "n_tokens": list(result.n_tokens),
+                "prompt_tokens": result.prompt_tokens,
+            }
+            for result in results
+        ]
+
+    answers = compute_answers(
+        runs,
+        key,
+        [s.id for s in samples],
+        hashes,
+        lambda: backend.plan(requests),
+        answer_batch,
+        task.name,
+        reporter,
+    )
+    sample_records = [
+        _sample_record(s, h, answers[s.id], task) for s, h in zip(samples, hashes, strict=True)
+    ]
+    prompt_tokens = sum(answers[s.id]["prompt_tokens"] for s in samples)
+    return finish_run(
+        spec, runs, task_data, sample_records, task.metrics, prompt_tokens, started, reporter
+    )
 
 
 def evaluate(
@@ -202,6 +267,7 @@ def evaluate(
     data = data or DataStore()
     runs = runs or RunStore()
     options = options or EvalOptions()
+    protocol_version(options.protocol, options.max_new_tokens)  # fails before any work
     reporter = reporter or SilentReporter()
     results = []
     for task in tasks:

@@ -4,7 +4,13 @@ Model specs: `fake[:options]` is the deterministic test model; anything else is 
 causal LM (a local directory, a GGUF file, or a Hub id).
 """
 
-from medboard.backends.base import Backend, ChoiceRequest, ChoiceResult
+from medboard.backends.base import (
+    Backend,
+    ChoiceRequest,
+    ChoiceResult,
+    GenerateRequest,
+    GenerateResult,
+)
 from medboard.errors import MissingExtraError
 
 
@@ -39,4 +45,11 @@ def create_backend(
     )
 
 
-__all__ = ["Backend", "ChoiceRequest", "ChoiceResult", "create_backend"]
+__all__ = [
+    "Backend",
+    "ChoiceRequest",
+    "ChoiceResult",
+    "GenerateRequest",
+    "GenerateResult",
+    "create_backend",
+]

@@ -1,8 +1,11 @@
-"""The backend interface: typed requests in, log-likelihoods out. A backend knows no benchmark."""
+"""The backend interface: typed requests in, log-likelihoods or generated texts out.
 
-from collections.abc import Sequence
+A backend knows no benchmark: it scores continuations and decodes greedily until a stop.
+"""
+
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 
 @dataclass(frozen=True)
@@ -21,6 +24,41 @@ class ChoiceResult:
     greedy: tuple[bool, ...]
     n_tokens: tuple[int, ...]
     prompt_tokens: int  # tokens of the context that the model read
+
+
+StopReason = Literal["eos", "stop", "length"]
+
+
+@dataclass(frozen=True)
+class GenerateRequest:
+    """Decode greedily after `prompt` until an end-of-sequence token, a stop string or the budget.
+
+    The budget is part of the request (not of the backend) so that the answer cache, keyed by a
+    hash of the request, never mixes answers decoded under different budgets or stops.
+    """
+
+    prompt: str
+    max_new_tokens: int
+    stop: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be at least 1, not {self.max_new_tokens}")
+
+
+@dataclass(frozen=True)
+class GenerateResult:
+    """The generated text (cut before the first stop string, special tokens removed).
+
+    `n_new_tokens` counts every token the model produced, the end-of-sequence token included;
+    `tokens` are those token ids (empty for backends that have no tokens).
+    """
+
+    text: str
+    n_prompt_tokens: int
+    n_new_tokens: int
+    stopped_by: StopReason
+    tokens: tuple[int, ...] = ()
 
 
 class Backend(Protocol):
@@ -44,4 +82,25 @@ class Backend(Protocol):
         """Answer one batch."""
         ...
 
-    def count_tokens(self, text: str) -> int: ...
+    def count_tokens(self, text: str, add_special_tokens: bool = True) -> int:
+        """Tokens of `text`: as a prompt, or with add_special_tokens=False as a bare string."""
+        ...
+
+
+class GenerativeBackend(Backend, Protocol):
+    """A backend that also generates (it has "generate" in `supports`)."""
+
+    def chat_prompt(self, messages: Sequence[Mapping[str, str]]) -> str | None:
+        """The model's chat template applied to `messages`, ready for the assistant's turn.
+
+        None when the model has no chat template: the caller then uses a plain prompt.
+        """
+        ...
+
+    def plan_generate(self, requests: Sequence[GenerateRequest]) -> list[list[int]]:
+        """Batches of generation requests, deterministic for the same requests (see `plan`)."""
+        ...
+
+    def generate(self, requests: Sequence[GenerateRequest]) -> list[GenerateResult]:
+        """Answer one batch: greedy decoding, identical to decoding each request alone."""
+        ...

@@ -1,4 +1,5 @@
-"""Choice log-likelihoods from a transformers causal LM, computed as lm-evaluation-harness does.
+"""Choice log-likelihoods from a transformers causal LM, computed as lm-evaluation-harness does;
+greedy generation lives in hf_generate.
 
 Tokenization follows lm-eval's `_encode_pair`: the context and context+continuation are encoded
 whole and the continuation is what the longer encoding adds; inputs longer than the model's
@@ -7,12 +8,13 @@ of a question is one token, the question takes one forward pass (all choices rea
 position), and the vocabulary projection runs only at the positions that are scored.
 """
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from medboard.backends.base import ChoiceRequest, ChoiceResult
+from medboard.backends.base import ChoiceRequest, ChoiceResult, GenerateRequest, GenerateResult
+from medboard.backends.hf_generate import eos_token_ids, greedy_generate, plan_generate
 from medboard.backends.hf_loading import (
     DTYPES,
     check_adapter,
@@ -27,6 +29,9 @@ from medboard.errors import ModelError
 
 DEFAULT_MAX_LENGTH = 2048  # lm-eval's default when neither config nor tokenizer says
 DEFAULT_BATCH_TOKENS = 8192
+# A generation batch may hold this many times --batch-tokens of prompt plus new tokens: decoding
+# reads the weights once per step for the whole batch, so wide batches are what make it fast.
+GENERATE_TOKENS_FACTOR = 4
 MAX_BATCH_ROWS = 64
 
 
@@ -72,7 +77,7 @@ def build_rows(context_enc: list[int], cont_encs: list[list[int]], window: int) 
 
 
 class HFBackend:
-    supports = frozenset({"loglikelihood"})
+    supports = frozenset({"loglikelihood", "generate"})
 
     def __init__(
         self,
@@ -98,6 +103,7 @@ class HFBackend:
         self._tokenizer: Any = None
         self._rows: dict[ChoiceRequest, list[Row]] = {}
         self._context_tokens: dict[ChoiceRequest, int] = {}
+        self._prompt_ids: dict[GenerateRequest, list[int]] = {}
 
     # -- identity and loading -------------------------------------------------------------
     def identity(self) -> dict[str, Any]:
@@ -133,6 +139,7 @@ class HFBackend:
             use_float32_matmul(self._model)
         self.window = max_length(self._model.config, self._tokenizer)
         self._full_forward = not self._head_matches_forward()
+        self._eos = eos_token_ids(self._model, self._tokenizer)
 
     def _head_matches_forward(self) -> bool:
         """Whether projecting selected hidden states gives the model's own logits.
@@ -166,7 +173,9 @@ class HFBackend:
             kwargs["add_special_tokens"] = False  # the text already carries the BOS token
         return tokenizer.encode(text, **kwargs)
 
-    def count_tokens(self, text: str) -> int:
+    def count_tokens(self, text: str, add_special_tokens: bool = True) -> int:
+        if not add_special_tokens:
+            return len(self.tokenizer.encode(text, add_special_tokens=False))
         return len(self._encode(text))
 
     def rows(self, request: ChoiceRequest) -> list[Row]:
@@ -274,3 +283,46 @@ class HFBackend:
         if cap:
             logits = torch.tanh(logits / cap) * cap
         return logits
+
+    # -- generation -----------------------------------------------------------------------------
+    def chat_prompt(self, messages: Sequence[Mapping[str, str]]) -> str | None:
+        tokenizer = self.tokenizer
+        if not getattr(tokenizer, "chat_template", None):
+            return None
+        try:
+            text = tokenizer.apply_chat_template(
+                [dict(m) for m in messages], tokenize=False, add_generation_prompt=True
+            )
+        except Exception as exc:  # jinja raises its own types for templates that refuse a turn
+            raise ModelError(f"the chat template of {self.spec} fails: {exc}") from None
+        return str(text)
+
+    def prompt_ids(self, request: GenerateRequest) -> list[int]:
+        """The prompt's tokens, cut from the left so that prompt + budget fit the window."""
+        cached = self._prompt_ids.get(request)
+        if cached is not None:
+            return cached
+        self._load()
+        room = self.window - request.max_new_tokens
+        if room < 1:
+            raise ModelError(
+                f"max_new_tokens {request.max_new_tokens} leaves no room for a prompt in the "
+                f"model's window of {self.window} tokens"
+            )
+        ids = self._encode(request.prompt)[-room:]
+        if not ids:
+            raise ModelError("an empty prompt cannot be continued")
+        self._prompt_ids[request] = ids
+        return ids
+
+    def plan_generate(self, requests: Sequence[GenerateRequest]) -> list[list[int]]:
+        lengths = [len(self.prompt_ids(r)) for r in requests]
+        budgets = [r.max_new_tokens for r in requests]
+        return plan_generate(lengths, budgets, GENERATE_TOKENS_FACTOR * self.batch_tokens)
+
+    def generate(self, requests: Sequence[GenerateRequest]) -> list[GenerateResult]:
+        self._load()
+        prompts = [self.prompt_ids(r) for r in requests]
+        return greedy_generate(
+            self._model, self._tokenizer, prompts, requests, self._eos, self.device
+        )

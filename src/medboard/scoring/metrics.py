@@ -29,4 +29,6 @@ class Metric:
 METRICS = {
     "acc": Metric("acc"),
     "acc_norm": Metric("acc_norm"),
+    # generative protocols: the share of answers from which no option could be read
+    "unparsed": Metric("unparsed", higher_is_better=False),
 }
