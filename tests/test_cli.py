@@ -57,6 +57,26 @@ def test_eval_fake_prints_table_and_writes_output(home: Path, tmp_path: Path) ->
     assert (tmp_path / "samples_pubmedqa.jsonl").exists()
 
 
+def test_eval_generative_protocols(home: Path, tmp_path: Path) -> None:
+    tasks = ["--tasks", "medqa_4options,pubmedqa"]
+    result = medboard(home, "eval", *FAKE, *tasks, "--protocol", "cot", "--output", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert "unparsed (%)" in result.stdout and "cot" in result.stdout
+    summary = json.loads((tmp_path / "results.json").read_text())
+    assert summary["runs"]["pubmedqa"]["spec"]["protocol"] == "cot/1"
+    assert "unparsed" in summary["results"]["medqa_4options"]
+    shorter = medboard(
+        home, "eval", *FAKE, *tasks, "--protocol", "generative", "--max-new-tokens", "2"
+    )
+    assert shorter.returncode == 0, shorter.stderr
+    assert_one_line_error(
+        medboard(home, "eval", *FAKE, *tasks, "--max-new-tokens", "2"), "not to loglik"
+    )
+    assert_one_line_error(
+        medboard(home, "eval", *FAKE, *tasks, "--protocol", "chat"), "unknown protocol 'chat'"
+    )
+
+
 def test_tasks_lists_tasks_suites_and_presence(home: Path) -> None:
     result = medboard(home, "tasks")
     assert result.returncode == 0, result.stderr

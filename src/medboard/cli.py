@@ -243,13 +243,26 @@ def eval_command(
             "native or float32."
         ),
     ] = "auto",
+    protocol: Annotated[
+        str,
+        typer.Option(
+            help="loglik (choice log-likelihood), flowertune (FlowerTune's generative "
+            "evaluation, faithful: leaks the gold answer's length), generative or cot."
+        ),
+    ] = "loglik",
+    max_new_tokens: Annotated[
+        int | None,
+        typer.Option(help="Override a generative protocol's budget of new tokens.", min=1),
+    ] = None,
     allow_data_mismatch: AllowMismatch = False,
 ) -> None:
     """Evaluate a model; ends with a table of acc ± stderr per task and the mean over tasks."""
     from medboard.backends import create_backend
     from medboard.runner import EvalOptions, evaluate
     from medboard.tasks import REGISTRY
+    from medboard.tasks.protocols import protocol_version
 
+    protocol_version(protocol, max_new_tokens)  # a bad protocol fails before the model loads
     selected = REGISTRY.resolve(suite, tasks)
     backend = create_backend(
         model,
@@ -260,11 +273,18 @@ def eval_command(
         batch_tokens=batch_tokens,
         matmul=bf16_matmul,
     )
-    options = EvalOptions(limit=limit, allow_data_mismatch=allow_data_mismatch, output=output)
+    options = EvalOptions(
+        limit=limit,
+        allow_data_mismatch=allow_data_mismatch,
+        output=output,
+        protocol=protocol,
+        max_new_tokens=max_new_tokens,
+    )
     started = time.time()
     with _progress() as progress:
         results = evaluate(selected, backend, options=options, reporter=RichReporter(progress))
-    out.print(results_table(results, title=f"{model} ({dtype})"))
+    title = f"{model} ({dtype})" if protocol == "loglik" else f"{model} ({dtype}, {protocol})"
+    out.print(results_table(results, title=title))
     out.print(f"wall time {time.time() - started:.1f} s")
     if output is not None:
         out.print(f"results: {output / 'results.json'}")
@@ -275,17 +295,20 @@ def _pct(value: float, stderr: float) -> str:
 
 
 def results_table(results: list[RunResult], title: str) -> Table:
+    """acc (and acc_norm) per task; generative runs show the share of unparsed answers."""
+    generative = any("unparsed" in r.scores for r in results)
+    second = "unparsed (%)" if generative else "acc_norm (%)"
     table = Table(title=title)
-    for column in ("task", "n", "acc (%)", "acc_norm (%)", "seconds"):
+    for column in ("task", "n", "acc (%)", second, "seconds"):
         table.add_column(column, justify="right" if column != "task" else "left")
     for result in results:
         acc = result.scores["acc"]
-        norm = result.scores.get("acc_norm")
+        other = result.scores.get("unparsed" if generative else "acc_norm")
         table.add_row(
             result.spec.task,
             str(result.n_samples),
             _pct(acc.value, acc.stderr),
-            _pct(norm.value, norm.stderr) if norm else "",
+            _pct(other.value, other.stderr) if other else "",
             f"{result.wall_seconds:.1f}",
         )
     mean = sum(r.scores["acc"].value for r in results) / len(results)
@@ -295,9 +318,11 @@ def results_table(results: list[RunResult], title: str) -> Table:
 
 
 def _register_board_commands() -> None:
+    from medboard.cli_analysis import register as register_analysis
     from medboard.cli_board import register
 
     register(app)
+    register_analysis(app)
 
 
 _register_board_commands()

@@ -1,0 +1,216 @@
+"""Commands that read finished evaluations: compare (paired tests of two models) and
+contamination (n-gram overlap of the benchmarks with a training corpus)."""
+
+import json
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from medboard.cli_options import AllowMismatch
+from medboard.errors import DataError
+
+out = Console()
+
+
+def read_output(folder: Path) -> tuple[dict[str, Any], dict[str, list[dict[str, Any]]]]:
+    """(results.json, task -> sample records) of a `medboard eval --output` folder."""
+    results_file = folder / "results.json"
+    if not results_file.is_file():
+        raise DataError(f"{folder} has no results.json: give a folder written by eval --output")
+    try:
+        summary = json.loads(results_file.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise DataError(f"{results_file} is not valid JSON: {exc}") from None
+    samples = {}
+    for task in summary.get("results", {}):
+        path = folder / f"samples_{task}.jsonl"
+        if path.is_file():
+            lines = path.read_text(encoding="utf-8").splitlines()
+            samples[task] = [json.loads(line) for line in lines if line.strip()]
+    return summary, samples
+
+
+def _paired(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> tuple[list[float], list[float]]:
+    from medboard.leaderboard.analysis import correct
+
+    by_id = {str(r["id"]): r for r in b}
+    common = [r for r in a if str(r["id"]) in by_id]
+    return [correct(r) for r in common], [correct(by_id[str(r["id"])]) for r in common]
+
+
+def compare_outputs(
+    first: Path, second: Path, n_resamples: int = 1000, seed: int = 0
+) -> dict[str, Any]:
+    """Per common task: both accuracies, the paired bootstrap difference and McNemar's test."""
+    from medboard.scoring.uncertainty import mcnemar, paired_bootstrap
+
+    _, samples_a = read_output(first)
+    _, samples_b = read_output(second)
+    tasks = [t for t in samples_a if t in samples_b]
+    if not tasks:
+        raise DataError(f"{first} and {second} have no task with samples in common")
+    report: dict[str, Any] = {"a": str(first), "b": str(second), "tasks": {}}
+    for task in tasks:
+        a, b = _paired(samples_a[task], samples_b[task])
+        if not a:
+            raise DataError(f"{task}: the two runs share no question id")
+        paired = paired_bootstrap(a, b, n_resamples=n_resamples, seed=seed)
+        test = mcnemar(a, b)
+        report["tasks"][task] = {
+            "n": len(a),
+            "acc_a": sum(a) / len(a),
+            "acc_b": sum(b) / len(b),
+            "difference": paired.difference,
+            "interval": [paired.interval.low, paired.interval.high],
+            "p_bootstrap": paired.p_value,
+            "mcnemar": {
+                "both_right": test.both_right,
+                "a_only": test.a_only,
+                "b_only": test.b_only,
+                "both_wrong": test.both_wrong,
+                "statistic": test.statistic,
+                "p_value": test.p_value,
+                "exact": test.exact,
+            },
+        }
+    return report
+
+
+def compare_command(
+    first: Annotated[Path, typer.Argument(help="An eval --output folder (model A).")],
+    second: Annotated[Path, typer.Argument(help="An eval --output folder (model B).")],
+    resamples: Annotated[int, typer.Option(help="Bootstrap resamples.", min=100)] = 1000,
+    seed: Annotated[int, typer.Option(help="Bootstrap seed.")] = 0,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Also write the report as JSON here.")
+    ] = None,
+) -> None:
+    """Paired comparison of two evaluations on the same questions: A - B with a 95% interval,
+    the paired bootstrap p-value and McNemar's test, per task."""
+    report = compare_outputs(first, second, resamples, seed)
+    table = Table(title=f"A = {first}  B = {second}")
+    for column in ("task", "n", "A (%)", "B (%)", "A - B (pt)", "95% interval", "p (bootstrap)"):
+        table.add_column(column, justify="left" if column == "task" else "right")
+    table.add_column("McNemar: A only / B only, p", justify="right")
+    for task, row in report["tasks"].items():
+        test = row["mcnemar"]
+        low, high = row["interval"]
+        table.add_row(
+            task,
+            str(row["n"]),
+            f"{100 * row['acc_a']:.2f}",
+            f"{100 * row['acc_b']:.2f}",
+            f"{100 * row['difference']:+.2f}",
+            f"{100 * low:+.2f} .. {100 * high:+.2f}",
+            f"{row['p_bootstrap']:.4f}",
+            f"{test['a_only']} / {test['b_only']}, {test['p_value']:.4f}"
+            + (" (exact)" if test["exact"] else ""),
+        )
+    out.print(table)
+    if json_out is not None:
+        json_out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        out.print(f"report: {json_out}")
+
+
+def corpus_texts(path: Path, field: str | None) -> Iterator[str]:
+    """Documents of a corpus: JSONL (a field, or every string value of each object) or text
+    (one document per line)."""
+    if not path.is_file():
+        raise DataError(f"corpus {path} does not exist")
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            if path.suffix != ".jsonl":
+                yield line
+                continue
+            try:
+                record = json.loads(line)
+            except ValueError:
+                raise DataError(f"{path}:{number} is not a JSON object") from None
+            if not isinstance(record, Mapping):
+                raise DataError(f"{path}:{number} is not a JSON object")
+            if field is not None:
+                if field not in record:
+                    raise DataError(f"{path}:{number} has no field '{field}'")
+                yield str(record[field])
+            else:
+                yield "\n".join(v for v in record.values() if isinstance(v, str))
+
+
+def task_items(
+    suite: str | None, tasks: str | None, allow_mismatch: bool
+) -> dict[str, dict[str, list[str]]]:
+    """task -> question id -> the item's text segments (context, question, options)."""
+    from medboard.data.store import DataStore
+    from medboard.scoring.contamination import item_segments
+    from medboard.tasks import REGISTRY
+
+    store = DataStore()
+    items: dict[str, dict[str, list[str]]] = {}
+    for task in REGISTRY.resolve(suite, tasks):
+        data = store.task_data(task, allow_mismatch=allow_mismatch)
+        samples = (task.to_sample(record) for record in data.records)
+        items[task.name] = {
+            s.id: list(item_segments(s.question, tuple(s.options.values()), s.context))
+            for s in samples
+        }
+    return items
+
+
+def contamination_command(
+    corpus: Annotated[Path, typer.Argument(help="Training corpus: .jsonl or text lines.")],
+    suite: Annotated[str | None, typer.Option(help="Suite to check.")] = None,
+    tasks: Annotated[str | None, typer.Option(help="Comma-separated tasks.")] = None,
+    field: Annotated[
+        str | None, typer.Option(help="JSONL field holding the text (default: all strings).")
+    ] = None,
+    n: Annotated[int, typer.Option(help="Words per n-gram.", min=3)] = 8,
+    min_ratio: Annotated[
+        float, typer.Option(help="Flag an item when this share of its n-grams is found.")
+    ] = 0.0,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Also write the report as JSON here.")
+    ] = None,
+    allow_data_mismatch: AllowMismatch = False,
+) -> None:
+    """N-gram overlap of benchmark items with a training corpus, per task."""
+    from medboard.scoring.contamination import contamination_report, index_corpus
+
+    items = task_items(suite, tasks or (None if suite else "open_medical"), allow_data_mismatch)
+    index = index_corpus(corpus_texts(corpus, field), n=n)
+    report = contamination_report(items, index, min_ratio=min_ratio)
+    table = Table(title=f"{corpus}: {len(index.hashes):,} distinct {n}-grams")
+    for column in ("task", "items", "flagged", "share (%)", "too short", "examples"):
+        table.add_column(column, justify="left" if column in ("task", "examples") else "right")
+    summary = {}
+    for task, found in report.items():
+        table.add_row(
+            task,
+            str(found.n_items),
+            str(found.n_flagged),
+            f"{100 * found.share:.2f}",
+            str(found.n_too_short),
+            ", ".join(found.example_ids),
+        )
+        summary[task] = {
+            "items": found.n_items,
+            "flagged": found.n_flagged,
+            "share": found.share,
+            "too_short": found.n_too_short,
+            "examples": list(found.example_ids),
+        }
+    out.print(table)
+    if json_out is not None:
+        payload = {"corpus": str(corpus), "n": n, "min_ratio": min_ratio, "tasks": summary}
+        json_out.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+        out.print(f"report: {json_out}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("compare")(compare_command)
+    app.command("contamination")(contamination_command)
