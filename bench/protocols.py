@@ -37,6 +37,8 @@ def evaluate(
 ) -> dict[str, Any]:
     output = args.work / f"{name}-{protocol}"
     extra = ["--protocol", protocol]
+    if protocol == "cot" and args.cot_max_new_tokens:
+        extra += ["--max-new-tokens", str(args.cot_max_new_tokens)]
     if args.allow_data_mismatch:
         extra.append("--allow-data-mismatch")
     command = medboard_command(model, args.dtype, tasks, output, args.device, args.limit, extra)
@@ -103,6 +105,9 @@ def main() -> None:
     parser.add_argument("--dtype", default="bfloat16")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--allow-data-mismatch", action="store_true")
+    parser.add_argument(
+        "--cot-max-new-tokens", type=int, help="budget of the cot protocol (default its own)"
+    )
     parser.add_argument("--work", type=Path, required=True)
     parser.add_argument("--out", type=Path, help="JSON report")
     parser.add_argument("--markdown", type=Path, help="Markdown tables")

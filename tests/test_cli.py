@@ -309,3 +309,36 @@ def test_ci_runs_the_readme_test_command() -> None:
     test_command = blocks[2].split("\n```", 1)[0].strip()
     assert "pytest" in test_command
     assert test_command in (root / ".ci" / "run").read_text()
+
+
+def test_eval_permute_and_record(home: Path, tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'board.db'}"
+    result = medboard(
+        home, "eval", "--model", "fake:bias=A", "--allow-data-mismatch", "--suite", "open_medical",
+        "--permute", "1,2", "--record", "--db", db, "--output", str(tmp_path / "out"),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "not permuted" in result.stdout and "pubmedqa" in result.stdout
+    assert "mean of 9 tasks" in result.stdout and "medqa_4options@shift2" in result.stdout
+    assert "recorded as entry 1 on open_medical" in result.stdout
+    summary = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert summary["average"]["tasks"] == 9 and len(summary["results"]) == 9 + 2 * 8
+
+    from fastapi.testclient import TestClient
+
+    from medboard.results.db import open_database
+    from medboard.web.app import create_app
+
+    page = TestClient(create_app(open_database(db))).get("/api/model/1").json()
+    assert page["entry"]["extra"] == {"protocol": "loglik/1"}
+    robust = page["insights"]["robustness"]
+    assert set(robust) == {t for t in summary["results"] if "@" not in t} - {"pubmedqa"}
+    assert robust["medqa_4options"]["pred_letters"] == {"A": 1.0}
+
+
+def test_eval_record_and_permute_errors(home: Path, tmp_path: Path) -> None:
+    no_track = medboard(home, "eval", *FAKE, "--tasks", "pubmedqa", "--record")
+    assert_one_line_error(no_track, "--record needs --suite set to a track")
+    bad = medboard(home, "eval", *FAKE, "--suite", "open_medical", "--permute", "1,x")
+    assert_one_line_error(bad, "--permute takes shifts like 1,2,3")
+    assert no_finished_runs(home)

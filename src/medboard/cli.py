@@ -19,7 +19,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from medboard.cli_options import AllowMismatch
+from medboard.cli_options import AllowMismatch, DbOption
 from medboard.errors import MedboardError
 from medboard.federated.cli import fl_app
 from medboard.results.schema import RunResult
@@ -254,16 +254,38 @@ def eval_command(
         int | None,
         typer.Option(help="Override a generative protocol's budget of new tokens.", min=1),
     ] = None,
+    permute: Annotated[
+        str | None,
+        typer.Option(
+            help="Also evaluate each letter-choice task with its options rotated by these "
+            "shifts (e.g. 1,2,3): robustness to option order."
+        ),
+    ] = None,
+    record: Annotated[
+        bool,
+        typer.Option(
+            "--record", help="Store the results as a leaderboard entry on the --suite track."
+        ),
+    ] = False,
+    db: DbOption = None,
     allow_data_mismatch: AllowMismatch = False,
 ) -> None:
     """Evaluate a model; ends with a table of acc ± stderr per task and the mean over tasks."""
     from medboard.backends import create_backend
+    from medboard.leaderboard.ranking import TRACKS
     from medboard.runner import EvalOptions, evaluate
     from medboard.tasks import REGISTRY
+    from medboard.tasks.permute import with_permutations
     from medboard.tasks.protocols import protocol_version
 
-    protocol_version(protocol, max_new_tokens)  # a bad protocol fails before the model loads
+    version = protocol_version(protocol, max_new_tokens)  # fails before the model loads
     selected = REGISTRY.resolve(suite, tasks)
+    if record and suite not in TRACKS:
+        raise MedboardError(f"--record needs --suite set to a track ({', '.join(TRACKS)})")
+    if permute:
+        selected, skipped = with_permutations(selected, _shifts(permute))
+        for reason in skipped:
+            out.print(f"[yellow]not permuted[/]: {reason}")
     backend = create_backend(
         model,
         dtype=dtype,
@@ -288,6 +310,30 @@ def eval_command(
     out.print(f"wall time {time.time() - started:.1f} s")
     if output is not None:
         out.print(f"results: {output / 'results.json'}")
+    if record:
+        from medboard.results.db import open_database
+        from medboard.results.record import record_entry
+
+        entry_id = record_entry(
+            open_database(db),
+            str(suite),
+            results,
+            backend.identity(),
+            {"name": model},
+            source=str(output or "medboard eval"),
+            extra={"protocol": version},
+        )
+        out.print(f"recorded as entry {entry_id} on {suite}: /model/{entry_id}")
+
+
+def _shifts(text: str) -> list[int]:
+    try:
+        shifts = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise MedboardError(f"--permute takes shifts like 1,2,3, not '{text}'") from None
+    if not shifts or min(shifts) < 1:
+        raise MedboardError(f"--permute takes positive shifts like 1,2,3, not '{text}'")
+    return shifts
 
 
 def _pct(value: float, stderr: float) -> str:
@@ -311,9 +357,10 @@ def results_table(results: list[RunResult], title: str) -> Table:
             _pct(other.value, other.stderr) if other else "",
             f"{result.wall_seconds:.1f}",
         )
-    mean = sum(r.scores["acc"].value for r in results) / len(results)
+    averaged = [r for r in results if "@shift" not in r.spec.task]  # not permuted copies
+    mean = sum(r.scores["acc"].value for r in averaged) / max(len(averaged), 1)
     table.add_section()
-    table.add_row(f"mean of {len(results)} tasks", "", f"{100 * mean:.2f}", "", "")
+    table.add_row(f"mean of {len(averaged)} tasks", "", f"{100 * mean:.2f}", "", "")
     return table
 
 

@@ -127,3 +127,15 @@ def test_shifts_that_move_nothing_are_refused() -> None:
     with pytest.raises(NotPermutableError, match="shift 4 leaves the 4 options"):
         permute_sample(sample, 4)
     assert permute_sample(sample, 5).target == permute_sample(sample, 1).target
+
+
+def test_with_permutations_adds_copies_and_names_the_tasks_it_skips() -> None:
+    from medboard.tasks import REGISTRY
+    from medboard.tasks.permute import with_permutations
+
+    tasks = [REGISTRY.task(n) for n in ("medqa_4options", "pubmedqa", "headqa_en")]
+    found, skipped = with_permutations(tasks, [1, 2])
+    assert [t.name for t in found] == [
+        "medqa_4options", "pubmedqa", "headqa_en", "medqa_4options@shift1", "medqa_4options@shift2",
+    ]  # fmt: skip
+    assert len(skipped) == 2 and "pubmedqa" in skipped[0] and "headqa_en" in skipped[1]

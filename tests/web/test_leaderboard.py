@@ -157,6 +157,7 @@ def test_search_and_filters(client: TestClient) -> None:
     assert data["facets"] == {
         "model_types": ["fine-tuned", "instruct", "pretrained"],
         "precisions": ["bfloat16", "float16", "unknown"],
+        "protocols": ["loglik"],
         "sources": ["evaluated", "published"],
     }
     html = client.get("/leaderboard/open_medical?q=nothing-like-this").text
@@ -324,3 +325,22 @@ def test_choosing_the_default_columns_gives_the_default_url(client: TestClient) 
     assert response.headers["location"] == "/leaderboard/flowertune_medical"
     with_team = client.get("/leaderboard/flowertune_medical?cols=team,careqa_en").text
     assert table(with_team).headers == ["Rank", "Model", "Team", "Average ▼", "CareQA", "Compare"]
+
+
+def test_protocol_of_entries_and_its_filter(client: TestClient, database) -> None:
+    from medboard.results.db import Entry
+
+    with database.session() as session:  # one entry evaluated generatively
+        entry = session.get(Entry, entry_ids(database)["tiny-eval"])
+        entry.extra = {"protocol": "generative/1"}
+    client.app.state.cache.invalidate()
+    _, data = page(client, "/leaderboard/open_medical")
+    assert data["facets"]["protocols"] == ["generative", "loglik"]
+    protocols = {row["model"]: row["protocol"] for row in data["rows"]}
+    assert protocols["tiny-eval"] == "generative"
+    _, only = page(client, "/leaderboard/open_medical?protocol=loglik")
+    assert "tiny-eval" not in models(only) and only["view"]["protocol"] == ["loglik"]
+    html = client.get("/leaderboard/open_medical").text
+    assert 'name="protocol" value="generative"' in html
+    flowertune = page(client, "/leaderboard/flowertune_medical")[1]
+    assert {row["protocol"] for row in flowertune["rows"]} == {"flowertune"}

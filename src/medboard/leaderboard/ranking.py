@@ -98,6 +98,7 @@ class StoredEntry:
     date: str | None = None
     origin: str = "published"
     source: str = ""
+    protocol: str = "loglik"  # how the questions were asked (medboard.tasks.protocols)
     comm_cost_gb: float | None = None
     hidden: bool = False
 
@@ -111,6 +112,7 @@ class ViewOptions:
     search: str = ""
     model_types: tuple[str, ...] = ()
     precisions: tuple[str, ...] = ()
+    protocols: tuple[str, ...] = ()
     sources: tuple[str, ...] = ()  # origins: evaluated, imported, published
     min_params: float | None = None  # parameter count; a bound drops unknown sizes
     max_params: float | None = None
@@ -139,6 +141,7 @@ class RankedRow:
     complete: bool
     hidden: bool = False
     missing: tuple[str, ...] = field(default=())
+    protocol: str = "loglik"
 
     def value(self, column: str) -> Any:
         """The value a column sorts by (None when missing, an empty text too)."""
@@ -162,6 +165,7 @@ class RankedRow:
             "date": self.date,
             "origin": self.origin,
             "source": self.source,
+            "protocol": self.protocol,
             "comm_cost_gb": self.comm_cost_gb,
             "average": self.average,
             "complete": self.complete,
@@ -203,6 +207,7 @@ def _row(entry: StoredEntry, spec: LeaderboardSpec) -> RankedRow:
         date=entry.date,
         origin=entry.origin,
         source=entry.source,
+        protocol=entry.protocol,
         comm_cost_gb=entry.comm_cost_gb if spec.comm_cost else None,
         scores={t: s.value if s else None for t, s in found.items()},
         stderrs={t: s.stderr if s else None for t, s in found.items()},
@@ -240,6 +245,8 @@ def _matches(row: RankedRow, view: ViewOptions) -> bool:
     if view.model_types and (row.model_type or UNKNOWN) not in view.model_types:
         return False
     if view.precisions and (row.dtype or UNKNOWN) not in view.precisions:
+        return False
+    if view.protocols and row.protocol not in view.protocols:
         return False
     if view.sources and row.origin not in view.sources:
         return False
@@ -284,6 +291,15 @@ def rank_entries(
     return _sorted(rows, view.sort, descending)
 
 
+def entry_protocol(track: str, origin: str, extra: dict[str, Any] | None) -> str:
+    """The protocol name of an entry: recorded in `extra` ("generative/1" -> "generative"),
+    else its track's own (published FlowerTune numbers are generative, the rest loglik)."""
+    recorded = (extra or {}).get("protocol")
+    if isinstance(recorded, str) and recorded:
+        return recorded.split("/", 1)[0]
+    return "flowertune" if track == "flowertune_medical" and origin == "published" else "loglik"
+
+
 def load_entries(session: Session, track: str, metric: str = METRIC) -> list[StoredEntry]:
     """Every entry of a track (hidden ones too, flagged) with its scores of `metric`."""
     entry_rows = session.execute(
@@ -300,6 +316,7 @@ def load_entries(session: Session, track: str, metric: str = METRIC) -> list[Sto
             Entry.source,
             Entry.comm_cost_gb,
             Entry.hidden,
+            Entry.extra,
         )
         .join(Model, Entry.model_id == Model.id)
         .where(Entry.track == track)
@@ -327,6 +344,7 @@ def load_entries(session: Session, track: str, metric: str = METRIC) -> list[Sto
             source=row[9] or "",
             comm_cost_gb=row[10],
             hidden=bool(row[11]),
+            protocol=entry_protocol(track, row[8], row[12]),
             scores=scores[row[0]],
         )
         for row in entry_rows
@@ -338,5 +356,6 @@ def facet_values(entries: Sequence[StoredEntry]) -> dict[str, list[str]]:
     return {
         "model_types": sorted({e.model_type or UNKNOWN for e in entries}),
         "precisions": sorted({e.dtype or UNKNOWN for e in entries}),
+        "protocols": sorted({e.protocol for e in entries}),
         "sources": sorted({e.origin for e in entries}),
     }

@@ -100,3 +100,16 @@ def permuted(task: Task, shift: int) -> Task:
         version=f"{task.version}+shift{shift}",
         to_sample=rotated,
     )
+
+
+def with_permutations(tasks: list[Task], shifts: list[int]) -> tuple[list[Task], list[str]]:
+    """The tasks followed by their permuted copies for each shift; and the names of the tasks
+    that cannot be permuted (with the reason), which are evaluated once, as they are."""
+    copies: list[Task] = []
+    skipped: list[str] = []
+    for task in tasks:
+        try:
+            copies.extend(permuted(task, shift) for shift in shifts)
+        except NotPermutableError as exc:
+            skipped.append(str(exc))
+    return [*tasks, *copies], skipped

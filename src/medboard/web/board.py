@@ -84,6 +84,7 @@ class BoardQuery:
     q: str = ""
     types: tuple[str, ...] = ()
     precisions: tuple[str, ...] = ()
+    protocols: tuple[str, ...] = ()
     sources: tuple[str, ...] = ()
     min_b: float | None = None
     max_b: float | None = None
@@ -99,6 +100,7 @@ class BoardQuery:
             search=self.q,
             model_types=self.types,
             precisions=self.precisions,
+            protocols=self.protocols,
             sources=self.sources,
             min_params=self.min_b * BILLION if self.min_b is not None else None,
             max_params=self.max_b * BILLION if self.max_b is not None else None,
@@ -118,6 +120,7 @@ class BoardQuery:
         for name, values in (
             ("type", query.types),
             ("precision", query.precisions),
+            ("protocol", query.protocols),
             ("source", query.sources),
         ):
             if values:
@@ -181,6 +184,7 @@ def parse_query(
     q: str | None = None,
     types: Sequence[str] = (),
     precisions: Sequence[str] = (),
+    protocols: Sequence[str] = (),
     sources: Sequence[str] = (),
     min_b: str | None = None,
     max_b: str | None = None,
@@ -214,6 +218,7 @@ def parse_query(
         q=(q or "").strip()[:200],
         types=tuple(_split(types)),
         precisions=tuple(_split(precisions)),
+        protocols=tuple(_split(protocols)),
         sources=tuple(_split(sources)),
         min_b=low,
         max_b=high,
@@ -265,6 +270,7 @@ def board_data(
             "q": query.q,
             "type": list(query.types),
             "precision": list(query.precisions),
+            "protocol": list(query.protocols),
             "source": list(query.sources),
             "min_b": query.min_b,
             "max_b": query.max_b,

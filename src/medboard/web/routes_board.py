@@ -48,6 +48,7 @@ class RawQuery:
     q: str | None
     type: list[str]
     precision: list[str]
+    protocol: list[str]
     source: list[str]
     min_b: str | None
     max_b: str | None
@@ -64,6 +65,7 @@ class RawQuery:
             q=self.q,
             types=self.type,
             precisions=self.precision,
+            protocols=self.protocol,
             sources=self.source,
             min_b=self.min_b,
             max_b=self.max_b,
@@ -80,6 +82,9 @@ def raw_query(
     q: Annotated[str | None, Query(description="words in model, team or base model")] = None,
     type: Annotated[list[str] | None, Query(description="model type(s)")] = None,
     precision: Annotated[list[str] | None, Query(description="dtype(s)")] = None,
+    protocol: Annotated[
+        list[str] | None, Query(description="protocol(s): loglik, flowertune, generative, cot")
+    ] = None,
     source: Annotated[list[str] | None, Query(description="evaluated/imported/published")] = None,
     min_b: Annotated[str | None, Query(description="at least this many billion params")] = None,
     max_b: Annotated[str | None, Query(description="at most this many billion params")] = None,
@@ -94,6 +99,7 @@ def raw_query(
         q=q,
         type=type or [],
         precision=precision or [],
+        protocol=protocol or [],
         source=source or [],
         min_b=min_b,
         max_b=max_b,
