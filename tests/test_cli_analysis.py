@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from medboard.cli_analysis import compare_outputs, corpus_texts
+from medboard.checks import corpus_texts
+from medboard.cli_analysis import compare_outputs
 from medboard.errors import DataError
 from tests.conftest import import_fixture_tasks
 from tests.test_cli import assert_one_line_error, medboard

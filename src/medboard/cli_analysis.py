@@ -2,7 +2,6 @@
 contamination (n-gram overlap of the benchmarks with a training corpus)."""
 
 import json
-from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -116,52 +115,6 @@ def compare_command(
         out.print(f"report: {json_out}")
 
 
-def corpus_texts(path: Path, field: str | None) -> Iterator[str]:
-    """Documents of a corpus: JSONL (a field, or every string value of each object) or text
-    (one document per line)."""
-    if not path.is_file():
-        raise DataError(f"corpus {path} does not exist")
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            if path.suffix != ".jsonl":
-                yield line
-                continue
-            try:
-                record = json.loads(line)
-            except ValueError:
-                raise DataError(f"{path}:{number} is not a JSON object") from None
-            if not isinstance(record, Mapping):
-                raise DataError(f"{path}:{number} is not a JSON object")
-            if field is not None:
-                if field not in record:
-                    raise DataError(f"{path}:{number} has no field '{field}'")
-                yield str(record[field])
-            else:
-                yield "\n".join(v for v in record.values() if isinstance(v, str))
-
-
-def task_items(
-    suite: str | None, tasks: str | None, allow_mismatch: bool
-) -> dict[str, dict[str, list[str]]]:
-    """task -> question id -> the item's text segments (context, question, options)."""
-    from medboard.data.store import DataStore
-    from medboard.scoring.contamination import item_segments
-    from medboard.tasks import REGISTRY
-
-    store = DataStore()
-    items: dict[str, dict[str, list[str]]] = {}
-    for task in REGISTRY.resolve(suite, tasks):
-        data = store.task_data(task, allow_mismatch=allow_mismatch)
-        samples = (task.to_sample(record) for record in data.records)
-        items[task.name] = {
-            s.id: list(item_segments(s.question, tuple(s.options.values()), s.context))
-            for s in samples
-        }
-    return items
-
-
 def contamination_command(
     corpus: Annotated[Path, typer.Argument(help="Training corpus: .jsonl or text lines.")],
     suite: Annotated[str | None, typer.Option(help="Suite to check.")] = None,
@@ -172,42 +125,34 @@ def contamination_command(
     n: Annotated[int, typer.Option(help="Words per n-gram.", min=3)] = 8,
     min_ratio: Annotated[
         float, typer.Option(help="Flag an item when this share of its n-grams is found.")
-    ] = 0.0,
+    ] = 0.5,
     json_out: Annotated[
         Path | None, typer.Option("--json", help="Also write the report as JSON here.")
     ] = None,
     allow_data_mismatch: AllowMismatch = False,
 ) -> None:
     """N-gram overlap of benchmark items with a training corpus, per task."""
-    from medboard.scoring.contamination import contamination_report, index_corpus
+    from medboard.checks import contamination_summary
 
-    items = task_items(suite, tasks or (None if suite else "open_medical"), allow_data_mismatch)
-    index = index_corpus(corpus_texts(corpus, field), n=n)
-    report = contamination_report(items, index, min_ratio=min_ratio)
-    table = Table(title=f"{corpus}: {len(index.hashes):,} distinct {n}-grams")
+    chosen = tasks or (None if suite else "open_medical")
+    summary = contamination_summary(
+        corpus, suite, chosen, field, allow_data_mismatch, n=n, min_ratio=min_ratio
+    )
+    table = Table(title=f"{corpus}: {summary['distinct_ngrams']:,} distinct {n}-grams")
     for column in ("task", "items", "flagged", "share (%)", "too short", "examples"):
         table.add_column(column, justify="left" if column in ("task", "examples") else "right")
-    summary = {}
-    for task, found in report.items():
+    for task, found in summary["tasks"].items():
         table.add_row(
             task,
-            str(found.n_items),
-            str(found.n_flagged),
-            f"{100 * found.share:.2f}",
-            str(found.n_too_short),
-            ", ".join(found.example_ids),
+            str(found["items"]),
+            str(found["flagged"]),
+            f"{100 * found['share']:.2f}",
+            str(found["too_short"]),
+            ", ".join(found["examples"]),
         )
-        summary[task] = {
-            "items": found.n_items,
-            "flagged": found.n_flagged,
-            "share": found.share,
-            "too_short": found.n_too_short,
-            "examples": list(found.example_ids),
-        }
     out.print(table)
     if json_out is not None:
-        payload = {"corpus": str(corpus), "n": n, "min_ratio": min_ratio, "tasks": summary}
-        json_out.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+        json_out.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
         out.print(f"report: {json_out}")
 
 

@@ -110,6 +110,10 @@ def test_submit_records_the_entry_with_its_cost(ci_run, env: Path) -> None:
         assert entry.model.model_type == "federated"
         assert entry.model.base_model == str(Path(app_model(app)))
         assert entry.extra["federated"]["comm_bytes"] == 36 * WIRE_BYTES
+        # the sites' training data checked against the suite it is scored on
+        contamination = entry.extra["contamination"]
+        assert contamination["n"] == 8 and len(contamination["corpus_sha256"]) == 64
+        assert set(contamination["tasks"]) == {"pubmedqa", "medmcqa", "medqa_4options", "careqa_en"}
         tasks = session.scalars(
             select(TaskScore.task).where(TaskScore.entry_id == entry.id, TaskScore.metric == "acc")
         ).all()

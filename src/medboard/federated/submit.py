@@ -136,6 +136,17 @@ def _existing_entry(database: Any, adapter_hash: str | None) -> int | None:
         ).first()
 
 
+def _training_file(config: dict[str, Any]) -> Path | None:
+    """The run's local instruction file, if it trained on one that is still there."""
+    from medboard.federated.data import resolve_data_file
+
+    data_path = config.get("data-path")
+    if not data_path:
+        return None
+    path = resolve_data_file(str(data_path))
+    return path if path.is_file() else None
+
+
 def submit_run(
     folder: Path,
     team: str,
@@ -195,6 +206,13 @@ def submit_run(
             "wall_seconds": run.state.get("wall_seconds"),
         }
     }
+    corpus = _training_file(config)
+    if corpus is not None:  # how much of the suite the sites trained on, for the model page
+        from medboard.checks import contamination_summary
+
+        extra["contamination"] = contamination_summary(
+            corpus, TRACK, allow_mismatch=allow_data_mismatch
+        )
     entry = record_entry(
         database,
         TRACK,
