@@ -33,19 +33,11 @@ def read_output(folder: Path) -> tuple[dict[str, Any], dict[str, list[dict[str, 
     return summary, samples
 
 
-def _paired(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> tuple[list[float], list[float]]:
-    from medboard.leaderboard.analysis import correct
-
-    by_id = {str(r["id"]): r for r in b}
-    common = [r for r in a if str(r["id"]) in by_id]
-    return [correct(r) for r in common], [correct(by_id[str(r["id"])]) for r in common]
-
-
 def compare_outputs(
     first: Path, second: Path, n_resamples: int = 1000, seed: int = 0
 ) -> dict[str, Any]:
     """Per common task: both accuracies, the paired bootstrap difference and McNemar's test."""
-    from medboard.scoring.uncertainty import mcnemar, paired_bootstrap
+    from medboard.leaderboard.analysis import paired_task
 
     _, samples_a = read_output(first)
     _, samples_b = read_output(second)
@@ -54,28 +46,10 @@ def compare_outputs(
         raise DataError(f"{first} and {second} have no task with samples in common")
     report: dict[str, Any] = {"a": str(first), "b": str(second), "tasks": {}}
     for task in tasks:
-        a, b = _paired(samples_a[task], samples_b[task])
-        if not a:
+        found = paired_task(samples_a[task], samples_b[task], n_resamples, seed)
+        if found is None:
             raise DataError(f"{task}: the two runs share no question id")
-        paired = paired_bootstrap(a, b, n_resamples=n_resamples, seed=seed)
-        test = mcnemar(a, b)
-        report["tasks"][task] = {
-            "n": len(a),
-            "acc_a": sum(a) / len(a),
-            "acc_b": sum(b) / len(b),
-            "difference": paired.difference,
-            "interval": [paired.interval.low, paired.interval.high],
-            "p_bootstrap": paired.p_value,
-            "mcnemar": {
-                "both_right": test.both_right,
-                "a_only": test.a_only,
-                "b_only": test.b_only,
-                "both_wrong": test.both_wrong,
-                "statistic": test.statistic,
-                "p_value": test.p_value,
-                "exact": test.exact,
-            },
-        }
+        report["tasks"][task] = found
     return report
 
 

@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import pytest
 from fastapi.testclient import TestClient
 
 from medboard.backends.fake import FakeBackend
@@ -63,3 +64,22 @@ def test_rank_intervals_and_robustness(medboard_home: Path, tmp_path: Path) -> N
     assert 'id="robustness"' in html and "rank interval" in html
     fair = client.get(f"/api/model/{ids['fair']}").json()["insights"]["robustness"]
     assert fair["medqa_4options"]["pred_letters"] != {"A": 1.0}
+
+
+def test_paired_tests_on_the_compare_page(medboard_home: Path, tmp_path: Path) -> None:
+    import_fixture_tasks(medboard_home)
+    database = open_database(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    a = _evaluated(database, "", "fair")
+    b = _evaluated(database, "bias=A", "biased-a")
+    client = TestClient(create_app(database))
+    data = client.get(f"/api/compare?track=open_medical&ids={a}&ids={b}").json()
+    tests = {p["task"]: p for p in data["paired"]}
+    assert set(tests) == {t["name"] for t in data["tasks"]}
+    medqa = tests["medqa_4options"]
+    assert (medqa["a"], medqa["b"]) == (a, b)
+    table = medqa["mcnemar"]
+    assert (
+        table["both_right"] + table["a_only"] + table["b_only"] + table["both_wrong"] == medqa["n"]
+    )
+    assert medqa["difference"] == pytest.approx(medqa["acc_a"] - medqa["acc_b"])
+    assert 'id="paired"' in client.get(f"/compare?track=open_medical&ids={a}&ids={b}").text

@@ -21,7 +21,14 @@ from typing import Any
 
 from medboard.scoring.calibration import calibration
 from medboard.scoring.robustness import robustness
-from medboard.scoring.uncertainty import Interval, average_ci, bootstrap_ci, rank_intervals
+from medboard.scoring.uncertainty import (
+    Interval,
+    average_ci,
+    bootstrap_ci,
+    mcnemar,
+    paired_bootstrap,
+    rank_intervals,
+)
 
 Records = Sequence[Mapping[str, Any]]
 SHIFT_MARK = "@shift"
@@ -176,3 +183,27 @@ def board_rank_intervals(
         for r in found.ranks
     }
     return {"ranks": ranks, "leader": found.leader, "excluded": excluded, "method": method}
+
+
+def paired_task(
+    a: Records, b: Records, n_resamples: int = N_RESAMPLES, seed: int = SEED
+) -> dict[str, Any] | None:
+    """A - B on the questions both answered (matched by id): both accuracies, the paired
+    bootstrap difference with its 95% interval and p-value, McNemar's test. None: no overlap."""
+    by_id = {str(r.get("id")): r for r in b}
+    common = [r for r in a if str(r.get("id")) in by_id]
+    if not common:
+        return None
+    x = [correct(r) for r in common]
+    y = [correct(by_id[str(r.get("id"))]) for r in common]
+    paired = paired_bootstrap(x, y, n_resamples=n_resamples, seed=seed)
+    test = mcnemar(x, y)
+    return {
+        "n": len(x),
+        "acc_a": sum(x) / len(x),
+        "acc_b": sum(y) / len(y),
+        "difference": paired.difference,
+        "interval": [paired.interval.low, paired.interval.high],
+        "p_bootstrap": paired.p_value,
+        "mcnemar": asdict(test),
+    }

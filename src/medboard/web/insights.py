@@ -6,7 +6,12 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from medboard.leaderboard.analysis import board_rank_intervals, entry_analysis, split_shift
+from medboard.leaderboard.analysis import (
+    board_rank_intervals,
+    entry_analysis,
+    paired_task,
+    split_shift,
+)
 from medboard.leaderboard.ranking import TRACKS, LeaderboardSpec, track_spec
 from medboard.results.db import Entry, Run, TaskScore
 from medboard.web.cache import BoardCache
@@ -24,6 +29,44 @@ def entry_insights(track: str, runs: dict[str, Run]) -> dict[str, Any]:
     found = entry_analysis({t: r for t, r in records.items() if r}, track_tasks=tasks)
     found["protocols"] = sorted({run.protocol for run in runs.values()})
     return found
+
+
+def _records_of(session: Session, entry_ids: list[int], tasks: tuple[str, ...]) -> dict:
+    """entry id -> task -> per-question records, for the entries' runs that have them."""
+    rows = session.execute(
+        select(TaskScore.entry_id, TaskScore.task, Run.samples_path)
+        .join(Run, TaskScore.run_id == Run.id)
+        .where(
+            TaskScore.entry_id.in_(entry_ids),
+            TaskScore.metric == METRIC,
+            TaskScore.task.in_(tasks),
+        )
+    ).all()
+    found: dict[int, dict[str, Any]] = {}
+    for entry_id, task, path in rows:
+        records = read_samples(path)
+        if records:
+            found.setdefault(entry_id, {})[task] = records
+    return found
+
+
+def paired_against_first(
+    session: Session, entry_ids: list[int], tasks: tuple[str, ...]
+) -> list[dict[str, Any]]:
+    """Each entry against the first, per task both have per-question records for (paired
+    bootstrap and McNemar on the questions both answered)."""
+    if len(entry_ids) < 2:
+        return []
+    records = _records_of(session, entry_ids, tasks)
+    first = entry_ids[0]
+    results = []
+    for other in entry_ids[1:]:
+        for task in tasks:
+            a, b = records.get(first, {}).get(task), records.get(other, {}).get(task)
+            found = paired_task(a, b) if a and b else None
+            if found is not None:
+                results.append({"a": first, "b": other, "task": task, **found})
+    return results
 
 
 def board_uncertainty(session: Session, spec: LeaderboardSpec) -> dict[str, Any]:

@@ -30,7 +30,7 @@ from medboard.web.board import (
 )
 from medboard.web.cache import BoardCache
 from medboard.web.fastpath import CachedBody, url_key
-from medboard.web.insights import cached_board_uncertainty
+from medboard.web.insights import cached_board_uncertainty, paired_against_first
 from medboard.web.plots import Point, Series, grouped_bars, scatter
 
 router = APIRouter()
@@ -275,7 +275,18 @@ def compare_data(request: Request, track: str, ids: list[int]) -> dict[str, Any]
         "ids": [r.entry_id for r in chosen],
         "rows": [r.to_json() for r in chosen],
         "missing": [i for i in ids if i not in {r.entry_id for r in chosen}],
+        "paired": _paired(request, [r.entry_id for r in chosen], spec.tasks),
     }
+
+
+def _paired(request: Request, ids: list[int], tasks: tuple[str, ...]) -> list[dict[str, Any]]:
+    cache = _cache(request)
+
+    def build() -> list[dict[str, Any]]:
+        with cache.database.session() as session:
+            return paired_against_first(session, ids, tasks)
+
+    return cache.view(("paired", *ids), build)
 
 
 TrackParam = Annotated[
