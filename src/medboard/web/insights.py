@@ -31,22 +31,18 @@ def entry_insights(track: str, runs: dict[str, Run]) -> dict[str, Any]:
     return found
 
 
-def _records_of(session: Session, entry_ids: list[int], tasks: tuple[str, ...]) -> dict:
-    """entry id -> task -> per-question records, for the entries' runs that have them."""
+def _records_of(session: Session, tasks: tuple[str, ...], *where: Any) -> dict[int, dict]:
+    """entry id -> task -> per-question records (() when the file is gone) of the runs behind
+    the `acc` scores of `tasks`, for the entries `where` selects; one query."""
     rows = session.execute(
         select(TaskScore.entry_id, TaskScore.task, Run.samples_path)
+        .join(Entry, TaskScore.entry_id == Entry.id)
         .join(Run, TaskScore.run_id == Run.id)
-        .where(
-            TaskScore.entry_id.in_(entry_ids),
-            TaskScore.metric == METRIC,
-            TaskScore.task.in_(tasks),
-        )
+        .where(TaskScore.metric == METRIC, TaskScore.task.in_(tasks), *where)
     ).all()
     found: dict[int, dict[str, Any]] = {}
     for entry_id, task, path in rows:
-        records = read_samples(path)
-        if records:
-            found.setdefault(entry_id, {})[task] = records
+        found.setdefault(entry_id, {})[task] = read_samples(path) or ()
     return found
 
 
@@ -57,7 +53,7 @@ def paired_against_first(
     bootstrap and McNemar on the questions both answered)."""
     if len(entry_ids) < 2:
         return []
-    records = _records_of(session, entry_ids, tasks)
+    records = _records_of(session, tasks, Entry.id.in_(entry_ids))
     first = entry_ids[0]
     results = []
     for other in entry_ids[1:]:
@@ -75,21 +71,10 @@ def board_uncertainty(session: Session, spec: LeaderboardSpec) -> dict[str, Any]
     One query finds the runs behind the track's scores; entries without runs (published) are
     listed as excluded without reading anything.
     """
-    rows = session.execute(
-        select(TaskScore.entry_id, TaskScore.task, Run.samples_path)
-        .join(Entry, TaskScore.entry_id == Entry.id)
-        .join(Run, TaskScore.run_id == Run.id)
-        .where(
-            Entry.track == spec.track,
-            Entry.hidden.is_(False),
-            TaskScore.metric == METRIC,
-            TaskScore.task.in_(spec.tasks),
-        )
-    ).all()
-    entries: dict[str, dict[str, Any]] = {}
-    for entry_id, task, path in rows:
-        if split_shift(task)[1] is None:
-            entries.setdefault(str(entry_id), {})[task] = read_samples(path) or ()
+    found_records = _records_of(
+        session, spec.tasks, Entry.track == spec.track, Entry.hidden.is_(False)
+    )
+    entries = {str(entry_id): by_task for entry_id, by_task in found_records.items()}
     found = board_rank_intervals(entries, spec.tasks)
     found["compared"] = len(found["ranks"])
     return found

@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from medboard.leaderboard.analysis import correct as score_of
 from medboard.leaderboard.analysis import split_shift
 from medboard.leaderboard.ranking import TRACKS, interval, track_spec
 from medboard.results.db import Entry, Run, TaskScore
@@ -66,9 +67,7 @@ def softmax(logprobs: list[float]) -> list[float]:
 
 
 def correct(record: dict[str, Any]) -> bool:
-    if "acc" in record and record["acc"] is not None:
-        return bool(record["acc"])
-    return record.get("pred") is not None and record.get("pred") == record.get("gold")
+    return bool(score_of(record))
 
 
 def sample_row(index: int, record: dict[str, Any]) -> dict[str, Any]:
