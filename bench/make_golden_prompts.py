@@ -28,20 +28,23 @@ from lmeval_tasks import TASKS, required_files, write_configs  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO / "tests" / "fixtures" / "tasks"
 GOLDEN = REPO / "tests" / "tasks" / "golden"
+# Few-shot goldens (<task>_<k>shot.json): lm-eval's first_n examples from the dev fixture.
+FEWSHOT = {"mmlu_anatomy": 3}
 
 
 def fixture_benchmarks(fixtures: Path, root: Path) -> None:
     """Lay the fixtures out like a benchmarks folder (<dataset>/<split>.jsonl) under `root`.
 
-    A fixture file stands for every split a config reads: MMLU's dev split is only its few-shot
-    pool, which a 0-shot prompt never shows.
+    A fixture file stands for every split a config reads, unless <dataset>_<split>.jsonl exists
+    (MMLU's dev split, the few-shot pool of the FEWSHOT goldens).
     """
     for task in TASKS:
         for rel in required_files(task):
-            dataset = rel.split("/")[0]
+            dataset, split = rel.split("/")[0], Path(rel).stem
+            own = fixtures / f"{dataset}_{split}.jsonl"  # a split with its own fixture
             target = root / rel
             target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(fixtures / f"{dataset}.jsonl", target)
+            shutil.copyfile(own if own.exists() else fixtures / f"{dataset}.jsonl", target)
 
 
 def gold_index(task: Any, doc: dict[str, Any]) -> int:
@@ -91,6 +94,20 @@ def main(argv: list[str] | None = None) -> None:
         manager = TaskManager(include_path=str(configs))
         loaded = manager.load(names)["tasks"]
         args.out.mkdir(parents=True, exist_ok=True)
+        for task_name, shots in FEWSHOT.items():
+            task = loaded[f"ref_{task_name}"]
+            task.set_config(key="num_fewshot", value=shots)
+            golden = {
+                "task": task_name,
+                "lm_eval_task": f"ref_{task_name}",
+                "lm_eval_version": version("lm_eval"),
+                "num_fewshot": shots,
+                "samples": golden_for(task),
+            }
+            path = args.out / f"{task_name}_{shots}shot.json"
+            path.write_text(json.dumps(golden, indent=2, ensure_ascii=False) + "\n", "utf-8")
+            print(f"{path}: {len(golden['samples'])} samples", file=sys.stderr)
+            loaded = manager.load(names)["tasks"]  # fresh tasks for the zero-shot goldens
         for task_name in TASKS:
             golden = {
                 "task": task_name,

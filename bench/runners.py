@@ -38,6 +38,7 @@ def reference_command(
     output: Path,
     device: str = "cpu",
     limit: int | None = None,
+    shots: int = 0,
 ) -> list[str]:
     """lm_eval on the hf backend with --log_samples, on the ref_<task> configs."""
     command = [sys.executable, "-m", "lm_eval", "--model", "hf"]
@@ -45,6 +46,8 @@ def reference_command(
     command += ["--tasks", ",".join(f"ref_{t}" for t in tasks), "--include_path", include_path]
     command += ["--batch_size", str(batch_size), "--device", device]
     command += ["--log_samples", "--output_path", str(output)]
+    if shots:
+        command += ["--num_fewshot", str(shots)]
     if limit is not None:
         command += ["--limit", str(limit)]
     return command

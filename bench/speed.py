@@ -133,8 +133,9 @@ def bench_model(args: argparse.Namespace, model: str, peaks: dict[str, float]) -
     def run_medboard(index: int) -> tuple[dict, Path]:
         out = work / f"medboard-{index}"
         home = fresh_medboard_home(work, f"run-{index}-{time.time_ns()}")
+        extra = [*args.medboard_args, *(["--shots", str(args.shots)] if args.shots else [])]
         command = medboard_command(
-            directory, args.dtype, tasks, out, args.device, args.limit, args.medboard_args
+            directory, args.dtype, tasks, out, args.device, args.limit, extra
         )
         timed = run_logged(command, out.with_suffix(".log"), {**env, "MEDBOARD_HOME": str(home)})
         summary = json.loads((out / "results.json").read_text())
@@ -146,10 +147,12 @@ def bench_model(args: argparse.Namespace, model: str, peaks: dict[str, float]) -
             "t": tokens,
         }, out
 
-    def run_reference(batch: str, index: int, questions: int, tokens: int) -> tuple[dict, Path]:
-        out = work / f"ref-b{batch}-{index}"
+    def run_reference(
+        batch: str, index: int, questions: int, tokens: int, limit: int | None = args.limit
+    ) -> tuple[dict, Path]:
+        out = work / f"ref-b{batch}-{index}" if limit == args.limit else work / f"sel-b{batch}"
         command = reference_command(
-            directory, args.dtype, tasks, include_path, batch, out, args.device, args.limit
+            directory, args.dtype, tasks, include_path, batch, out, args.device, limit, args.shots
         )
         timed = run_logged(command, out.with_suffix(".log"), env)
         return run_summary("lm-eval", batch, timed, questions, tokens), out
@@ -160,11 +163,19 @@ def bench_model(args: argparse.Namespace, model: str, peaks: dict[str, float]) -
     medboard_runs = [first]
     selection: dict[str, dict] = {}
     outputs: dict[str, Path] = {}
+    # With --select-limit the batch sizes race on the first N questions per task (the same for
+    # all of them), and every timed run then uses the winner on the full --limit.
+    select_limit = args.select_limit or args.limit
     for batch in args.ref_batch:
-        selection[batch], outputs[batch] = run_reference(batch, 0, questions, tokens)
+        selection[batch], outputs[batch] = run_reference(batch, 0, questions, tokens, select_limit)
     best = min(selection, key=lambda b: selection[b]["wall_seconds"])
-    reference_runs = [selection[best]]
-    ref_out = outputs[best]
+    reference_runs: list[dict] = []
+    if select_limit == args.limit:
+        reference_runs.append(selection[best])
+        ref_out = outputs[best]
+    else:
+        run, ref_out = run_reference(best, 0, questions, tokens)
+        reference_runs.append(run)
     for index in range(1, args.repeats):
         run, mb_out = run_medboard(index)
         run.pop("q"), run.pop("t")
@@ -185,6 +196,7 @@ def bench_model(args: argparse.Namespace, model: str, peaks: dict[str, float]) -
         "questions": questions,
         "prompt_tokens": tokens,
         "reference_batch_selection": {b: r["wall_seconds"] for b, r in selection.items()},
+        "selection_limit": select_limit,
         "medboard": medboard,
         "reference": reference,
         "speedup_questions_per_s": round(
@@ -223,7 +235,8 @@ def render(result: dict[str, Any]) -> str:
         "",
         f"speedup (questions/s): **{result['speedup_questions_per_s']:.2f}x**; "
         f"peak RSS ratio {result['rss_ratio']:.2f}; "
-        f"reference batch selection (wall s): {result['reference_batch_selection']}; "
+        f"reference batch selection (wall s, first {result['selection_limit'] or 'all'} "
+        f"per task): {result['reference_batch_selection']}; "
         f"max |acc difference| {result['max_abs_acc_diff_points']:.2f} points",
     ]
     return "\n".join(lines)
@@ -241,6 +254,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--limit", type=int, default=None, help="first N questions per task")
     parser.add_argument("--repeats", type=int, default=3, help="runs per tool (median)")
+    parser.add_argument(
+        "--shots", type=int, default=0, help="few-shot examples (both tools; MMLU tasks)"
+    )
+    parser.add_argument(
+        "--select-limit",
+        type=int,
+        default=None,
+        help="choose the reference's batch size on the first N questions per task "
+        "(default: on the timed data itself)",
+    )
     parser.add_argument(
         "--ref-batch", default="16", help="reference batch sizes to try, e.g. 1,8,32,auto"
     )
@@ -294,6 +317,7 @@ def main(argv: list[str] | None = None) -> int:
         "dtype": args.dtype,
         "tasks": args.tasks,
         "limit": args.limit,
+        "shots": args.shots,
         "repeats": args.repeats,
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "results": results,

@@ -8,7 +8,7 @@ import pytest
 from medboard.backends.base import ChoiceRequest, ChoiceResult
 from medboard.backends.fake import FakeBackend
 from medboard.data.store import DataStore
-from medboard.errors import DataError
+from medboard.errors import DataError, MedboardError
 from medboard.results.store import RunStore
 from medboard.runner import EvalOptions, evaluate
 from medboard.tasks import REGISTRY
@@ -114,3 +114,60 @@ def test_stale_cache_entry_is_recomputed(store: DataStore) -> None:
     again = CountingBackend()
     evaluate([task], again, data=store, runs=runs, options=MISMATCH_OK)
     assert again.calls == 1
+
+
+class PromptRecorder(FakeBackend):
+    def __init__(self) -> None:
+        super().__init__()
+        self.contexts: list[str] = []
+
+    def loglikelihood(self, requests: Sequence[ChoiceRequest]) -> list[ChoiceResult]:
+        self.contexts += [r.context for r in requests]
+        return super().loglikelihood(requests)
+
+
+def put_dev_pool(store: DataStore) -> None:
+    from medboard.data.records import read_jsonl
+    from tests.conftest import FIXTURES
+
+    path = FIXTURES / "tasks" / "mmlu_medical_dev.jsonl"
+    store.put("mmlu_medical", "dev", list(read_jsonl(path)), str(path), "jsonl")
+
+
+def test_shots_put_the_first_dev_examples_before_each_question(store: DataStore) -> None:
+    put_dev_pool(store)
+    task = [REGISTRY.task("mmlu_anatomy")]
+    backend = PromptRecorder()
+    options = EvalOptions(shots=2, allow_data_mismatch=True)
+    two_shot = evaluate(task, backend, data=store, options=options)[0]
+    zero_shot = evaluate(task, FakeBackend(), data=store, options=MISMATCH_OK)[0]
+    assert two_shot.key != zero_shot.key and two_shot.spec.shots == 2
+    for context in backend.contexts:
+        assert context.count("\nAnswer: ") == 2  # two solved examples, then the question
+        assert "elbow and supinates" in context and "femoral nerve" in context
+        assert "adult human skull" not in context  # the third dev example is not used
+
+
+def test_shots_refuse_what_cannot_be_reproduced(store: DataStore) -> None:
+    with pytest.raises(MedboardError, match="no few-shot pool mmlu_medical/dev"):
+        evaluate(
+            [REGISTRY.task("mmlu_anatomy")],
+            FakeBackend(),
+            data=store,
+            options=EvalOptions(shots=1, allow_data_mismatch=True),
+        )
+    put_dev_pool(store)
+    with pytest.raises(MedboardError, match="--shots 4: mmlu_anatomy has only 3 examples"):
+        evaluate(
+            [REGISTRY.task("mmlu_anatomy")],
+            FakeBackend(),
+            data=store,
+            options=EvalOptions(shots=4, allow_data_mismatch=True),
+        )
+    with pytest.raises(MedboardError, match="medqa_4options takes its few-shot examples"):
+        evaluate(
+            [REGISTRY.task("medqa_4options")],
+            FakeBackend(),
+            data=store,
+            options=EvalOptions(shots=1, allow_data_mismatch=True),
+        )

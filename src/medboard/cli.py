@@ -243,6 +243,14 @@ def eval_command(
             "native or float32."
         ),
     ] = "auto",
+    compile_mode: Annotated[
+        str,
+        typer.Option(
+            "--compile",
+            help="Run the decoder layers through torch.compile while scoring choices: auto "
+            "(on for bfloat16 and float16 on the CPU; about 10 s to compile), on or off.",
+        ),
+    ] = "auto",
     protocol: Annotated[
         str,
         typer.Option(
@@ -254,6 +262,15 @@ def eval_command(
         int | None,
         typer.Option(help="Override a generative protocol's budget of new tokens.", min=1),
     ] = None,
+    shots: Annotated[
+        int,
+        typer.Option(
+            help="Few-shot examples before each question (log-likelihood protocol; tasks with "
+            "lm-eval's first-n pool: the MMLU subjects). A prefix that all questions share is "
+            "computed once per batch.",
+            min=0,
+        ),
+    ] = 0,
     permute: Annotated[
         str | None,
         typer.Option(
@@ -282,6 +299,10 @@ def eval_command(
     selected = REGISTRY.resolve(suite, tasks)
     if record and suite not in TRACKS:
         raise MedboardError(f"--record needs --suite set to a track ({', '.join(TRACKS)})")
+    if shots and protocol != "loglik":
+        raise MedboardError("--shots works with the loglik protocol only")
+    if shots and record:
+        raise MedboardError("--record stores zero-shot runs only: the tracks are zero-shot")
     if permute:
         selected, skipped = with_permutations(selected, _shifts(permute))
         for reason in skipped:
@@ -294,6 +315,7 @@ def eval_command(
         revision=revision,
         batch_tokens=batch_tokens,
         matmul=bf16_matmul,
+        compile_mode=compile_mode,
     )
     options = EvalOptions(
         limit=limit,
@@ -301,11 +323,14 @@ def eval_command(
         output=output,
         protocol=protocol,
         max_new_tokens=max_new_tokens,
+        shots=shots,
     )
     started = time.time()
     with _progress() as progress:
         results = evaluate(selected, backend, options=options, reporter=RichReporter(progress))
     title = f"{model} ({dtype})" if protocol == "loglik" else f"{model} ({dtype}, {protocol})"
+    if shots:
+        title = f"{title[:-1]}, {shots}-shot)"
     out.print(results_table(results, title=title))
     out.print(f"wall time {time.time() - started:.1f} s")
     if output is not None:

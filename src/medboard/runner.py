@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from medboard import __version__
 from medboard.backends.base import Backend, ChoiceRequest
 from medboard.data.store import DataStore, TaskData
+from medboard.errors import MedboardError
 from medboard.results.schema import RunResult, RunSpec, Score
 from medboard.results.store import RunStore, atomic_write_text
 from medboard.scoring.choice import score_choices
@@ -56,6 +57,7 @@ class EvalOptions:
     output: Path | None = None
     protocol: str = LOGLIK  # loglik, flowertune, generative, cot (medboard.tasks.protocols)
     max_new_tokens: int | None = None  # overrides a generative protocol's budget
+    shots: int = 0  # few-shot examples before each question (loglik, first_n tasks)
 
 
 def prompt_hash(request: ChoiceRequest) -> str:
@@ -67,8 +69,37 @@ def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
+def fewshot_samples(task: Task, data: DataStore, shots: int) -> list[Sample]:
+    """The first `shots` examples of the task's few-shot split, as lm-eval's first_n sampler."""
+    if shots == 0:
+        return []
+    if task.fewshot_split is None or task.fewshot_sampler != "first_n":
+        raise MedboardError(
+            f"--shots: {task.name} takes its few-shot examples with lm-eval's seeded random "
+            "sampler, which medboard does not reproduce; few-shot runs cover the tasks with a "
+            "canonical first-n pool (the MMLU subjects)"
+        )
+    if not data.has(task.dataset, task.fewshot_split):
+        raise MedboardError(
+            f"--shots: no few-shot pool {task.dataset}/{task.fewshot_split} in the data store "
+            "(medboard data import <benchmarks folder> brings it)"
+        )
+    pool = task.select(data.load(task.dataset, task.fewshot_split))
+    if len(pool) < shots:
+        raise MedboardError(
+            f"--shots {shots}: {task.name} has only {len(pool)} examples in "
+            f"{task.dataset}/{task.fewshot_split}"
+        )
+    return [task.to_sample(record) for record in pool[:shots]]
+
+
 def run_spec(
-    task: Task, backend: Backend, data_hash: str, limit: int | None, protocol: str = PROTOCOL
+    task: Task,
+    backend: Backend,
+    data_hash: str,
+    limit: int | None,
+    protocol: str = PROTOCOL,
+    shots: int = 0,
 ) -> RunSpec:
     identity = backend.identity()
     return RunSpec(
@@ -84,6 +115,7 @@ def run_spec(
         matmul=identity.get("matmul"),
         adapter=identity.get("adapter"),
         adapter_hash=identity.get("adapter_hash"),
+        shots=shots,
         limit=limit,
         harness_version=__version__,
     )
@@ -212,7 +244,8 @@ def evaluate_task(
     started = time.time()
     task_data = data.task_data(task, allow_mismatch=options.allow_data_mismatch)
     records = task_data.records[: options.limit] if options.limit else task_data.records
-    spec = run_spec(task, backend, task_data.content_hash, options.limit)
+    shots = fewshot_samples(task, data, options.shots)
+    spec = run_spec(task, backend, task_data.content_hash, options.limit, shots=options.shots)
     key = spec.key()
     finished = runs.finished(key)
     if finished is not None:
@@ -221,7 +254,7 @@ def evaluate_task(
 
     samples = [task.to_sample(record) for record in records]
     load_backend(backend, spec, reporter)
-    requests = [ChoiceRequest(task.prompt(s), task.continuations(s)) for s in samples]
+    requests = [ChoiceRequest(task.prompt(s, shots), task.continuations(s)) for s in samples]
     hashes = [prompt_hash(r) for r in requests]
 
     def answer_batch(batch: list[int]) -> list[dict[str, Any]]:

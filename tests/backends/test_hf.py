@@ -107,3 +107,50 @@ def test_bfloat16_close_to_float32(tiny_model: Path, medboard_home: Path) -> Non
 def test_unknown_dtype(tiny_model: Path, medboard_home: Path) -> None:
     with pytest.raises(ModelError, match="unknown dtype 'int3'"):
         create_backend(str(tiny_model), dtype="int3")
+
+
+FEWSHOT_PREFIX = "".join(
+    f"Question: Which nerve supplies muscle {i}?\nA. ulnar\nB. median\nAnswer: {'AB'[i % 2]}\n\n"
+    for i in range(5)
+)
+FEWSHOT_REQUESTS = [
+    ChoiceRequest(FEWSHOT_PREFIX + f"Question: {q}\nA. yes\nB. no\nAnswer:", (" A", " B"))
+    for q in ("Is the liver on the right?", "Does the heart beat?", "Is bone living tissue?")
+] + [ChoiceRequest(FEWSHOT_PREFIX + "Question: Name the bone.\nAnswer:", (" femur", " tibia"))]
+
+
+def test_shared_prefix_runs_once_with_the_same_numbers(
+    tiny_model: Path, medboard_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from medboard.backends import hf
+
+    backend = HFBackend(str(tiny_model))
+    rows = [row for r in FEWSHOT_REQUESTS for row in backend.rows(r)]
+    shared = backend._reusable_prefix(rows)
+    assert shared >= hf.MIN_SHARED_PREFIX  # the five examples (and more) are shared
+    seen: list[int] = []
+    forward = HFBackend._forward
+    monkeypatch.setattr(
+        HFBackend, "_forward", lambda self, ids, s: seen.append(s) or forward(self, ids, s)
+    )
+    reused = backend.loglikelihood(FEWSHOT_REQUESTS)
+    assert seen == [shared]
+    # every row recomputed from its first token gives the same numbers, and so does lm-eval's
+    # recipe of one full forward per choice
+    monkeypatch.setattr(hf, "MIN_SHARED_PREFIX", 10**9)
+    full = backend.loglikelihood(FEWSHOT_REQUESTS)
+    assert seen[-1] == 0
+    for a, b, request in zip(reused, full, FEWSHOT_REQUESTS, strict=True):
+        assert a.logprobs == pytest.approx(b.logprobs, abs=1e-5)
+        assert a.greedy == b.greedy
+        assert a.logprobs == pytest.approx(brute_force(tiny_model, request), abs=1e-4)
+
+
+def test_plan_counts_a_shared_prefix_once(tiny_model: Path, medboard_home: Path) -> None:
+    backend = HFBackend(str(tiny_model))
+    rows = [row for r in FEWSHOT_REQUESTS for row in backend.rows(r)]
+    longest = max(len(row.tokens) for row in rows)
+    shared = backend._reusable_prefix(rows)
+    budget = len(rows) * (longest - shared)  # fits only when the prefix counts once
+    assert budget < len(rows) * longest
+    assert len(HFBackend(str(tiny_model), batch_tokens=budget).plan(FEWSHOT_REQUESTS)) == 1

@@ -1,4 +1,5 @@
-"""The float32 path for bfloat16 linear layers: same numbers as a bfloat16 GEMM, chosen by CPU."""
+"""CPU kernels: the float32 path for bfloat16 linear layers (same numbers as a bfloat16 GEMM),
+compiled decoder layers while scoring, and the allocator setting."""
 
 from pathlib import Path
 
@@ -6,7 +7,14 @@ import pytest
 import torch
 
 from medboard.backends import ChoiceRequest, create_backend, kernels
-from medboard.backends.kernels import matmul_mode, use_float32_matmul
+from medboard.backends.base import GenerateRequest
+from medboard.backends.kernels import (
+    compile_wanted,
+    decoder_layers,
+    keep_freed_memory,
+    matmul_mode,
+    use_float32_matmul,
+)
 from medboard.errors import ModelError
 from medboard.results.schema import RunSpec
 
@@ -66,8 +74,10 @@ def test_backend_uses_the_mode_and_the_run_key_records_it(
     request = [
         ChoiceRequest("Question: Which nerve innervates the diaphragm?\nAnswer:", (" A", " B"))
     ]
-    native = create_backend(str(tiny_model), dtype="bfloat16", matmul="native")
-    emulated = create_backend(str(tiny_model), dtype="bfloat16", matmul="float32")
+    native = create_backend(str(tiny_model), dtype="bfloat16", matmul="native", compile_mode="off")
+    emulated = create_backend(
+        str(tiny_model), dtype="bfloat16", matmul="float32", compile_mode="off"
+    )
     assert native.identity()["matmul"] == "native"
     assert emulated.identity()["matmul"] == "float32"
     a = native.loglikelihood(request)[0].logprobs
@@ -87,3 +97,43 @@ def test_backend_uses_the_mode_and_the_run_key_records_it(
     }
     keys = {RunSpec(**base, matmul=m).key() for m in (None, "native", "float32")}
     assert len(keys) == 3
+
+
+def test_compile_by_dtype_and_device() -> None:
+    assert compile_wanted("bfloat16", "cpu")
+    assert compile_wanted("float16", "cpu")
+    assert not compile_wanted("float32", "cpu")  # the exactness path stays eager
+    assert not compile_wanted("bfloat16", "cuda:0")
+    assert compile_wanted("float32", "cpu", "on")
+    assert not compile_wanted("bfloat16", "cpu", "off")
+    with pytest.raises(ModelError, match="unknown compile mode 'fast'"):
+        compile_wanted("bfloat16", "cpu", "fast")
+
+
+def test_compiled_layers_score_as_eager_ones_and_generation_stays_eager(
+    tiny_model: Path, medboard_home: Path
+) -> None:
+    requests = [
+        ChoiceRequest("Question: Which nerve innervates the diaphragm?\nAnswer:", (" A", " B")),
+        ChoiceRequest("Question: Where is the liver?\nAnswer:", (" right upper", " left")),
+    ]
+    eager = create_backend(str(tiny_model), compile_mode="off")
+    compiled = create_backend(str(tiny_model), compile_mode="on")
+    expected = eager.loglikelihood(requests)
+    got = compiled.loglikelihood(requests)
+    for e, g in zip(expected, got, strict=True):
+        assert g.logprobs == pytest.approx(e.logprobs, rel=1e-6, abs=1e-4)
+        assert g.greedy == e.greedy
+    layers = decoder_layers(compiled._model)
+    assert len(layers) == compiled._model.config.num_hidden_layers
+    assert all("forward" not in vars(layer) for layer in layers)  # eager again after scoring
+    prompt = GenerateRequest("Question: Where is the liver?\nAnswer:", max_new_tokens=4)
+    assert compiled.generate([prompt]) == eager.generate([prompt])
+
+
+def test_allocator_setting_applies_on_glibc() -> None:
+    import platform
+
+    if platform.libc_ver()[0] != "glibc":
+        pytest.skip("mallopt is glibc's")
+    assert keep_freed_memory()

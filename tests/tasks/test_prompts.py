@@ -64,3 +64,18 @@ def test_fixtures_exercise_the_edge_cases() -> None:
     assert any(any(not t.isascii() for t in r["options"].values()) for r in headqa)
     pubmedqa = list(read_jsonl(FIXTURES / "pubmedqa.jsonl"))
     assert any("contexts" in r for r in pubmedqa) and any("contexts" not in r for r in pubmedqa)
+
+
+@pytest.mark.parametrize("golden_file", sorted(GOLDEN.glob("*shot.json")), ids=lambda p: p.stem)
+def test_fewshot_prompt_matches_lm_eval(golden_file: Path) -> None:
+    # lm-eval's first_n sampler: the first k dev examples of the subject, in file order.
+    golden = json.loads(golden_file.read_text(encoding="utf-8"))
+    task = REGISTRY.task(golden["task"])
+    assert task.fewshot_sampler == "first_n"
+    pool = task.select(list(read_jsonl(FIXTURES / f"{task.dataset}_{task.fewshot_split}.jsonl")))
+    shots = [task.to_sample(r) for r in pool[: golden["num_fewshot"]]]
+    records = task.select(list(read_jsonl(FIXTURES / f"{task.dataset}.jsonl")))
+    for record, expected in zip(records, golden["samples"], strict=True):
+        sample = task.to_sample(record)
+        assert task.prompt(sample, shots) == expected["context"], sample.id
+        assert list(task.continuations(sample)) == expected["continuations"], sample.id

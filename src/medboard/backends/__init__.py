@@ -22,6 +22,7 @@ def create_backend(
     revision: str | None = None,
     batch_tokens: int | None = None,
     matmul: str = "auto",
+    compile_mode: str = "auto",
 ) -> Backend:
     if model == "fake" or model.startswith("fake:"):
         from medboard.backends.fake import FakeBackend
@@ -42,6 +43,7 @@ def create_backend(
         revision=revision,
         batch_tokens=batch_tokens,
         matmul=matmul,
+        compile_mode=compile_mode,
     )
 
 

@@ -9,6 +9,7 @@ position), and the vocabulary projection runs only at the positions that are sco
 """
 
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,15 +25,23 @@ from medboard.backends.hf_loading import (
     resolve_source,
     source_revision,
 )
-from medboard.backends.kernels import matmul_mode, use_float32_matmul
+from medboard.backends.kernels import (
+    CompiledLayers,
+    compile_wanted,
+    keep_freed_memory,
+    matmul_mode,
+    use_float32_matmul,
+)
 from medboard.errors import ModelError
 
 DEFAULT_MAX_LENGTH = 2048  # lm-eval's default when neither config nor tokenizer says
-DEFAULT_BATCH_TOKENS = 8192
+DEFAULT_BATCH_TOKENS = 4096
 # A generation batch may hold this many times --batch-tokens of prompt plus new tokens: decoding
 # reads the weights once per step for the whole batch, so wide batches are what make it fast.
 GENERATE_TOKENS_FACTOR = 4
 MAX_BATCH_ROWS = 64
+# A prefix that every row of a batch shares is computed once when it is at least this long.
+MIN_SHARED_PREFIX = 32
 
 
 @dataclass(frozen=True)
@@ -88,10 +97,12 @@ class HFBackend:
         revision: str | None = None,
         batch_tokens: int | None = None,
         matmul: str = "auto",
+        compile_mode: str = "auto",
     ) -> None:
         if dtype not in DTYPES:
             raise ModelError(f"unknown dtype '{dtype}' (choose from {', '.join(DTYPES)})")
         self.matmul = matmul_mode(dtype, device, matmul)
+        self.compile = compile_wanted(dtype, device, compile_mode)
         self.spec = model
         self.dtype = dtype
         self.device = device
@@ -132,6 +143,8 @@ class HFBackend:
     def _load(self) -> None:
         if self._model is not None:
             return
+        if self.device == "cpu":
+            keep_freed_memory()
         self._model, self._tokenizer = load_model(
             self.model_dir(), self.spec, self.dtype, self.device, self.adapter
         )
@@ -140,6 +153,9 @@ class HFBackend:
         self.window = max_length(self._model.config, self._tokenizer)
         self._full_forward = not self._head_matches_forward()
         self._eos = eos_token_ids(self._model, self._tokenizer)
+        self._layers: AbstractContextManager[Any] = (
+            CompiledLayers(self._model) if self.compile else nullcontext()
+        )
 
     def _head_matches_forward(self) -> bool:
         """Whether projecting selected hidden states gives the model's own logits.
@@ -202,7 +218,10 @@ class HFBackend:
     # -- batching -----------------------------------------------------------------------------
     def plan(self, requests: Sequence[ChoiceRequest]) -> list[list[int]]:
         """Longest questions first; a batch holds whole questions within a padded-token budget."""
-        lengths = [max(len(r.tokens) for r in self.rows(q)) for q in requests]
+        # Tokens every row shares at its start (a few-shot prefix) are computed once per batch,
+        # so only the rest counts against the budget.
+        shared = self._reusable_prefix([row for q in requests for row in self.rows(q)])
+        lengths = [max(len(r.tokens) for r in self.rows(q)) - shared for q in requests]
         n_rows = [len(self.rows(q)) for q in requests]
         order = sorted(range(len(requests)), key=lambda i: (-lengths[i], i))
         batches: list[list[int]] = []
@@ -242,13 +261,11 @@ class HFBackend:
                     positions.append(p)
                     targets.append(t)
                     owners.append((q, choice))
+        shared = self._reusable_prefix([row for _, row in rows])
         with torch.inference_mode():
-            where = (torch.tensor(row_index), torch.tensor(positions))
-            if self._full_forward:
-                logits = self._model(input_ids=ids.to(self.device)).logits[where].float()
-            else:
-                hidden = self._model.base_model(input_ids=ids.to(self.device)).last_hidden_state
-                logits = self._head(hidden[where]).float()
+            out = self._forward(ids.to(self.device), shared)
+            where = (torch.tensor(row_index), torch.tensor(positions) - shared)
+            logits = out[where].float() if self._full_forward else self._head(out[where]).float()
             logprobs = torch.log_softmax(logits, dim=-1)
             target_t = torch.tensor(targets, device=logprobs.device)
             token_lp = logprobs.gather(1, target_t[:, None])[:, 0].tolist()
@@ -272,6 +289,49 @@ class HFBackend:
                 )
             )
         return results
+
+    def _reusable_prefix(self, rows: Sequence[Row]) -> int:
+        """How many leading tokens all rows share and can take from one prefix pass (0: none).
+
+        The prefix stops before the first scored position, and is used only when it is long
+        enough to pay for the extra pass and the model has no sliding window it could cross.
+        """
+        if len(rows) < 2:
+            return 0
+        first, shared = rows[0].tokens, len(rows[0].tokens)
+        for row in rows:
+            shared = min(shared, min(pos[0] for _, pos, _ in row.reads))
+            limit = min(shared, len(row.tokens))
+            n = 0
+            while n < limit and row.tokens[n] == first[n]:
+                n += 1
+            shared = n
+            if shared < MIN_SHARED_PREFIX:
+                return 0
+        config = getattr(self._model.config, "text_config", None) or self._model.config
+        window = getattr(config, "sliding_window", None)
+        if window and max(len(row.tokens) for row in rows) > window:
+            return 0
+        return shared
+
+    def _forward(self, ids: Any, shared: int) -> Any:
+        """Logits (full forward) or last hidden states for the positions from `shared` on.
+
+        With a shared prefix, the prefix runs once with a KV cache that every row then reads:
+        the same attention over the same tokens, without recomputing the prefix per row.
+        """
+        model = self._model if self._full_forward else self._model.base_model
+        if not shared:
+            with self._layers:
+                out = model(input_ids=ids, use_cache=False)
+        else:
+            from transformers import DynamicCache
+
+            cache = DynamicCache(config=self._model.config)
+            model(input_ids=ids[:1, :shared], past_key_values=cache, use_cache=True)
+            cache.batch_repeat_interleave(ids.shape[0])
+            out = model(input_ids=ids[:, shared:], past_key_values=cache, use_cache=True)
+        return out.logits if self._full_forward else out.last_hidden_state
 
     def _head(self, hidden: Any) -> Any:
         """The output projection (and Gemma's final soft-capping, when the config has it)."""

@@ -78,3 +78,83 @@ def use_float32_matmul(model: Any) -> int:
         module.forward = types.MethodType(forward, module)
         changed += 1
     return changed
+
+
+# mallopt parameters (glibc's malloc.h)
+M_TRIM_THRESHOLD = -1
+M_MMAP_THRESHOLD = -3
+
+
+@cache
+def keep_freed_memory() -> bool:
+    """Have glibc serve tensor-sized allocations from its heap and keep what is freed.
+
+    By default glibc gives allocations above a (moving) threshold their own mmap and returns
+    them on free, so every activation of a forward pass faults in fresh zeroed pages. Measured
+    on SmolLM2-135M, 4,096 tokens per batch on 2 cores: 0.93 -> 1.26 TFLOP/s compiled. The cost
+    is that the process keeps its peak heap until it exits. Returns whether it applied.
+    """
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return False
+    try:
+        libc = ctypes.CDLL(name)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # not glibc
+        return False
+    return bool(mallopt(M_MMAP_THRESHOLD, 1 << 30)) and bool(mallopt(M_TRIM_THRESHOLD, 2**31 - 1))
+
+
+COMPILE_CHOICES = ("auto", "on", "off")
+
+
+def compile_wanted(dtype: str, device: str, requested: str = "auto") -> bool:
+    """Whether scoring runs the decoder layers through torch.compile.
+
+    auto: for bfloat16 and float16 on the CPU, where eager elementwise work (norms, rotary
+    embeddings, activations) took more time than the matrix products (measured on SmolLM2-135M:
+    1.3 s of elementwise against 1.0 s of GEMMs for 8,192 tokens). float32 stays eager, the
+    path the parity check compares with the reference.
+    """
+    if requested not in COMPILE_CHOICES:
+        raise ModelError(
+            f"unknown compile mode '{requested}' (choose from {', '.join(COMPILE_CHOICES)})"
+        )
+    if requested != "auto":
+        return requested == "on"
+    return device == "cpu" and dtype != "float32"
+
+
+def decoder_layers(model: Any) -> list[Any]:
+    """The repeated blocks of a causal LM (the longest ModuleList), or [] if none is found."""
+    import torch
+
+    lists = [m for m in model.modules() if isinstance(m, torch.nn.ModuleList)]
+    return list(max(lists, key=len)) if lists else []
+
+
+class CompiledLayers:
+    """torch.compile of each decoder layer's forward, switched on only while scoring.
+
+    One compiled graph with dynamic shapes serves every layer of the same kind and every batch
+    shape. Generation keeps the eager layers: its KV cache would make the compiler specialise
+    on every layer's cache state.
+    """
+
+    def __init__(self, model: Any) -> None:
+        import torch
+
+        self.layers = decoder_layers(model)
+        self.compiled = [torch.compile(layer.forward, dynamic=True) for layer in self.layers]
+
+    def __enter__(self) -> "CompiledLayers":
+        for layer, compiled in zip(self.layers, self.compiled, strict=True):
+            layer.forward = compiled
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for layer in self.layers:
+            del layer.forward  # back to the class's forward

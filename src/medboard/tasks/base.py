@@ -4,7 +4,7 @@ A task knows its data (a dataset name and split in the local store, and where to
 how a stored record becomes a Sample, and how a Sample becomes a prompt. It knows no model.
 """
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -12,6 +12,7 @@ from typing import Any
 from medboard.errors import MedboardError
 
 LETTERS = ("A", "B", "C", "D", "E", "F", "G", "H")
+FEWSHOT_DELIMITER = "\n\n"  # lm-eval's default between few-shot examples
 
 
 @dataclass(frozen=True)
@@ -60,13 +61,22 @@ class Task:
     expected_size: int | None = None
     expected_hash: str | None = None
     fewshot_split: str | None = None
+    # How lm-eval picks few-shot examples from fewshot_split: "first_n" (MMLU's canonical first
+    # examples) is reproduced; None means lm-eval's seeded random sampler, which is not.
+    fewshot_sampler: str | None = None
     hub: HubSource | None = None
     family: str = ""
     target_delimiter: str = " "
 
-    def prompt(self, sample: Sample) -> str:
-        """The full context given to the model (description + question), without the answer."""
-        return self.description + self.render(sample)
+    def prompt(self, sample: Sample, shots: Sequence[Sample] = ()) -> str:
+        """The full context given to the model, without the answer: description, solved
+        few-shot examples (as lm-eval joins them: question, target delimiter, answer, blank
+        line), then the question."""
+        examples = "".join(
+            self.render(s) + self.target_delimiter + s.choices[s.target] + FEWSHOT_DELIMITER
+            for s in shots
+        )
+        return self.description + examples + self.render(sample)
 
     def continuations(self, sample: Sample) -> tuple[str, ...]:
         """The scored continuations, each with the target delimiter in front (' A')."""

@@ -47,6 +47,7 @@ def mmlu_task(subject: str) -> Task:
         split="test",
         subject=subject,
         fewshot_split="dev",
+        fewshot_sampler="first_n",
         render=render,
         to_sample=letter_sample,
         description=description(subject),
