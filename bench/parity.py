@@ -76,9 +76,11 @@ def run_both(args: argparse.Namespace, tasks: Sequence[str]) -> tuple[Path, Path
         ref_out,
         args.device,
         args.limit,
+        args.shots,
     )
     run_logged(command, work / "ref.log", env)
-    command = medboard_command(model, args.dtype, tasks, mb_out, args.device, args.limit)
+    extra = ["--shots", str(args.shots)] if args.shots else []
+    command = medboard_command(model, args.dtype, tasks, mb_out, args.device, args.limit, extra)
     run_logged(command, work / "medboard.log", env)
     return ref_out, mb_out
 
@@ -106,6 +108,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="float32 or bfloat16 (--run: default float32; compare: from the outputs)",
     )
     parser.add_argument("--batch-size", type=int, default=16, help="lm-eval batch size (--run)")
+    parser.add_argument(
+        "--shots", type=int, default=0, help="few-shot examples, both tools (--run; MMLU tasks)"
+    )
     parser.add_argument("--device", default="cpu", help="device for both tools (--run)")
     parser.add_argument("--benchmarks", type=Path, default=None, help="normalized JSONL folder")
     parser.add_argument("--work", type=Path, default=None, help="work folder (--run)")

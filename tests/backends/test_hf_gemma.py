@@ -1,0 +1,79 @@
+"""A tiny Gemma-3 (sliding-window and full attention layers, logit soft-capping) through the
+scoring paths that differ by architecture: compiled layers and the shared-prefix pass."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from medboard.backends import ChoiceRequest, create_backend
+from medboard.backends.hf import HFBackend
+from tests.conftest import build_tokenizer
+
+WINDOW = 64
+
+PREFIX = "".join(f"Question: bone {i}?\nAnswer: {'AB'[i % 2]}\n\n" for i in range(4))
+
+
+def build_tiny_gemma3(folder: Path) -> Path:
+    from transformers import AutoTokenizer, Gemma3ForCausalLM, Gemma3TextConfig
+
+    folder.mkdir(parents=True, exist_ok=True)
+    build_tokenizer(folder)
+    torch.manual_seed(0)
+    config = Gemma3TextConfig(
+        vocab_size=len(AutoTokenizer.from_pretrained(folder)),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=8,
+        sliding_window=WINDOW,
+        layer_types=["sliding_attention", "full_attention"],
+        max_position_embeddings=512,
+        final_logit_softcapping=30.0,
+    )
+    model = Gemma3ForCausalLM(config)
+    with torch.no_grad():
+        for param in model.parameters():
+            param.mul_(4.0)
+    model.save_pretrained(folder, safe_serialization=True)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def tiny_gemma(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_gemma3(tmp_path_factory.mktemp("tiny-gemma3"))
+
+
+def test_compiled_layers_match_eager(tiny_gemma: Path, medboard_home: Path) -> None:
+    requests = [
+        ChoiceRequest(PREFIX + "Question: Which nerve?\nAnswer:", (" A", " B")),
+        ChoiceRequest("Question: Where is the liver?\nAnswer:", (" right", " left")),
+    ]
+    eager = create_backend(str(tiny_gemma), compile_mode="off").loglikelihood(requests)
+    compiled = create_backend(str(tiny_gemma), compile_mode="on").loglikelihood(requests)
+    for e, c in zip(eager, compiled, strict=True):
+        assert c.logprobs == pytest.approx(e.logprobs, rel=1e-6, abs=1e-4)
+
+
+def test_shared_prefix_is_not_reused_across_a_sliding_window(
+    tiny_gemma: Path, medboard_home: Path
+) -> None:
+    backend = HFBackend(str(tiny_gemma))
+    long = [ChoiceRequest(PREFIX + f"Question: {q}?\nAnswer:", (" A", " B")) for q in "xyz"]
+    rows = [row for r in long for row in backend.rows(r)]
+    assert max(len(row.tokens) for row in rows) > WINDOW
+    assert backend._reusable_prefix(rows) == 0  # the cache would have to drop prefix tokens
+    # within the window the prefix is reused, with the numbers of a full pass
+    prefix = "The following are multiple choice questions (with answers) about anatomy. " * 2
+    short = [ChoiceRequest(prefix + f"{q}?", (" A", " B")) for q in "xyz"]
+    rows = [row for r in short for row in backend.rows(r)]
+    assert max(len(row.tokens) for row in rows) <= WINDOW
+    shared = backend._reusable_prefix(rows)
+    assert shared > 0
+    reused = backend.loglikelihood(short)
+    full = [backend.loglikelihood([r])[0] for r in short]  # one row: no shared prefix
+    for a, b in zip(reused, full, strict=True):
+        assert a.logprobs == pytest.approx(b.logprobs, rel=1e-6, abs=1e-4)

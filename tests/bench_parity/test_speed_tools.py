@@ -1,0 +1,66 @@
+"""The commands bench/speed.py and bench/parity.py build, and bench/profile_eval.py's grouping."""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+
+
+def load(name: str):
+    saved = list(sys.path)
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    sys.path.insert(0, str(BENCH))
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path[:] = saved
+    return module
+
+
+def test_both_tools_get_the_same_shots_and_limit() -> None:
+    runners = load("runners")
+    ref = runners.reference_command(
+        Path("/m"), "bfloat16", ["mmlu_anatomy"], "/cfg", "8", Path("/o"), limit=20, shots=5
+    )
+    assert ref[ref.index("--num_fewshot") + 1] == "5"
+    assert ref[ref.index("--limit") + 1] == "20"
+    assert ref[ref.index("--tasks") + 1] == "ref_mmlu_anatomy"
+    zero = runners.reference_command(Path("/m"), "bfloat16", ["pubmedqa"], "/cfg", "8", Path("/o"))
+    assert "--num_fewshot" not in zero and "--limit" not in zero
+    ours = runners.medboard_command(
+        Path("/m"), "bfloat16", ["mmlu_anatomy"], Path("/o"), limit=20, extra=["--shots", "5"]
+    )
+    assert ours[ours.index("--shots") + 1] == "5" and ours[ours.index("--limit") + 1] == "20"
+
+
+def test_speed_options() -> None:
+    speed = load("speed")
+    args = speed.parse_args(
+        [
+            "--model",
+            "m.gguf",
+            "--work",
+            "/tmp/w",
+            "--ref-batch",
+            "1, 8,auto",
+            "--select-limit",
+            "50",
+        ]
+    )
+    assert args.ref_batch == ["1", "8", "auto"] and args.select_limit == 50 and args.shots == 0
+    with pytest.raises(SystemExit):
+        speed.parse_args(["--model", "m", "--work", "/tmp/w", "--repeats", "0"])
+
+
+def test_profile_groups() -> None:
+    profile = load("profile_eval")
+    assert profile.group_of(("~", 0, "<built-in method torch.mm>")).startswith("matrix")
+    assert profile.group_of(("/x/torch/_ops.py", 874, "__call__")).startswith("attention")
+    name = "<built-in method cabc.kernel.kernel>"
+    assert profile.group_of(("~", 0, name)).startswith("fused elementwise")
+    assert profile.group_of(("/x/json/decoder.py", 1, "raw_decode")) is None
