@@ -87,7 +87,8 @@ def run_command(
         typer.Option(
             "--run-config",
             "-c",
-            help="key=value overrides of the tool.flwr.app.config table (never of its static section).",
+            help="key=value overrides of the tool.flwr.app.config table "
+            "(never of its static section).",
         ),
     ] = None,
     out_dir: Annotated[
