@@ -60,7 +60,13 @@ def test_speed_options() -> None:
 def test_profile_groups() -> None:
     profile = load("profile_eval")
     assert profile.group_of(("~", 0, "<built-in method torch.mm>")).startswith("matrix")
-    assert profile.group_of(("/x/torch/_ops.py", 874, "__call__")).startswith("attention")
+    stats = type("Stats", (), {})()
+    stats.stats = {
+        ("~", 0, "<built-in method torch.mm>"): (1, 1, 5.0, 5.0, {}),
+        ("/x/torch/_ops.py", 874, "__call__"): (1, 1, 0.1, 3.0, {}),
+    }
+    rows = dict(profile.breakdown(stats, 10.0))
+    assert rows[profile.ATTENTION] == 3.0 and rows["everything else"] == pytest.approx(2.0)
     name = "<built-in method cabc.kernel.kernel>"
     assert profile.group_of(("~", 0, name)).startswith("fused elementwise")
     assert profile.group_of(("/x/json/decoder.py", 1, "raw_decode")) is None
