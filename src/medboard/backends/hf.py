@@ -15,7 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from medboard.backends.base import ChoiceRequest, ChoiceResult, GenerateRequest, GenerateResult
-from medboard.backends.hf_generate import eos_token_ids, greedy_generate, plan_generate
+from medboard.backends.hf_generate import (
+    eos_token_ids,
+    greedy_generate,
+    plan_generate,
+    shared_prefix,
+)
 from medboard.backends.hf_loading import (
     DTYPES,
     check_adapter,
@@ -298,16 +303,10 @@ class HFBackend:
         """
         if len(rows) < 2:
             return 0
-        first, shared = rows[0].tokens, len(rows[0].tokens)
-        for row in rows:
-            shared = min(shared, min(pos[0] for _, pos, _ in row.reads))
-            limit = min(shared, len(row.tokens))
-            n = 0
-            while n < limit and row.tokens[n] == first[n]:
-                n += 1
-            shared = n
-            if shared < MIN_SHARED_PREFIX:
-                return 0
+        first_read = min(pos[0] for row in rows for _, pos, _ in row.reads)
+        shared = min(shared_prefix([row.tokens for row in rows]), first_read)
+        if shared < MIN_SHARED_PREFIX:
+            return 0
         config = getattr(self._model.config, "text_config", None) or self._model.config
         window = getattr(config, "sliding_window", None)
         if window and max(len(row.tokens) for row in rows) > window:
