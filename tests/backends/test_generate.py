@@ -1,5 +1,6 @@
 """Batched greedy generation against transformers' own `generate`, one prompt at a time."""
 
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -183,3 +184,24 @@ def test_fake_chat_template() -> None:
     messages = [{"role": "user", "content": "Hi"}]
     assert FakeBackend().chat_prompt(messages) is None
     assert FakeBackend("chat=1").chat_prompt(messages) == "<|user|>\nHi\n<|assistant|>\n"
+
+
+class OldForward:
+    def forward(self, input_ids: object, past_key_values: object = None) -> None: ...
+
+
+class NewForward:
+    def forward(self, input_ids: object, cache: object = None) -> None: ...
+
+
+def test_cache_goes_by_the_name_the_model_knows() -> None:
+    # transformers 5.24 renamed past_key_values to cache; both generations of models work
+    assert hf_generate.with_cache(OldForward(), "kv") == {"past_key_values": "kv"}
+    assert hf_generate.with_cache(NewForward(), "kv") == {"cache": "kv"}
+
+
+def test_generation_uses_no_deprecated_keyword(backend: HFBackend) -> None:
+    request = GenerateRequest(PROMPTS[0] * 3, max_new_tokens=3)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*past_key_values.*")
+        backend.generate([request, GenerateRequest(PROMPTS[0] * 3 + " B", max_new_tokens=3)])

@@ -20,6 +20,7 @@ from medboard.backends.hf_generate import (
     greedy_generate,
     plan_generate,
     shared_prefix,
+    with_cache,
 )
 from medboard.backends.hf_loading import (
     DTYPES,
@@ -327,9 +328,9 @@ class HFBackend:
             from transformers import DynamicCache
 
             cache = DynamicCache(config=self._model.config)
-            model(input_ids=ids[:1, :shared], past_key_values=cache, use_cache=True)
+            model(input_ids=ids[:1, :shared], use_cache=True, **with_cache(model, cache))
             cache.batch_repeat_interleave(ids.shape[0])
-            out = model(input_ids=ids[:, shared:], past_key_values=cache, use_cache=True)
+            out = model(input_ids=ids[:, shared:], use_cache=True, **with_cache(model, cache))
         return out.logits if self._full_forward else out.last_hidden_state
 
     def _head(self, hidden: Any) -> Any:

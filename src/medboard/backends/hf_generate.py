@@ -18,6 +18,8 @@ Sampling settings and logits processors in a model's generation_config (repetiti
 the like) are not applied: every protocol here decodes greedily by definition.
 """
 
+import functools
+import inspect
 from collections.abc import Sequence
 from typing import Any
 
@@ -72,6 +74,21 @@ def plan_generate(
     if current:
         batches.append(current)
     return batches
+
+
+def with_cache(model: Any, cache: Any) -> dict[str, Any]:
+    """The keyword that hands `cache` to the model's forward pass.
+
+    transformers 5.24 renamed `past_key_values` to `cache` (the old name goes in 5.40); older
+    releases know only `past_key_values`.
+    """
+    return {_cache_keyword(type(model)): cache}
+
+
+@functools.cache
+def _cache_keyword(model_class: type) -> str:
+    names = inspect.signature(model_class.forward).parameters
+    return "cache" if "cache" in names else "past_key_values"
 
 
 def preallocated_cache(model: Any, capacity: int) -> Any:
@@ -218,8 +235,8 @@ def greedy_generate(
                 input_ids=chosen[:, None],
                 attention_mask=mask,
                 position_ids=next_position,
-                past_key_values=cache,
                 use_cache=True,
+                **with_cache(model, cache),
             ).logits[:, -1]
             next_position = next_position + 1
     return [r for r in results if r is not None]
@@ -245,7 +262,8 @@ def _prefill_rows(
     prefix = None
     if shared:
         prefix = DynamicCache(config=model.config)
-        model(input_ids=torch.tensor([prompts[0][:shared]], device=device), past_key_values=prefix)
+        ids = torch.tensor([prompts[0][:shared]], device=device)
+        model(input_ids=ids, **with_cache(model, prefix))
     firsts = []
     for row, prompt in enumerate(prompts):
         own = DynamicCache(config=model.config)
@@ -260,8 +278,8 @@ def _prefill_rows(
             model(
                 input_ids=ids,
                 position_ids=positions,
-                past_key_values=own,
                 use_cache=True,
+                **with_cache(model, own),
                 logits_to_keep=1,
             ).logits[:, -1]
         )
@@ -297,8 +315,8 @@ def _prefill_padded(
         input_ids=ids.to(device),
         attention_mask=mask.to(device),
         position_ids=positions.to(device),
-        past_key_values=cache,
         use_cache=True,
+        **with_cache(model, cache),
         logits_to_keep=1,
     ).logits[:, -1]
 
