@@ -104,6 +104,12 @@ def test_bfloat16_close_to_float32(tiny_model: Path, medboard_home: Path) -> Non
         assert b.logprobs == pytest.approx(a.logprobs, rel=0.05)
 
 
+def test_greedy_reads_the_first_maximum_like_argmax() -> None:
+    # the greedy flag uses max(dim).indices; ties must go to the first index, as argmax's do
+    rows = torch.tensor([[0.5, 2.0, 2.0, -1.0], [3.0, 3.0, 3.0, 3.0], [-2.0, -1.0, -1.0, -1.0]])
+    assert rows.max(dim=-1).indices.tolist() == rows.argmax(dim=-1).tolist() == [1, 0, 1]
+
+
 def test_unknown_dtype(tiny_model: Path, medboard_home: Path) -> None:
     with pytest.raises(ModelError, match="unknown dtype 'int3'"):
         create_backend(str(tiny_model), dtype="int3")

@@ -136,6 +136,13 @@ def decoder_layers(model: Any) -> list[Any]:
     return list(max(lists, key=len)) if lists else []
 
 
+# tanh as 2 / (1 + exp(-2x)) - 1 in the C++ the compiler writes for the CPU, instead of the
+# vectorized library tanh: Gemma's GELU (tanh approximation) x up kernel 164 -> 88 ms per
+# 4,096-token forward pass. The same function to float32 rounding (the compiled layers'
+# outputs stay as close to a float32 model as without it: 2.85% against 2.86% relative).
+INDUCTOR_OPTIONS = {"cpp.use_decompose_tanh": True}
+
+
 class CompiledLayers:
     """torch.compile of each decoder layer's forward, switched on only while scoring.
 
@@ -148,7 +155,10 @@ class CompiledLayers:
         import torch
 
         self.layers = decoder_layers(model)
-        self.compiled = [torch.compile(layer.forward, dynamic=True) for layer in self.layers]
+        self.compiled = [
+            torch.compile(layer.forward, dynamic=True, options=INDUCTOR_OPTIONS)
+            for layer in self.layers
+        ]
 
     def __enter__(self) -> "CompiledLayers":
         for layer, compiled in zip(self.layers, self.compiled, strict=True):
