@@ -2,6 +2,7 @@
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -34,31 +35,44 @@ def build_tokenizer(folder: Path) -> None:
     fast.save_pretrained(folder)
 
 
-def build_tiny_llama(folder: Path, hidden: int = 32, layers: int = 2, seed: int = 0) -> Path:
+def build_tiny_model(folder: Path, make: Any, scale: float, seed: int = 0) -> Path:
+    """The test tokenizer and `make(vocab_size)`, a random causal LM, saved in `folder`.
+
+    Random init is near-uniform; weights multiplied by `scale` make predictions differ
+    between choices.
+    """
     import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+    from transformers import AutoTokenizer
 
     folder.mkdir(parents=True, exist_ok=True)
     build_tokenizer(folder)
     vocab = len(AutoTokenizer.from_pretrained(folder))
     torch.manual_seed(seed)
-    config = LlamaConfig(
-        vocab_size=vocab,
-        hidden_size=hidden,
-        intermediate_size=2 * hidden,
-        num_hidden_layers=layers,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=512,
-        tie_word_embeddings=False,
-    )
-    model = LlamaForCausalLM(config)
-    # Random init is near-uniform; sharper weights make predictions differ between choices.
+    model = make(vocab)
     with torch.no_grad():
         for param in model.parameters():
-            param.mul_(8.0)
+            param.mul_(scale)
     model.save_pretrained(folder, safe_serialization=True)
     return folder
+
+
+def build_tiny_llama(folder: Path, hidden: int = 32, layers: int = 2, seed: int = 0) -> Path:
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    def make(vocab: int) -> Any:
+        config = LlamaConfig(
+            vocab_size=vocab,
+            hidden_size=hidden,
+            intermediate_size=2 * hidden,
+            num_hidden_layers=layers,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            max_position_embeddings=512,
+            tie_word_embeddings=False,
+        )
+        return LlamaForCausalLM(config)
+
+    return build_tiny_model(folder, make, scale=8.0, seed=seed)
 
 
 @pytest.fixture(scope="session")

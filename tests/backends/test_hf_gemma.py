@@ -4,11 +4,10 @@ scoring paths that differ by architecture: compiled layers and the shared-prefix
 from pathlib import Path
 
 import pytest
-import torch
 
 from medboard.backends import ChoiceRequest, create_backend
 from medboard.backends.hf import HFBackend
-from tests.conftest import build_tokenizer
+from tests.conftest import build_tiny_model
 
 WINDOW = 64
 
@@ -16,30 +15,25 @@ PREFIX = "".join(f"Question: bone {i}?\nAnswer: {'AB'[i % 2]}\n\n" for i in rang
 
 
 def build_tiny_gemma3(folder: Path) -> Path:
-    from transformers import AutoTokenizer, Gemma3ForCausalLM, Gemma3TextConfig
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
 
-    folder.mkdir(parents=True, exist_ok=True)
-    build_tokenizer(folder)
-    torch.manual_seed(0)
-    config = Gemma3TextConfig(
-        vocab_size=len(AutoTokenizer.from_pretrained(folder)),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        head_dim=8,
-        sliding_window=WINDOW,
-        layer_types=["sliding_attention", "full_attention"],
-        max_position_embeddings=512,
-        final_logit_softcapping=30.0,
-    )
-    model = Gemma3ForCausalLM(config)
-    with torch.no_grad():
-        for param in model.parameters():
-            param.mul_(4.0)
-    model.save_pretrained(folder, safe_serialization=True)
-    return folder
+    def make(vocab: int) -> Gemma3ForCausalLM:
+        config = Gemma3TextConfig(
+            vocab_size=vocab,
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            head_dim=8,
+            sliding_window=WINDOW,
+            layer_types=["sliding_attention", "full_attention"],
+            max_position_embeddings=512,
+            final_logit_softcapping=30.0,
+        )
+        return Gemma3ForCausalLM(config)
+
+    return build_tiny_model(folder, make, scale=4.0)
 
 
 @pytest.fixture(scope="module")
