@@ -113,6 +113,7 @@ def run_spec(
         model_revision=identity["revision"],
         dtype=identity["dtype"],
         matmul=identity.get("matmul"),
+        compiled=identity.get("compiled"),
         adapter=identity.get("adapter"),
         adapter_hash=identity.get("adapter_hash"),
         shots=shots,

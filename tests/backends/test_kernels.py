@@ -1,6 +1,8 @@
 """CPU kernels: the float32 path for bfloat16 linear layers (same numbers as a bfloat16 GEMM),
 compiled decoder layers while scoring, and the allocator setting."""
 
+import hashlib
+import json
 from pathlib import Path
 
 import pytest
@@ -97,6 +99,32 @@ def test_backend_uses_the_mode_and_the_run_key_records_it(
     }
     keys = {RunSpec(**base, matmul=m).key() for m in (None, "native", "float32")}
     assert len(keys) == 3
+
+
+def test_compiled_arithmetic_is_part_of_the_run_key(tiny_model: Path, medboard_home: Path) -> None:
+    compiled = create_backend(str(tiny_model), dtype="bfloat16", compile_mode="on")
+    eager = create_backend(str(tiny_model), dtype="bfloat16", compile_mode="off")
+    exact = create_backend(str(tiny_model), dtype="float32")  # auto: float32 stays eager
+    assert compiled.identity()["compiled"] == kernels.COMPILED_ARITHMETIC
+    assert eager.identity()["compiled"] is None
+    assert exact.identity()["compiled"] is None
+    base = RunSpec(
+        task="t",
+        task_version="1",
+        protocol="loglik/1",
+        dataset="d",
+        split="test",
+        data_hash="h",
+        model="m",
+        model_revision="r",
+        dtype="bfloat16",
+        harness_version="0",
+    )
+    tagged = base.model_copy(update={"compiled": kernels.COMPILED_ARITHMETIC})
+    assert tagged.key() != base.key()
+    # an eager run's key is the one it had before the field existed
+    before = base.model_dump(exclude={"model", "adapter", "matmul", "compiled"})
+    assert base.key() == hashlib.sha256(json.dumps(before, sort_keys=True).encode()).hexdigest()
 
 
 def test_compile_by_dtype_and_device() -> None:

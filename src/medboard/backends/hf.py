@@ -32,6 +32,7 @@ from medboard.backends.hf_loading import (
     source_revision,
 )
 from medboard.backends.kernels import (
+    COMPILED_ARITHMETIC,
     CompiledLayers,
     compile_wanted,
     keep_freed_memory,
@@ -131,6 +132,7 @@ class HFBackend:
             "adapter": self.adapter,
             "adapter_hash": self.adapter_hash,
             "matmul": self.matmul,
+            "compiled": COMPILED_ARITHMETIC if self.compile else None,
         }
 
     def model_dir(self) -> Path:

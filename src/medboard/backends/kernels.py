@@ -142,6 +142,12 @@ def decoder_layers(model: Any) -> list[Any]:
 # outputs stay as close to a float32 model as without it: 2.85% against 2.86% relative).
 INDUCTOR_OPTIONS = {"cpp.use_decompose_tanh": True}
 
+# Which compiled arithmetic a run used, recorded in its run key (None: eager layers). Compiled
+# kernels round bfloat16 differently from eager ones, so a change to what the compiler is asked
+# for (INDUCTOR_OPTIONS, what CompiledLayers compiles) can move answers at near-ties: bump this
+# tag with such a change, so that stored runs are not taken for runs of the new arithmetic.
+COMPILED_ARITHMETIC = "inductor-2"  # 2: decomposed tanh (1: library tanh, no tag in keys)
+
 
 class CompiledLayers:
     """torch.compile of each decoder layer's forward, switched on only while scoring.

@@ -24,6 +24,7 @@ class RunSpec(BaseModel):
     model_revision: str
     dtype: str
     matmul: str | None = None  # how bfloat16 products run (medboard.backends.kernels)
+    compiled: str | None = None  # compiled layers' arithmetic (kernels.COMPILED_ARITHMETIC)
     adapter: str | None = None
     adapter_hash: str | None = None
     shots: int = 0
@@ -34,8 +35,9 @@ class RunSpec(BaseModel):
     def key(self) -> str:
         # The model path is a label: the revision (a content hash or a commit) identifies it.
         parts = self.model_dump(exclude={"model", "adapter"})
-        if parts["matmul"] is None:  # keys of runs from before the field existed stay valid
-            del parts["matmul"]
+        for field in ("matmul", "compiled"):
+            if parts[field] is None:  # keys of runs from before the field existed stay valid
+                del parts[field]
         return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
 

@@ -136,6 +136,7 @@ def _run_json(run: Run) -> dict[str, Any]:
         "model_revision": spec.get("model_revision"),
         "dtype": spec.get("dtype"),
         "matmul": spec.get("matmul"),
+        "compiled": spec.get("compiled"),
         "dataset": spec.get("dataset"),
         "split": spec.get("split"),
         "limit": spec.get("limit"),
