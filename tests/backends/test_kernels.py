@@ -3,6 +3,7 @@ compiled decoder layers while scoring, and the allocator setting."""
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -165,3 +166,19 @@ def test_allocator_setting_applies_on_glibc() -> None:
     if platform.libc_ver()[0] != "glibc":
         pytest.skip("mallopt is glibc's")
     assert keep_freed_memory()
+
+
+def _rss() -> int:
+    return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+@pytest.mark.skipif(not Path("/proc/self/statm").exists(), reason="reads Linux's /proc")
+def test_freed_memory_is_kept_until_released() -> None:
+    if not kernels.keep_freed_memory():
+        pytest.skip("not glibc")
+    before = _rss()
+    block = torch.ones(256 * 2**20 // 4)  # 256 MiB, from the heap (below the mmap threshold)
+    del block
+    assert _rss() - before > 200 * 2**20  # kept: the next forward pass reuses it
+    assert kernels.release_freed_memory()
+    assert _rss() - before < 64 * 2**20

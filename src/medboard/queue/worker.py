@@ -130,6 +130,8 @@ def run_job(
     options: EvalOptions | None = None,
 ) -> str:
     """Evaluate one claimed job and mark it finished or failed; returns the final status."""
+    from medboard.backends.kernels import release_freed_memory
+
     log.info("job #%d: %s (%s) on %s", job.id, job.model, job.dtype, job.track)
     try:
         entry_id = evaluate_job(database, job, worker, lease_seconds, options)
@@ -144,6 +146,9 @@ def run_job(
         fail(database, job.id, worker, f"internal error: {type(exc).__name__}: {exc}")
         log.error("job #%d failed:\n%s", job.id, traceback.format_exc())
         return "failed"
+    finally:
+        # The job's model is gone; without this the worker would keep its peak heap for good.
+        release_freed_memory()
     finish(database, job.id, worker, entry_id)
     log.info("job #%d finished: entry %d", job.id, entry_id)
     return "finished"
