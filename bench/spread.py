@@ -148,9 +148,13 @@ def run_missing(args: argparse.Namespace, tasks: Sequence[str]) -> tuple[dict[st
             )
             run_logged(command, work / f"ref-b{batch}.log", env)
         references[batch] = load_reference(out)
-    medboard_dir = args.medboard_dir or work / "medboard"
+    if args.medboard_dir is not None:
+        if not (args.medboard_dir / "results.json").exists():
+            raise SystemExit(f"--medboard-dir {args.medboard_dir} has no results.json")
+        return references, args.medboard_dir
+    medboard_dir = work / "medboard"
     if not (medboard_dir / "results.json").exists():
-        extra = ["--shots", str(args.shots)] if args.shots else []
+        extra = [*args.medboard_args, *(["--shots", str(args.shots)] if args.shots else [])]
         command = medboard_command(
             model, args.dtype, tasks, medboard_dir, args.device, args.limit, extra
         )
@@ -169,10 +173,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--benchmarks", type=Path, default=None, help="normalized JSONL folder")
     parser.add_argument("--medboard-dir", type=Path, default=None, help="existing medboard output")
+    parser.add_argument(
+        "--medboard-args", default="", help="extra medboard eval options, e.g. '--compile off'"
+    )
     parser.add_argument("--work", type=Path, required=True, help="outputs and logs (reused)")
     parser.add_argument("--out", type=Path, default=None, help="write the JSON report here")
     args = parser.parse_args(argv)
     args.ref_batch = [b.strip() for b in args.ref_batch.split(",") if b.strip()]
+    args.medboard_args = args.medboard_args.split()
+    if args.medboard_dir is not None and args.medboard_args:
+        parser.error("--medboard-args runs medboard; --medboard-dir reads an existing output")
     if len(args.ref_batch) < 2 or len(set(args.ref_batch)) != len(args.ref_batch):
         parser.error("--ref-batch needs two different batch sizes at least, e.g. 1,8,16")
     if args.limit is not None and args.limit < 1:

@@ -146,6 +146,25 @@ def test_flip_near_tie_fails_float32_but_passes_bf16_tolerance(parity):
     assert parity.check_task(c, "lowp", 0.4) != []
 
 
+def test_exactly_the_tolerance_passes(parity):
+    # one answer of 100 moved is 1.0000000000000009 points in floating point: "at most 1" holds
+    choices = ["A", "B"]
+
+    def runs(flips):
+        ref = [ref_row(f"q{i}", [-1.0, -2.0], 0, choices, 1.0, None, i) for i in range(100)]
+        mb = [
+            mb_row(parity, f"q{i}", [-2.0, -1.0] if i < flips else [-1.0, -2.0], 0, choices)
+            for i in range(100)
+        ]
+        a, b = task_run(parity, "t", ref, True), task_run(parity, "t", mb, False)
+        return parity.compare_task(a, b)
+
+    one = runs(1)
+    assert abs(one.acc_diff_points) > 1.0  # the rounding this guards against
+    assert parity.check_task(one, "lowp", 1.0) == []
+    assert parity.check_task(runs(2), "lowp", 1.0) != []
+
+
 def test_large_delta_missing_samples_and_gold_mismatch(parity):
     choices = ["A", "B"]
     ref = [
