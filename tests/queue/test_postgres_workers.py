@@ -94,6 +94,10 @@ def _queue(database: Database, delay: float) -> list[int]:
     return sorted(job.id for job in jobs)
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Worker:
     """One `medboard worker` subprocess, its output in files (read when something goes wrong)."""
 
@@ -104,7 +108,11 @@ class Worker:
         env = {**os.environ, "MEDBOARD_HOME": str(home), "HF_HUB_OFFLINE": "1", "NO_COLOR": "1"}
         command = [*WORKER, "--allow-data-mismatch", "--db", url, "--name", name, *options]
         with self.out.open("w") as out, self.err.open("w") as err:
-            self.process = subprocess.Popen(command, env=env, stdout=out, stderr=err)
+            # Ctrl-C as from a terminal: a shell running this suite in the background (`cmd &`)
+            # ignores SIGINT, and an ignored signal stays ignored in every child it starts.
+            self.process = subprocess.Popen(
+                command, env=env, stdout=out, stderr=err, preexec_fn=_default_sigint
+            )
 
     def log(self) -> str:
         return (
