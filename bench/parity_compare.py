@@ -26,6 +26,11 @@ F32_AGREEMENT = 99.5  # percent
 MAX_LISTED = 30  # disagreements printed (all of them go to the JSON report)
 
 
+def _beyond(diff: float | None, limit: float) -> bool:
+    """Whether an accuracy difference (points) is missing or over `limit`, up to rounding."""
+    return diff is None or abs(diff) > limit + ROUNDING_POINTS
+
+
 # ---------------------------------------------------------------------------------------------
 # Comparison
 
@@ -251,14 +256,14 @@ def check_task(c: TaskComparison, criteria: str, tolerance: float) -> list[str]:
             )
         if not c.max_abs_delta <= F32_MAX_DELTA:
             failures.append(f"max |delta loglik| {c.max_abs_delta:.3g} > {F32_MAX_DELTA:g}")
-        if acc_diff is None or abs(acc_diff) > F32_ACC_POINTS + ROUNDING_POINTS:
+        if _beyond(acc_diff, F32_ACC_POINTS):
             failures.append(f"acc differs by {_fmt_signed(acc_diff)} points > {F32_ACC_POINTS}")
         if c.agreement is None or c.agreement < F32_AGREEMENT:
             failures.append(f"prediction agreement {_fmt(c.agreement)}% < {F32_AGREEMENT}%")
         norm = c.agreement_norm
         if c.has_norm and (norm is None or norm < F32_AGREEMENT):
             failures.append(f"acc_norm prediction agreement {_fmt(norm)}% < {F32_AGREEMENT}%")
-    elif acc_diff is None or abs(acc_diff) > tolerance + ROUNDING_POINTS:
+    elif _beyond(acc_diff, tolerance):
         failures.append(f"acc differs by {_fmt_signed(acc_diff)} points > {tolerance}")
     return failures
 
@@ -365,7 +370,7 @@ def compare_runs(
     report.total = total_of(comparisons)
     diff = report.total["acc_diff_points"]
     limit = F32_ACC_POINTS if criteria == "float32" else tolerance
-    if comparisons and (diff is None or abs(diff) > limit + ROUNDING_POINTS):
+    if comparisons and _beyond(diff, limit):
         report.total["failures"].append(f"mean acc differs by {_fmt_signed(diff)} > {limit}")
     return report
 

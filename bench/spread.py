@@ -61,13 +61,17 @@ class TaskSpread:
         return max(self.reference.values())
 
 
-def _disagreements(a: Run, b: Run, task: str) -> tuple[int, float, float]:
-    """(answers that differ, accuracy of a, accuracy of b), on the questions both answered."""
+def _accuracy(run: Run, task: str) -> float:
+    value = run.tasks[task].metric("acc")
+    if value is None:
+        raise SystemExit(f"{task}: no accuracy in {run.folder}")
+    return 100.0 * value
+
+
+def _differ(a: Run, b: Run, task: str) -> int:
+    """Answers that differ between two runs, on the questions both answered."""
     comparison = compare_task(a.tasks[task], b.tasks[task])
-    if comparison.acc_a is None or comparison.acc_b is None:
-        raise SystemExit(f"{task}: no accuracy in {a.folder} or {b.folder}")
-    differ = comparison.n_matched - comparison.agree
-    return differ, 100.0 * comparison.acc_a, 100.0 * comparison.acc_b
+    return comparison.n_matched - comparison.agree
 
 
 def spread(
@@ -76,21 +80,18 @@ def spread(
     """Per task present in every run: the reference's band and medboard's place in it."""
     if len(references) < 2:
         raise SystemExit("a spread needs reference runs at two batch sizes at least")
+    runs = [*references.values(), *([medboard] if medboard else [])]
     rows = []
     for task in tasks:
-        runs = [*references.values(), *([medboard] if medboard else [])]
         if not all(task in run.tasks for run in runs):
             continue
-        first = next(iter(references.values()))
-        accuracy = {b: _disagreements(first, run, task)[2] for b, run in references.items()}
-        pairs = [
-            _disagreements(a, b, task)[0] for a, b in itertools.combinations(references.values(), 2)
-        ]
-        row = TaskSpread(task, len(first.tasks[task].samples), accuracy, (min(pairs), max(pairs)))
+        accuracy = {b: _accuracy(run, task) for b, run in references.items()}
+        pairs = [_differ(a, b, task) for a, b in itertools.combinations(references.values(), 2)]
+        n = len(runs[0].tasks[task].samples)
+        row = TaskSpread(task, n, accuracy, (min(pairs), max(pairs)))
         if medboard is not None:
-            against = [_disagreements(r, medboard, task) for r in references.values()]
-            row.medboard = against[0][2]
-            counts = [differ for differ, _, _ in against]
+            counts = [_differ(r, medboard, task) for r in references.values()]
+            row.medboard = _accuracy(medboard, task)
             row.medboard_disagreements = (min(counts), max(counts))
             row.outside_points = max(row.low - row.medboard, row.medboard - row.high, 0.0)
         rows.append(row)
