@@ -1,25 +1,12 @@
 """The commands bench/speed.py and bench/parity.py build, and bench/profile_eval.py's grouping."""
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[2] / "bench"
+from tests.bench_scripts import load_bench
 
-
-def load(name: str):
-    saved = list(sys.path)
-    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    sys.path.insert(0, str(BENCH))
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        sys.path[:] = saved
-    return module
+load = load_bench
 
 
 def test_both_tools_get_the_same_shots_and_limit() -> None:

@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from tests.bench_parity.test_speed_tools import load
+from tests.bench_scripts import load_bench as load
 
 
 def make_run(tool: str, answers: list[int], task: str = "mmlu_anatomy"):

@@ -5,7 +5,6 @@ wrk for a second per endpoint and stops the server; it checks the report, not th
 numbers that count come from the full run on PostgreSQL: docs/loadtest.md).
 """
 
-import importlib.util
 import json
 import shutil
 import subprocess
@@ -14,6 +13,8 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+
+from tests.bench_scripts import load_bench
 
 REPO = Path(__file__).parents[2]
 WRK_OUTPUT = """\
@@ -36,11 +37,7 @@ Transfer/sec:    955.80MB
 
 
 def loadtest() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("loadtest", REPO / "bench" / "loadtest.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_bench("loadtest")
 
 
 def test_wrk_report_is_parsed() -> None:

@@ -1,0 +1,88 @@
+"""bench/floor.py: the batches it times are the engine's, its shapes the model's, its sums right."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.bench_scripts import load_bench as load
+from tests.conftest import import_fixture_tasks
+
+
+def test_batches_and_shapes_are_the_engines(tiny_model: Path, medboard_home: Path) -> None:
+    from medboard.backends.hf import HFBackend
+
+    floor = load("floor")
+    import_fixture_tasks(medboard_home)
+    backend = HFBackend(str(tiny_model), batch_tokens=64)
+    backend.load()
+    batches = floor.suite_batches(backend, ["medqa_4options", "pubmedqa"], limit=3)
+    # the engine's own plan and rows for the same questions
+    from medboard.backends.base import ChoiceRequest
+    from medboard.data.store import DataStore
+    from medboard.tasks import REGISTRY
+
+    planned, rows = 0, []
+    for name in ("medqa_4options", "pubmedqa"):
+        task = REGISTRY.task(name)
+        records = DataStore().task_data(task, allow_mismatch=True).records[:3]
+        samples = [task.to_sample(r) for r in records]
+        requests = [ChoiceRequest(task.prompt(s, []), task.continuations(s)) for s in samples]
+        planned += len(backend.plan(requests))
+        rows += [row for r in requests for row in backend.rows(r)]
+    assert len(batches) == planned >= 2  # 64 padded tokens cannot hold 3 questions
+    assert sum(b.rows for b in batches) == len(rows)
+    assert sum(b.reads for b in batches) == sum(len(p) for r in rows for _, p, _ in r.reads)
+    assert max(b.width for b in batches) == max(len(r.tokens) for r in rows)
+    shape = floor.layer_shape(backend._model)
+    assert (shape.query_heads, shape.kv_heads, shape.head_dim, shape.layers) == (4, 2, 8, 2)
+    assert len(shape.weights) == 7  # q, k, v, o, gate, up, down
+
+
+def test_batch_floor_counts_every_layer(tiny_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    floor = load("floor")
+    monkeypatch.setattr(floor, "_timed", lambda fn, repeats: (fn(), 1.0)[1])
+    shape = floor.LayerShape(
+        weights=(torch.zeros(16, 32), torch.zeros(32, 16)),
+        query_heads=4,
+        kv_heads=2,
+        head_dim=8,
+        layers=3,
+    )
+    seconds = floor.batch_floor(floor.Batch(2, 5, 3), shape, torch.zeros(50, 32), 1)
+    assert seconds == {"matrix_products": 3.0, "attention": 3.0, "output_projection": 1.0}
+
+
+def test_comparison_with_measured_walls(tmp_path: Path) -> None:
+    floor = load("floor")
+    result = {
+        "floor_seconds": 120.0,
+        "batches": 10,
+        "padded_tokens": 1000,
+        "layers": 30,
+        "seconds": {"matrix_products": 80.0, "attention": 40.0},
+    }
+    text = "\n".join(floor.compared(result, reference=300.0, medboard=180.0))
+    assert "**2.50x**" in text and "3x needs 100.0 s" in text
+    assert "1.50x the floor (60.0 s above it)" in text
+    report = tmp_path / "speed.json"
+    report.write_text(
+        json.dumps(
+            {
+                "results": [
+                    {
+                        "model_dir": "/m/dir",
+                        "reference": {"wall_seconds": 300.0},
+                        "medboard": {"wall_seconds": 180.0},
+                    }
+                ]
+            }
+        )
+    )
+    assert floor.measured_walls(report, "/m/dir") == (300.0, 180.0)
+    with pytest.raises(SystemExit, match="no result for /other"):
+        floor.measured_walls(report, "/other")
+    with pytest.raises(SystemExit):
+        floor.parse_args(["--model", "m", "--speed-report", str(tmp_path / "missing.json")])
