@@ -32,7 +32,6 @@ against reference: |delta acc| <= --tolerance points.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -51,6 +50,7 @@ from runners import (  # noqa: E402
     reference_command,
     reference_configs,
     run_logged,
+    write_json,
 )
 
 # ---------------------------------------------------------------------------------------------
@@ -153,8 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(render_report(report))
     if args.report is not None:
-        args.report.parent.mkdir(parents=True, exist_ok=True)
-        args.report.write_text(json.dumps(report.to_json(), indent=2) + "\n", encoding="utf-8")
+        write_json(args.report, report.to_json())
         print(f"report: {args.report}", file=sys.stderr)
     return 1 if args.check and report.failures else 0
 

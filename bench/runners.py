@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -9,6 +10,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 BENCH = Path(__file__).resolve().parent
 OFFLINE_ENV = {"HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
@@ -90,3 +92,9 @@ def run_logged(command: list[str], log: Path, env: dict[str, str]) -> Timed:
         tail = log.read_text(encoding="utf-8", errors="replace").splitlines()[-30:]
         raise SystemExit(f"command failed ({process.returncode}), see {log}:\n" + "\n".join(tail))
     return Timed(wall, usage.ru_maxrss * 1024)  # Linux reports kilobytes
+
+
+def write_json(path: Path, data: Any) -> None:
+    """A report as indented JSON, its folder made if missing."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")

@@ -40,6 +40,7 @@ from runners import (  # noqa: E402
     reference_command,
     reference_configs,
     run_logged,
+    write_json,
 )
 
 OPEN_MEDICAL = [
@@ -323,8 +324,7 @@ def main(argv: list[str] | None = None) -> int:
         "results": results,
     }
     if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(report, indent=2) + "\n")
+        write_json(args.out, report)
     return 0
 
 

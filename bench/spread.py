@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -38,6 +37,7 @@ from runners import (  # noqa: E402
     reference_command,
     reference_configs,
     run_logged,
+    write_json,
 )
 from speed import model_directory  # noqa: E402
 
@@ -198,9 +198,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = spread(references, load_medboard(medboard_dir), tasks)
     print(render(rows))
     if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
         report = {"model": args.model, "dtype": args.dtype, "tasks": [asdict(r) for r in rows]}
-        args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        write_json(args.out, report)
         print(f"report: {args.out}", file=sys.stderr)
     return 0
 
