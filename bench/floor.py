@@ -156,8 +156,8 @@ def floor(
     backend = HFBackend(model, dtype=dtype, batch_tokens=batch_tokens)
     backend.load()
     batches = suite_batches(backend, tasks, limit)
-    shape = layer_shape(backend._model)
-    head = backend._model.get_output_embeddings().weight
+    shape = layer_shape(backend.model)
+    head = backend.model.get_output_embeddings().weight
     totals = {"matrix_products": 0.0, "attention": 0.0, "output_projection": 0.0}
     started = time.perf_counter()
     for number, batch in enumerate(batches, 1):

@@ -60,7 +60,7 @@ def run_one_at_a_time(
 ) -> tuple[list[list[int]], float]:
     import torch
 
-    model = backend._model
+    model = backend.model
     tokenizer = backend.tokenizer
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     outputs = []

@@ -36,7 +36,7 @@ def reference(backend: HFBackend, request: GenerateRequest) -> list[int]:
     """transformers' greedy decoding of one prompt, alone (no padding, no batch)."""
     ids = torch.tensor([backend.prompt_ids(request)])
     with torch.inference_mode():
-        out = backend._model.generate(ids, max_new_tokens=request.max_new_tokens, do_sample=False)
+        out = backend.model.generate(ids, max_new_tokens=request.max_new_tokens, do_sample=False)
     return out[0, ids.shape[1] :].tolist()
 
 

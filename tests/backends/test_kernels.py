@@ -153,8 +153,8 @@ def test_compiled_layers_score_as_eager_ones_and_generation_stays_eager(
     for e, g in zip(expected, got, strict=True):
         assert g.logprobs == pytest.approx(e.logprobs, rel=1e-6, abs=1e-4)
         assert g.greedy == e.greedy
-    layers = decoder_layers(compiled._model)
-    assert len(layers) == compiled._model.config.num_hidden_layers
+    layers = decoder_layers(compiled.model)
+    assert len(layers) == compiled.model.config.num_hidden_layers
     assert all("forward" not in vars(layer) for layer in layers)  # eager again after scoring
     prompt = GenerateRequest("Question: Where is the liver?\nAnswer:", max_new_tokens=4)
     assert compiled.generate([prompt]) == eager.generate([prompt])

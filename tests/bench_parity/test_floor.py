@@ -34,7 +34,7 @@ def test_batches_and_shapes_are_the_engines(tiny_model: Path, medboard_home: Pat
     assert sum(b.rows for b in batches) == len(rows)
     assert sum(b.reads for b in batches) == sum(len(p) for r in rows for _, p, _ in r.reads)
     assert max(b.width for b in batches) == max(len(r.tokens) for r in rows)
-    shape = floor.layer_shape(backend._model)
+    shape = floor.layer_shape(backend.model)
     assert (shape.query_heads, shape.kv_heads, shape.head_dim, shape.layers) == (4, 2, 8, 2)
     assert len(shape.weights) == 7  # q, k, v, o, gate, up, down
 

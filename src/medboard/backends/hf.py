@@ -186,6 +186,12 @@ class HFBackend:
         self._load()
         return self._tokenizer
 
+    @property
+    def model(self) -> Any:
+        """The loaded transformers model (loaded on first use)."""
+        self._load()
+        return self._model
+
     # -- tokenization (lm-eval's tok_encode / _encode_pair) ----------------------------------
     def _encode(self, text: str) -> list[int]:
         tokenizer = self.tokenizer
