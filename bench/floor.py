@@ -53,6 +53,7 @@ class LayerShape:
     kv_heads: int
     head_dim: int
     layers: int
+    dtype: Any = None  # the model's, that attention runs in (None: the weights')
 
 
 def suite_batches(backend: Any, tasks: Sequence[str], limit: int | None) -> list[Batch]:
@@ -80,7 +81,9 @@ def suite_batches(backend: Any, tasks: Sequence[str], limit: int | None) -> list
     return batches
 
 
-def layer_shape(model: Any) -> LayerShape:
+def layer_shape(model: Any, float32_products: bool = False) -> LayerShape:
+    """The first decoder layer's shapes; with `float32_products` its weights as float32, the
+    products medboard runs for bfloat16 models on CPUs without AMX (--bf16-matmul float32)."""
     import torch
 
     from medboard.backends.kernels import decoder_layers
@@ -92,12 +95,15 @@ def layer_shape(model: Any) -> LayerShape:
     heads = int(config.num_attention_heads)
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
     weights = tuple(m.weight for m in layers[0].modules() if isinstance(m, torch.nn.Linear))
+    if float32_products:
+        weights = tuple(w.float() for w in weights)
     return LayerShape(
         weights=weights,
         query_heads=heads,
         kv_heads=int(getattr(config, "num_key_value_heads", None) or heads),
         head_dim=int(head_dim),
         layers=len(layers),
+        dtype=model.dtype,
     )
 
 
@@ -117,15 +123,16 @@ def batch_floor(batch: Batch, shape: LayerShape, head: Any, repeats: int) -> dic
     import torch
     import torch.nn.functional as F  # noqa: N812
 
-    dtype = shape.weights[0].dtype
+    dtype = shape.weights[0].dtype  # the products: the model's, or float32 (see layer_shape)
+    q_dtype = shape.dtype or dtype
     tokens = batch.rows * batch.width
     x = {
         w.shape[1]: torch.randn(tokens, w.shape[1], dtype=dtype) for w in shape.weights
     }  # one input per input width (hidden size, MLP width)
-    q = torch.randn(batch.rows, shape.query_heads, batch.width, shape.head_dim, dtype=dtype)
-    k = torch.randn(batch.rows, shape.kv_heads, batch.width, shape.head_dim, dtype=dtype)
+    q = torch.randn(batch.rows, shape.query_heads, batch.width, shape.head_dim, dtype=q_dtype)
+    k = torch.randn(batch.rows, shape.kv_heads, batch.width, shape.head_dim, dtype=q_dtype)
     v = torch.randn_like(k)
-    hidden = torch.randn(batch.reads, head.shape[1], dtype=dtype)
+    hidden = torch.randn(batch.reads, head.shape[1], dtype=head.dtype)
     gqa = shape.query_heads != shape.kv_heads
 
     def products() -> None:
@@ -150,14 +157,16 @@ def floor(
     limit: int | None,
     repeats: int,
     batch_tokens: int | None,
+    matmul: str = "auto",
 ) -> dict[str, Any]:
     from medboard.backends.hf import HFBackend
 
-    backend = HFBackend(model, dtype=dtype, batch_tokens=batch_tokens)
+    backend = HFBackend(model, dtype=dtype, batch_tokens=batch_tokens, matmul=matmul)
     backend.load()
     batches = suite_batches(backend, tasks, limit)
-    shape = layer_shape(backend.model)
+    shape = layer_shape(backend.model, float32_products=backend.matmul == "float32")
     head = backend.model.get_output_embeddings().weight
+    head = head.to(shape.weights[0].dtype)  # float32 too when the products are
     totals = {"matrix_products": 0.0, "attention": 0.0, "output_projection": 0.0}
     started = time.perf_counter()
     for number, batch in enumerate(batches, 1):
@@ -217,6 +226,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--dtype", default="bfloat16", choices=("float32", "bfloat16"))
     parser.add_argument("--limit", type=int, default=None, help="first N questions per task")
     parser.add_argument("--batch-tokens", type=int, default=None, help="as medboard eval's")
+    parser.add_argument(
+        "--bf16-matmul",
+        default="auto",
+        choices=("auto", "native", "float32"),
+        help="as medboard eval's",
+    )
     parser.add_argument("--repeats", type=int, default=2, help="timed calls per kernel (min)")
     parser.add_argument("--speed-report", type=Path, default=None, help="bench/speed.py JSON")
     parser.add_argument("--reference-seconds", type=float, default=None)
@@ -235,7 +250,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from speed import model_directory
 
-    result = floor(args.model, args.dtype, args.tasks, args.limit, args.repeats, args.batch_tokens)
+    result = floor(
+        args.model,
+        args.dtype,
+        args.tasks,
+        args.limit,
+        args.repeats,
+        args.batch_tokens,
+        args.bf16_matmul,
+    )
+    result["bf16_matmul"] = args.bf16_matmul
     result["matmul_peak_tflops"] = round(matmul_peak(args.dtype) / 1e12, 3)
     reference, medboard = args.reference_seconds, args.medboard_seconds
     if args.speed_report is not None:

@@ -37,6 +37,14 @@ def test_batches_and_shapes_are_the_engines(tiny_model: Path, medboard_home: Pat
     shape = floor.layer_shape(backend.model)
     assert (shape.query_heads, shape.kv_heads, shape.head_dim, shape.layers) == (4, 2, 8, 2)
     assert len(shape.weights) == 7  # q, k, v, o, gate, up, down
+    import torch
+
+    assert shape.dtype == torch.float32 and shape.weights[0].dtype == torch.float32
+    # bfloat16 on a CPU without AMX: medboard multiplies in float32, and so does the floor
+    bf16 = HFBackend(str(tiny_model), dtype="bfloat16", matmul="float32").model
+    widened = floor.layer_shape(bf16, float32_products=True)
+    assert widened.dtype == torch.bfloat16 and widened.weights[0].dtype == torch.float32
+    assert floor.layer_shape(bf16).weights[0].dtype == torch.bfloat16
 
 
 def test_batch_floor_counts_every_layer(tiny_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
