@@ -34,7 +34,7 @@ if str(BENCH) not in sys.path:
     sys.path.insert(0, str(BENCH))
 
 from runners import write_json  # noqa: E402
-from speed import OPEN_MEDICAL, matmul_peak  # noqa: E402
+from speed import OPEN_MEDICAL, matmul_peak, model_directory  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -53,13 +53,13 @@ class LayerShape:
     kv_heads: int
     head_dim: int
     layers: int
-    dtype: Any = None  # the model's, that attention runs in (None: the weights')
+    dtype: Any  # the model's, that attention runs in
 
 
 def suite_batches(backend: Any, tasks: Sequence[str], limit: int | None) -> list[Batch]:
     """The batches medboard's engine runs for the tasks, zero-shot, task after task."""
-    from medboard.backends.base import ChoiceRequest
     from medboard.data.store import DataStore
+    from medboard.runner import choice_requests
     from medboard.tasks import REGISTRY
 
     data = DataStore()
@@ -68,7 +68,7 @@ def suite_batches(backend: Any, tasks: Sequence[str], limit: int | None) -> list
         task = REGISTRY.task(name)
         records = data.task_data(task, allow_mismatch=True).records  # timing only
         samples = [task.to_sample(r) for r in (records[:limit] if limit else records)]
-        requests = [ChoiceRequest(task.prompt(s, []), task.continuations(s)) for s in samples]
+        requests = choice_requests(task, samples, [])
         for plan in backend.plan(requests):
             rows = [row for i in plan for row in backend.rows(requests[i])]
             batches.append(
@@ -124,13 +124,12 @@ def batch_floor(batch: Batch, shape: LayerShape, head: Any, repeats: int) -> dic
     import torch.nn.functional as F  # noqa: N812
 
     dtype = shape.weights[0].dtype  # the products: the model's, or float32 (see layer_shape)
-    q_dtype = shape.dtype or dtype
     tokens = batch.rows * batch.width
     x = {
         w.shape[1]: torch.randn(tokens, w.shape[1], dtype=dtype) for w in shape.weights
     }  # one input per input width (hidden size, MLP width)
-    q = torch.randn(batch.rows, shape.query_heads, batch.width, shape.head_dim, dtype=q_dtype)
-    k = torch.randn(batch.rows, shape.kv_heads, batch.width, shape.head_dim, dtype=q_dtype)
+    q = torch.randn(batch.rows, shape.query_heads, batch.width, shape.head_dim, dtype=shape.dtype)
+    k = torch.randn(batch.rows, shape.kv_heads, batch.width, shape.head_dim, dtype=shape.dtype)
     v = torch.randn_like(k)
     hidden = torch.randn(batch.reads, head.shape[1], dtype=head.dtype)
     gqa = shape.query_heads != shape.kv_heads
@@ -162,7 +161,6 @@ def floor(
     from medboard.backends.hf import HFBackend
 
     backend = HFBackend(model, dtype=dtype, batch_tokens=batch_tokens, matmul=matmul)
-    backend.load()
     batches = suite_batches(backend, tasks, limit)
     shape = layer_shape(backend.model, float32_products=backend.matmul == "float32")
     head = backend.model.get_output_embeddings().weight
@@ -181,6 +179,7 @@ def floor(
     return {
         "model": model,
         "dtype": dtype,
+        "bf16_matmul": backend.matmul,
         "tasks": list(tasks),
         "batches": len(batches),
         "padded_tokens": sum(b.rows * b.width for b in batches),
@@ -248,8 +247,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from speed import model_directory
-
     result = floor(
         args.model,
         args.dtype,
@@ -259,7 +256,6 @@ def main(argv: list[str] | None = None) -> int:
         args.batch_tokens,
         args.bf16_matmul,
     )
-    result["bf16_matmul"] = args.bf16_matmul
     result["matmul_peak_tflops"] = round(matmul_peak(args.dtype) / 1e12, 3)
     reference, medboard = args.reference_seconds, args.medboard_seconds
     if args.speed_report is not None:

@@ -93,6 +93,13 @@ def fewshot_samples(task: Task, data: DataStore, shots: int) -> list[Sample]:
     return [task.to_sample(record) for record in pool[:shots]]
 
 
+def choice_requests(
+    task: Task, samples: Sequence[Sample], shots: list[Sample]
+) -> list[ChoiceRequest]:
+    """One scoring request per sample: the task's prompt (after `shots`) and its choices."""
+    return [ChoiceRequest(task.prompt(s, shots), task.continuations(s)) for s in samples]
+
+
 def run_spec(
     task: Task,
     backend: Backend,
@@ -255,7 +262,7 @@ def evaluate_task(
 
     samples = [task.to_sample(record) for record in records]
     load_backend(backend, spec, reporter)
-    requests = [ChoiceRequest(task.prompt(s, shots), task.continuations(s)) for s in samples]
+    requests = choice_requests(task, samples, shots)
     hashes = [prompt_hash(r) for r in requests]
 
     def answer_batch(batch: list[int]) -> list[dict[str, Any]]:

@@ -18,8 +18,8 @@ def test_batches_and_shapes_are_the_engines(tiny_model: Path, medboard_home: Pat
     backend.load()
     batches = floor.suite_batches(backend, ["medqa_4options", "pubmedqa"], limit=3)
     # the engine's own plan and rows for the same questions
-    from medboard.backends.base import ChoiceRequest
     from medboard.data.store import DataStore
+    from medboard.runner import choice_requests
     from medboard.tasks import REGISTRY
 
     planned, rows = 0, []
@@ -27,7 +27,7 @@ def test_batches_and_shapes_are_the_engines(tiny_model: Path, medboard_home: Pat
         task = REGISTRY.task(name)
         records = DataStore().task_data(task, allow_mismatch=True).records[:3]
         samples = [task.to_sample(r) for r in records]
-        requests = [ChoiceRequest(task.prompt(s, []), task.continuations(s)) for s in samples]
+        requests = choice_requests(task, samples, [])
         planned += len(backend.plan(requests))
         rows += [row for r in requests for row in backend.rows(r)]
     assert len(batches) == planned >= 2  # 64 padded tokens cannot hold 3 questions
@@ -58,6 +58,7 @@ def test_batch_floor_counts_every_layer(tiny_model: Path, monkeypatch: pytest.Mo
         kv_heads=2,
         head_dim=8,
         layers=3,
+        dtype=torch.float32,
     )
     seconds = floor.batch_floor(floor.Batch(2, 5, 3), shape, torch.zeros(50, 32), 1)
     assert seconds == {"matrix_products": 3.0, "attention": 3.0, "output_projection": 1.0}

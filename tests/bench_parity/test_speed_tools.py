@@ -4,9 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.bench_scripts import load_bench
-
-load = load_bench
+from tests.bench_scripts import load_bench as load
 
 
 def test_both_tools_get_the_same_shots_and_limit() -> None:
