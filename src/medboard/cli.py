@@ -251,6 +251,13 @@ def eval_command(
             "(on for bfloat16 and float16 on the CPU; about 10 s to compile), on or off.",
         ),
     ] = "auto",
+    attention: Annotated[
+        str,
+        typer.Option(
+            help="Attention while scoring choices: auto (medboard's AMX kernel for bfloat16 on "
+            "a CPU with AMX, built with the C compiler on first use; else torch's), torch or amx."
+        ),
+    ] = "auto",
     protocol: Annotated[
         str,
         typer.Option(
@@ -316,6 +323,7 @@ def eval_command(
         batch_tokens=batch_tokens,
         matmul=bf16_matmul,
         compile_mode=compile_mode,
+        attention=attention,
     )
     options = EvalOptions(
         limit=limit,

@@ -121,6 +121,7 @@ def run_spec(
         dtype=identity["dtype"],
         matmul=identity.get("matmul"),
         compiled=identity.get("compiled"),
+        attention=identity.get("attention"),
         adapter=identity.get("adapter"),
         adapter_hash=identity.get("adapter_hash"),
         shots=shots,

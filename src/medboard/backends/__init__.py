@@ -23,6 +23,7 @@ def create_backend(
     batch_tokens: int | None = None,
     matmul: str = "auto",
     compile_mode: str = "auto",
+    attention: str = "auto",
 ) -> Backend:
     if model == "fake" or model.startswith("fake:"):
         from medboard.backends.fake import FakeBackend
@@ -44,6 +45,7 @@ def create_backend(
         batch_tokens=batch_tokens,
         matmul=matmul,
         compile_mode=compile_mode,
+        attention=attention,
     )
 
 

@@ -9,11 +9,12 @@ position), and the vocabulary projection runs only at the positions that are sco
 """
 
 from collections.abc import Mapping, Sequence
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from medboard.backends.attention import AmxAttention, attention_mode
 from medboard.backends.base import ChoiceRequest, ChoiceResult, GenerateRequest, GenerateResult
 from medboard.backends.hf_generate import (
     eos_token_ids,
@@ -105,11 +106,13 @@ class HFBackend:
         batch_tokens: int | None = None,
         matmul: str = "auto",
         compile_mode: str = "auto",
+        attention: str = "auto",
     ) -> None:
         if dtype not in DTYPES:
             raise ModelError(f"unknown dtype '{dtype}' (choose from {', '.join(DTYPES)})")
         self.matmul = matmul_mode(dtype, device, matmul)
         self.compile = compile_wanted(dtype, device, compile_mode)
+        self.attention = attention_mode(dtype, device, attention)
         self.spec = model
         self.dtype = dtype
         self.device = device
@@ -133,6 +136,7 @@ class HFBackend:
             "adapter_hash": self.adapter_hash,
             "matmul": self.matmul,
             "compiled": COMPILED_ARITHMETIC if self.compile else None,
+            "attention": self.attention,
         }
 
     def model_dir(self) -> Path:
@@ -161,9 +165,12 @@ class HFBackend:
         self.window = max_length(self._model.config, self._tokenizer)
         self._full_forward = not self._head_matches_forward()
         self._eos = eos_token_ids(self._model, self._tokenizer)
-        self._layers: AbstractContextManager[Any] = (
-            CompiledLayers(self._model) if self.compile else nullcontext()
-        )
+        # What scoring passes switch on: compiled layers, the AMX attention kernel.
+        self._scoring: list[AbstractContextManager[Any]] = []
+        if self.compile:
+            self._scoring.append(CompiledLayers(self._model))
+        if self.attention:
+            self._scoring.append(AmxAttention(self._model))
 
     def _head_matches_forward(self) -> bool:
         """Whether projecting selected hidden states gives the model's own logits.
@@ -331,7 +338,9 @@ class HFBackend:
         """
         model = self._model if self._full_forward else self._model.base_model
         if not shared:
-            with self._layers:
+            with ExitStack() as stack:
+                for switch in self._scoring:
+                    stack.enter_context(switch)
                 out = model(input_ids=ids, use_cache=False)
         else:
             from transformers import DynamicCache

@@ -137,6 +137,7 @@ def _run_json(run: Run) -> dict[str, Any]:
         "dtype": spec.get("dtype"),
         "matmul": spec.get("matmul"),
         "compiled": spec.get("compiled"),
+        "attention": spec.get("attention"),
         "dataset": spec.get("dataset"),
         "split": spec.get("split"),
         "limit": spec.get("limit"),

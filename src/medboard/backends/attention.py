@@ -1,0 +1,213 @@
+"""Causal attention on AMX tiles for bfloat16 scoring passes on the CPU (attention_amx.c).
+
+torch's CPU flash-attention kernel splits a prompt into blocks of 32 queries and multiplies each
+block separately; at the hundred-odd tokens of a medical question that fixed cost outweighs the
+arithmetic (about 0.1 TFLOP/s, a quarter of SmolLM2's scoring time). attention_amx.c does the
+same arithmetic (float32 scores and softmax, bfloat16 probabilities times values accumulated in
+float32) with whole key ranges on AMX tiles. It is compiled with the system's C compiler on
+first use into medboard's home and called through a torch custom operator, so compiled layers
+keep it as one opaque call.
+
+It runs where it computes exactly what torch would (no mask, causal, queries = keys, head size a
+multiple of 64, no sliding window shorter than the prompt, no logit soft-capping, no dropout);
+every other call, generation with a KV cache included, goes to torch's SDPA as before.
+"""
+
+import ctypes
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from medboard.backends.kernels import cpu_has_amx
+from medboard.errors import ModelError
+from medboard.paths import home
+
+ATTENTION_CHOICES = ("auto", "torch", "amx")
+# Recorded in run keys (like kernels.COMPILED_ARITHMETIC): the kernel rounds bfloat16 at other
+# places than torch's, so answers can move at near-ties. Bump with a change to its arithmetic.
+AMX_ATTENTION = "amx-1"
+NAME = "medboard_amx"  # the name it has among transformers' attention implementations
+SOURCE = Path(__file__).with_name("attention_amx.c")
+FLAGS = (
+    "-O3", "-shared", "-fPIC", "-fopenmp", "-mavx512f", "-mavx512bw", "-mavx512vl",
+    "-mavx512bf16", "-mamx-tile", "-mamx-bf16",
+)  # fmt: skip
+
+
+def attention_mode(dtype: str, device: str, requested: str = "auto") -> str | None:
+    """AMX_ATTENTION when scoring passes use the AMX kernel, else None (torch's attention)."""
+    if requested not in ATTENTION_CHOICES:
+        raise ModelError(
+            f"unknown attention '{requested}' (choose from {', '.join(ATTENTION_CHOICES)})"
+        )
+    if requested == "torch":
+        return None
+    # Linux only (the kernel asks Linux for the tile state), where cpu_has_amx reads cpuinfo.
+    usable = dtype == "bfloat16" and device == "cpu" and sys.platform == "linux" and cpu_has_amx()
+    if requested == "amx" and not usable:
+        raise ModelError("--attention amx needs --dtype bfloat16 on a CPU with AMX (amx_bf16)")
+    if not usable:
+        return None
+    try:
+        library()
+    except ModelError as exc:
+        if requested == "amx":
+            raise
+        print(f"medboard: torch's attention instead of the AMX kernel: {exc}", file=sys.stderr)
+        return None
+    return AMX_ATTENTION
+
+
+def compiler() -> str:
+    found = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    if not found:
+        raise ModelError("no C compiler (cc or gcc) to build the AMX attention kernel")
+    return found
+
+
+@cache
+def library() -> ctypes.CDLL:
+    """attention_amx.c built once per source and compiler into medboard's home, then loaded."""
+    cc = compiler()
+    version = subprocess.run([cc, "--version"], capture_output=True, text=True).stdout
+    digest = hashlib.sha256(SOURCE.read_bytes() + " ".join(FLAGS).encode() + version.encode())
+    target = home() / "kernels" / f"attention_amx-{digest.hexdigest()[:16]}.so"
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_suffix(f".{os.getpid()}.tmp")
+        built = subprocess.run(
+            [cc, *FLAGS, "-o", str(partial), str(SOURCE)], capture_output=True, text=True
+        )
+        if built.returncode != 0:
+            partial.unlink(missing_ok=True)
+            raise ModelError(f"building {SOURCE.name} failed: {built.stderr.strip()[-500:]}")
+        os.replace(partial, target)  # whole or absent, also with two processes building
+    lib = ctypes.CDLL(str(target))
+    if lib.mb_amx_init() != 0:
+        raise ModelError("the kernel refused AMX tiles to this process (arch_prctl)")
+    pointer, size = ctypes.c_void_p, ctypes.c_int64
+    lib.mb_attention_bf16.argtypes = [pointer] * 4 + [size] * 5 + [pointer] * 3 + [ctypes.c_float]
+    lib.mb_attention_bf16.restype = ctypes.c_int
+    return lib
+
+
+@cache
+def _operator() -> Any:
+    """The kernel as torch.ops.medboard.amx_causal_attention (registered on first use)."""
+    import torch
+
+    @torch.library.custom_op("medboard::amx_causal_attention", mutates_args=())
+    def amx_causal_attention(
+        query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, scale: float
+    ) -> torch.Tensor:
+        batch, heads, length, size = query.shape
+        query, key, value = (_rows_ready(t) for t in (query, key, value))
+        out = torch.empty((batch, length, heads, size), dtype=query.dtype)
+        strides = [(ctypes.c_int64 * 3)(*t.stride()[:3]) for t in (query, key, value)]
+        status = library().mb_attention_bf16(
+            query.data_ptr(), key.data_ptr(), value.data_ptr(), out.data_ptr(),
+            batch, length, heads, key.shape[1], size,
+            *strides, scale,
+        )  # fmt: skip
+        if status != 0:
+            raise MemoryError("the AMX attention kernel could not allocate its buffers")
+        return out
+
+    @amx_causal_attention.register_fake
+    def _(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, scale: float) -> Any:
+        batch, heads, length, size = query.shape
+        return query.new_empty((batch, length, heads, size))
+
+    return amx_causal_attention
+
+
+def _rows_ready(t: Any) -> Any:
+    """The kernel reads rows of two-value words: contiguous rows at even offsets."""
+    if t.stride(-1) != 1 or any(s % 2 for s in t.stride()[:3]):
+        return t.contiguous()
+    return t
+
+
+def applies(module: Any, query: Any, key: Any, mask: Any, dropout: float, **kwargs: Any) -> bool:
+    """Whether the kernel computes what torch's SDPA would for this call."""
+    import torch
+
+    heads, length, size = query.shape[1:]
+    window = kwargs.get("sliding_window")
+    return (
+        mask is None
+        and query.dtype == torch.bfloat16
+        and query.device.type == "cpu"
+        and key.shape[2] == length
+        and size % 64 == 0
+        and heads % key.shape[1] == 0
+        and getattr(module, "is_causal", True)
+        and kwargs.get("is_causal") is not False
+        and not (dropout and module.training)
+        and kwargs.get("softcap") is None
+        and (not window or length <= window)
+    )
+
+
+def amx_attention_forward(
+    module: Any,
+    query: Any,
+    key: Any,
+    value: Any,
+    attention_mask: Any,
+    dropout: float = 0.0,
+    scaling: float | None = None,
+    **kwargs: Any,
+) -> tuple[Any, None]:
+    """transformers' attention interface: the kernel where it applies, else torch's SDPA."""
+    import torch
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    if applies(module, query, key, attention_mask, dropout, **kwargs):
+        scale = scaling if scaling is not None else query.shape[-1] ** -0.5
+        return torch.ops.medboard.amx_causal_attention(query, key, value, float(scale)), None
+    return sdpa_attention_forward(
+        module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs
+    )
+
+
+@cache
+def _registered() -> None:
+    from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
+    _operator()  # torch.ops.medboard.amx_causal_attention, before any compiled call reads it
+    AttentionInterface.register(NAME, amx_attention_forward)
+    AttentionMaskInterface.register(NAME, sdpa_mask)  # the masks SDPA gets: none when causal
+
+
+def _configs(model: Any) -> list[Any]:
+    """The model's config and its sub-configs that name an attention implementation."""
+    found = []
+    for module in model.modules():
+        config = getattr(module, "config", None)
+        if config is not None and all(config is not c for c in found):
+            found.append(config)
+    return [c for c in found if getattr(c, "_attn_implementation", None) == "sdpa"]
+
+
+class AmxAttention:
+    """Attention through the kernel while inside, for a model that uses torch's SDPA."""
+
+    def __init__(self, model: Any) -> None:
+        _registered()
+        self.configs = _configs(model)
+
+    def __enter__(self) -> "AmxAttention":
+        for config in self.configs:
+            config._attn_implementation = NAME
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for config in self.configs:
+            config._attn_implementation = "sdpa"

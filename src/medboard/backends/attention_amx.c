@@ -1,0 +1,233 @@
+// Causal attention in bfloat16 on AMX tiles, for short prompts (medboard's scoring passes).
+//
+// The same arithmetic as torch's CPU flash-attention kernel for bfloat16 inputs: scores
+// q.k accumulated in float32, scaled, softmax in float32 (each row's maximum subtracted, the
+// exponentials summed unrounded), the exponentials rounded to bfloat16 and multiplied with the
+// values in float32, then divided by the sum and rounded to bfloat16. torch works in blocks of
+// 32 queries whose fixed cost outweighs their arithmetic at a hundred-token prompt; here a
+// whole key range is one pass of 16 x 16 tiles (the sequence fits in cache).
+//
+// Thread safety of the tile state: oneDNN keeps a tile configuration loaded on the threads it
+// runs on (torch's OpenMP threads, which run this kernel too). Every thread stores the
+// configuration it finds before loading its own and loads it back afterwards, so oneDNN's next
+// product sees the state it left.
+#include <immintrin.h>
+#include <math.h>
+#include <omp.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#define ARCH_REQ_XCOMP_PERM 0x1023
+#define XFEATURE_XTILEDATA 18
+
+typedef struct {
+    uint8_t palette_id;
+    uint8_t start_row;
+    uint8_t reserved[14];
+    uint16_t colsb[16];
+    uint8_t rows[16];
+} tile_config;
+
+// Ask the kernel for the AMX tile data state (a no-op when oneDNN already did). 0: granted.
+int mb_amx_init(void) { return (int)syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA); }
+
+static inline __m512 exp512(__m512 x) {
+    // exp(x) for x <= 0: 2^n * p(r), r = x - n ln 2, Cephes' expf polynomial (1-2 ulp).
+    x = _mm512_max_ps(x, _mm512_set1_ps(-104.0f));  // exp(-104) is 0 in float32
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+    __m512 p = _mm512_set1_ps(1.9875691500E-4f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507E-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073E-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894E-2f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459E-1f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201E-1f));
+    p = _mm512_fmadd_ps(_mm512_mul_ps(p, r), r, _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+    return _mm512_scalef_ps(p, n);
+}
+
+static inline uint16_t to_bf16(float f) {  // round to nearest even, as torch converts
+    return (uint16_t)_mm_cvtsi128_si32((__m128i)_mm_cvtneps_pbh(_mm_set_ss(f)));
+}
+
+static inline void store_bf16(uint16_t *dst, __m512 x, __mmask16 m) {
+    _mm256_mask_storeu_epi16(dst, m, (__m256i)_mm512_cvtneps_pbh(x));
+}
+
+// One (sequence, key/value head) pair: its query heads, every query row.
+static void attend_group(const uint16_t *q, const uint16_t *k, const uint16_t *v, uint16_t *out,
+                         int64_t T, int64_t Hq, int64_t D, int64_t group, int64_t qh0,
+                         const int64_t *qs, const int64_t *ks, const int64_t *vs, float scale,
+                         uint16_t *kp, uint16_t *vp, float *s, uint16_t *p, uint16_t *qbuf,
+                         float *obuf) {
+    const int64_t nb = (T + 15) / 16, nb4 = (nb + 3) / 4 * 4, t32 = (T + 31) / 32 * 32;
+    const int64_t kst = D / 32, db = D / 16;
+    const int64_t spitch = nb4 * 16;  // floats per score row
+    // K as B tiles: tile (block, step) row r holds, per key j, the pair of dims 2r, 2r+1.
+    const uint32_t *k32 = (const uint32_t *)k;
+    uint32_t *kp32 = (uint32_t *)kp;
+    for (int64_t b = 0; b < nb4; b++)
+        for (int64_t st = 0; st < kst; st++)
+            for (int64_t j = 0; j < 16; j++) {
+                int64_t key = b * 16 + j;
+                uint32_t *tile = kp32 + (b * kst + st) * 256 + j;
+                if (key < T) {
+                    const uint32_t *row = k32 + key * ks[2] / 2 + st * 16;
+                    for (int64_t r = 0; r < 16; r++) tile[r * 16] = row[r];
+                } else {
+                    for (int64_t r = 0; r < 16; r++) tile[r * 16] = 0;
+                }
+            }
+    // V as B tiles: tile (step of 32 keys, block of 16 dims) row r holds keys 2r, 2r+1 per dim.
+    for (int64_t t = 0; t < t32; t++) {
+        const uint16_t *row = v + t * vs[2];
+        int64_t st = t / 32, r = (t % 32) / 2, e = t % 2;
+        for (int64_t c = 0; c < db; c++) {
+            uint16_t *tile = vp + ((st * db + c) * 16 + r) * 32 + e;
+            for (int64_t j = 0; j < 16; j++) tile[2 * j] = t < T ? row[c * 16 + j] : 0;
+        }
+    }
+    for (int64_t g = 0; g < group; g++) {
+        const int64_t qh = qh0 + g;
+        const uint16_t *qhead = q + qh * qs[1];
+        for (int64_t qb = 0; qb < nb; qb++) {
+            const int64_t i0 = qb * 16, rows = T - i0 < 16 ? T - i0 : 16;
+            for (int64_t r = 0; r < 16; r++) {
+                if (r < rows)
+                    memcpy(qbuf + r * D, qhead + (i0 + r) * qs[2], D * 2);
+                else
+                    memset(qbuf + r * D, 0, D * 2);
+            }
+            const int64_t last = i0 + rows - 1, nkb = last / 16 + 1, nts = (last + 32) / 32;
+            // Four key blocks at a time: one query tile load feeds four independent products.
+            for (int64_t b = 0; b < nkb; b += 4) {
+                _tile_zero(0);
+                _tile_zero(1);
+                _tile_zero(2);
+                _tile_zero(3);
+                for (int64_t st = 0; st < kst; st++) {
+                    const uint16_t *kt = kp + (b * kst + st) * 512;
+                    _tile_loadd(4, qbuf + st * 32, D * 2);
+                    _tile_loadd(5, kt, 64);
+                    _tile_dpbf16ps(0, 4, 5);
+                    _tile_loadd(6, kt + kst * 512, 64);
+                    _tile_dpbf16ps(1, 4, 6);
+                    _tile_loadd(7, kt + 2 * kst * 512, 64);
+                    _tile_dpbf16ps(2, 4, 7);
+                    _tile_loadd(5, kt + 3 * kst * 512, 64);
+                    _tile_dpbf16ps(3, 4, 5);
+                }
+                _tile_stored(0, s + b * 16, spitch * 4);
+                _tile_stored(1, s + b * 16 + 16, spitch * 4);
+                _tile_stored(2, s + b * 16 + 32, spitch * 4);
+                _tile_stored(3, s + b * 16 + 48, spitch * 4);
+            }
+            float sums[16];
+            for (int64_t r = 0; r < 16; r++) {
+                uint16_t *prow = p + r * t32;
+                float *srow = s + r * spitch;
+                const int64_t n = r < rows ? i0 + r + 1 : 0;  // keys this query sees
+                __m512 vmax = _mm512_set1_ps(-INFINITY);
+                for (int64_t j = 0; j < n; j += 16) {
+                    __mmask16 m = n - j >= 16 ? 0xFFFF : (__mmask16)((1u << (n - j)) - 1);
+                    __m512 x = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, srow + j), _mm512_set1_ps(scale));
+                    vmax = _mm512_mask_max_ps(vmax, m, vmax, x);
+                }
+                const float mx = _mm512_reduce_max_ps(vmax);
+                __m512 vsum = _mm512_setzero_ps();
+                for (int64_t j = 0; j < nts * 32; j += 16) {
+                    int64_t left = n - j;
+                    __mmask16 m = left >= 16 ? 0xFFFF : left > 0 ? (__mmask16)((1u << left) - 1) : 0;
+                    __m512 x = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, srow + j), _mm512_set1_ps(scale));
+                    __m512 e = _mm512_maskz_mov_ps(m, exp512(_mm512_sub_ps(x, _mm512_set1_ps(mx))));
+                    vsum = _mm512_add_ps(vsum, e);
+                    store_bf16(prow + j, e, 0xFFFF);
+                }
+                sums[r] = n ? _mm512_reduce_add_ps(vsum) : 1.0f;
+            }
+            for (int64_t c = 0; c < D / 64; c++) {
+                _tile_zero(0);
+                _tile_zero(1);
+                _tile_zero(2);
+                _tile_zero(3);
+                for (int64_t st = 0; st < nts; st++) {
+                    const uint16_t *vt = vp + (st * db + c * 4) * 512;
+                    _tile_loadd(5, p + st * 32, t32 * 2);
+                    _tile_loadd(6, vt, 64);
+                    _tile_dpbf16ps(0, 5, 6);
+                    _tile_loadd(6, vt + 512, 64);
+                    _tile_dpbf16ps(1, 5, 6);
+                    _tile_loadd(6, vt + 1024, 64);
+                    _tile_dpbf16ps(2, 5, 6);
+                    _tile_loadd(6, vt + 1536, 64);
+                    _tile_dpbf16ps(3, 5, 6);
+                }
+                _tile_stored(0, obuf, 256);
+                _tile_stored(1, obuf + 16, 256);
+                _tile_stored(2, obuf + 32, 256);
+                _tile_stored(3, obuf + 48, 256);
+                for (int64_t r = 0; r < rows; r++) {
+                    uint16_t *dst = out + ((i0 + r) * Hq + qh) * D + c * 64;
+                    __m512 inv = _mm512_set1_ps(sums[r]);
+                    for (int64_t j = 0; j < 64; j += 16)
+                        store_bf16(dst + j, _mm512_div_ps(_mm512_loadu_ps(obuf + r * 64 + j), inv),
+                                   0xFFFF);
+                }
+            }
+        }
+    }
+}
+
+// q, k, v: bfloat16 [B, heads, T, D] with any strides (elements: batch, head, position) and
+// contiguous last dimension; out: [B, T, Hq, D] contiguous. D a multiple of 64, Hq a multiple
+// of Hk. Returns 0, or -1 when a buffer could not be allocated.
+int mb_attention_bf16(const uint16_t *q, const uint16_t *k, const uint16_t *v, uint16_t *out,
+                      int64_t B, int64_t T, int64_t Hq, int64_t Hk, int64_t D, const int64_t *qs,
+                      const int64_t *ks, const int64_t *vs, float scale) {
+    const int64_t group = Hq / Hk, nb = (T + 15) / 16 + 3, t32 = (T + 31) / 32 * 32;  // nb: padded to 4
+    const size_t kp_bytes = (size_t)nb * 16 * D * 2, vp_bytes = (size_t)t32 * D * 2;
+    const size_t s_bytes = (size_t)16 * nb * 16 * 4, p_bytes = (size_t)16 * t32 * 2;
+    const size_t q_bytes = (size_t)16 * D * 2, o_bytes = 16 * 64 * 4;
+    const size_t each = kp_bytes + vp_bytes + s_bytes + p_bytes + q_bytes + o_bytes + 6 * 64;
+    const size_t stride = (each + 63) / 64 * 64;
+    const int threads = omp_get_max_threads();
+    unsigned char *mem = aligned_alloc(64, stride * threads);
+    if (!mem) return -1;
+#pragma omp parallel num_threads(threads)
+    {
+        unsigned char *at = mem + stride * omp_get_thread_num();
+#define TAKE(n) (at += ((n) + 63) / 64 * 64, at - ((n) + 63) / 64 * 64)
+        uint16_t *kp = (uint16_t *)TAKE(kp_bytes), *vp = (uint16_t *)TAKE(vp_bytes);
+        float *s = (float *)TAKE(s_bytes);
+        uint16_t *p = (uint16_t *)TAKE(p_bytes), *qbuf = (uint16_t *)TAKE(q_bytes);
+        float *obuf = (float *)TAKE(o_bytes);
+#undef TAKE
+        tile_config saved, mine;
+        _tile_storeconfig(&saved);
+        memset(&mine, 0, sizeof mine);
+        mine.palette_id = 1;
+        for (int i = 0; i < 8; i++) {
+            mine.colsb[i] = 64;
+            mine.rows[i] = 16;
+        }
+        _tile_loadconfig(&mine);
+#pragma omp for schedule(dynamic)
+        for (int64_t w = 0; w < B * Hk; w++) {
+            const int64_t b = w / Hk, h = w % Hk;
+            attend_group(q + b * qs[0], k + b * ks[0] + h * ks[1], v + b * vs[0] + h * vs[1],
+                         out + b * T * Hq * D, T, Hq, D, group, h * group, qs, ks, vs, scale, kp,
+                         vp, s, p, qbuf, obuf);
+        }
+        if (saved.palette_id)
+            _tile_loadconfig(&saved);
+        else
+            _tile_release();
+    }
+    free(mem);
+    return 0;
+}

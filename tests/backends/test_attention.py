@@ -1,0 +1,164 @@
+from pathlib import Path
+
+import pytest
+
+from medboard.backends import ChoiceRequest, GenerateRequest, create_backend
+from medboard.backends.attention import AMX_ATTENTION, applies, attention_mode, library
+from medboard.backends.kernels import cpu_has_amx
+from medboard.errors import ModelError
+from tests.conftest import build_tiny_llama
+
+torch = pytest.importorskip("torch")
+F = torch.nn.functional
+amx_only = pytest.mark.skipif(not cpu_has_amx(), reason="the kernel runs on AMX tiles")
+
+
+def _qkv(batch: int, length: int, heads: int, kv_heads: int, size: int, seed: int) -> tuple:
+    """Queries, keys and values laid out as transformers passes them: [B, H, T, D] views."""
+    g = torch.Generator().manual_seed(seed)
+
+    def make(h: int) -> torch.Tensor:
+        x = torch.randn(batch, length, h, size, generator=g) * 2
+        return x.to(torch.bfloat16).transpose(1, 2)
+
+    return make(heads), make(kv_heads), make(kv_heads)
+
+
+def _kernel(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> torch.Tensor:
+    library()
+    from medboard.backends.attention import _operator
+
+    return _operator()(q, k, v, scale)
+
+
+@amx_only
+@pytest.mark.parametrize(
+    "shape",
+    [
+        (35, 117, 9, 3, 64),  # SmolLM2's heads, a typical MedQA batch
+        (3, 1, 9, 3, 64),
+        (2, 31, 4, 4, 64),
+        (1, 600, 9, 3, 64),  # longer than torch's 512-key blocks
+        (4, 70, 4, 1, 256),  # Gemma-3's heads
+        (2, 45, 8, 2, 128),
+    ],
+)
+def test_kernel_is_as_exact_as_torch_flash_attention(shape: tuple) -> None:
+    q, k, v = _qkv(*shape, seed=sum(shape))
+    scale = shape[-1] ** -0.5
+    with torch.inference_mode():
+        exact = F.scaled_dot_product_attention(
+            q.double(), k.double(), v.double(), is_causal=True, enable_gqa=True, scale=scale
+        ).transpose(1, 2)
+        torch_out = F.scaled_dot_product_attention(
+            q, k, v, is_causal=True, enable_gqa=True, scale=scale
+        ).transpose(1, 2)
+        mine = _kernel(q, k, v, scale)
+    assert mine.shape == torch_out.shape and mine.dtype == torch.bfloat16
+    assert mine.is_contiguous()
+    mine_err = (mine.double() - exact).abs()
+    torch_err = (torch_out.double() - exact).abs()
+    # the same float32 arithmetic rounded to bfloat16 at the same places: as far from the truth
+    # at worst and on average as torch, and never more than a few bfloat16 steps from torch's
+    assert mine_err.max() <= torch_err.max() * 1.25
+    assert (mine.double() - torch_out.double()).abs().max() <= exact.abs().max() * 2**-5
+    assert mine_err.mean() <= torch_err.mean() * 1.02
+    assert (mine == torch_out).double().mean() > 0.75
+
+
+@amx_only
+def test_kernel_leaves_onednn_tile_state_alone() -> None:
+    """oneDNN's bfloat16 products on the same threads still compute the same after it."""
+    g = torch.Generator().manual_seed(1)
+    a = torch.randn(256, 512, generator=g).to(torch.bfloat16)
+    b = torch.randn(512, 384, generator=g).to(torch.bfloat16)
+    with torch.inference_mode():
+        before = a @ b
+        _kernel(*_qkv(4, 50, 9, 3, 64, seed=2), 0.125)
+        after = a @ b
+        _kernel(*_qkv(2, 20, 4, 1, 256, seed=3), 0.0625)
+        again = F.linear(a, b.t().contiguous())
+    assert torch.equal(before, after)
+    assert torch.equal(before, again)
+
+
+def test_kernel_only_where_it_computes_what_sdpa_would() -> None:
+    class Module:
+        is_causal = True
+        training = False
+
+    q, k, _ = _qkv(2, 40, 4, 2, 64, seed=0)
+    assert applies(Module(), q, k, None, 0.0)
+    assert not applies(Module(), q, k, torch.zeros(2, 1, 40, 40), 0.0)  # a mask
+    assert not applies(Module(), q, k, None, 0.0, sliding_window=16)  # window < prompt
+    assert applies(Module(), q, k, None, 0.0, sliding_window=512)
+    assert not applies(Module(), q, k, None, 0.0, softcap=50.0)
+    assert not applies(Module(), q[:, :, -1:], k, None, 0.0)  # one step against a KV cache
+    assert not applies(Module(), q.float(), k.float(), None, 0.0)
+    assert not applies(Module(), *_qkv(2, 40, 4, 2, 8, seed=0)[:2], None, 0.0)  # head size 8
+    assert not applies(Module(), q, k, None, 0.0, is_causal=False)
+
+
+def test_attention_mode_choices(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert attention_mode("float32", "cpu") is None
+    assert attention_mode("bfloat16", "cuda:0") is None
+    assert attention_mode("bfloat16", "cpu", "torch") is None
+    with pytest.raises(ModelError, match="unknown attention 'flash'"):
+        attention_mode("bfloat16", "cpu", "flash")
+    with pytest.raises(ModelError, match="needs --dtype bfloat16"):
+        attention_mode("float32", "cpu", "amx")
+    if cpu_has_amx():
+        assert attention_mode("bfloat16", "cpu") == AMX_ATTENTION
+
+
+@amx_only
+def test_a_failed_build_falls_back_to_torch_or_is_an_error_when_asked_for(
+    medboard_home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    library.cache_clear()
+    monkeypatch.setenv("CC", "/bin/false")
+    try:
+        assert attention_mode("bfloat16", "cpu") is None
+        assert "torch's attention instead of the AMX kernel" in capsys.readouterr().err
+        with pytest.raises(ModelError, match="building attention_amx.c failed"):
+            attention_mode("bfloat16", "cpu", "amx")
+        assert not (medboard_home / "kernels").exists() or not any(
+            (medboard_home / "kernels").glob("*.so")
+        )  # no half-written library left to load later
+    finally:
+        library.cache_clear()
+
+
+@pytest.fixture(scope="module")
+def tiny_wide_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny Llama with heads of 64 (4 query, 2 key/value heads), which the kernel serves."""
+    return build_tiny_llama(tmp_path_factory.mktemp("tiny-wide"), hidden=256)
+
+
+@amx_only
+@pytest.mark.parametrize("compile_mode", ["off", "on"])
+def test_scoring_with_the_kernel_matches_torch_attention(
+    tiny_wide_model: Path, medboard_home: Path, compile_mode: str
+) -> None:
+    requests = [
+        ChoiceRequest("Question: Which nerve innervates the diaphragm?\nAnswer:", (" A", " B")),
+        ChoiceRequest("Question: Where is the liver?\nAnswer:", (" right upper", " left")),
+        ChoiceRequest("Abstract: " + "the liver is large. " * 30 + "\nAnswer:", (" yes", " no")),
+    ]
+    options = {"dtype": "bfloat16", "compile_mode": compile_mode}
+    amx = create_backend(str(tiny_wide_model), attention="amx", **options)
+    plain = create_backend(str(tiny_wide_model), attention="torch", **options)
+    assert amx.identity()["attention"] == AMX_ATTENTION
+    assert plain.identity()["attention"] is None
+    with torch.profiler.profile() as profile:
+        got = amx.loglikelihood(requests)
+    ran = [e.name for e in profile.events() if "amx_causal_attention" in e.name]
+    assert ran  # the kernel served the scoring passes, not a silent fallback
+    expected = plain.loglikelihood(requests)
+    for e, g in zip(expected, got, strict=True):
+        assert g.logprobs == pytest.approx(e.logprobs, rel=0.02, abs=0.05)
+        assert g.greedy == e.greedy
+    config = amx.model.config
+    assert config._attn_implementation == "sdpa"  # torch's again outside scoring passes
+    prompt = GenerateRequest("Question: Where is the liver?\nAnswer:", max_new_tokens=4)
+    assert amx.generate([prompt]) == plain.generate([prompt])
