@@ -118,8 +118,11 @@ def _timed(fn: Any, repeats: int) -> float:
     return best
 
 
-def batch_floor(batch: Batch, shape: LayerShape, head: Any, repeats: int) -> dict[str, float]:
-    """Seconds of matrix products, attention and output projection for one batch."""
+def batch_floor(
+    batch: Batch, shape: LayerShape, head: Any, repeats: int, amx: bool = False
+) -> dict[str, float]:
+    """Seconds of matrix products, attention and output projection for one batch; with `amx`
+    attention is medboard's AMX kernel (as `medboard eval --attention amx`), else torch's."""
     import torch
     import torch.nn.functional as F  # noqa: N812
 
@@ -139,7 +142,10 @@ def batch_floor(batch: Batch, shape: LayerShape, head: Any, repeats: int) -> dic
             F.linear(x[w.shape[1]], w)
 
     def attention() -> None:
-        F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=gqa)
+        if amx:
+            torch.ops.medboard.amx_causal_attention(q, k, v, shape.head_dim**-0.5)
+        else:
+            F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=gqa)
 
     with torch.inference_mode():
         return {
@@ -157,18 +163,25 @@ def floor(
     repeats: int,
     batch_tokens: int | None,
     matmul: str = "auto",
+    attention: str = "auto",
 ) -> dict[str, Any]:
+    from medboard.backends.attention import AmxAttention
     from medboard.backends.hf import HFBackend
 
-    backend = HFBackend(model, dtype=dtype, batch_tokens=batch_tokens, matmul=matmul)
+    backend = HFBackend(
+        model, dtype=dtype, batch_tokens=batch_tokens, matmul=matmul, attention=attention
+    )
     batches = suite_batches(backend, tasks, limit)
     shape = layer_shape(backend.model, float32_products=backend.matmul == "float32")
     head = backend.model.get_output_embeddings().weight
     head = head.to(shape.weights[0].dtype)  # float32 too when the products are
+    amx = backend.attention is not None and shape.head_dim % 64 == 0  # where eval uses it
+    if amx:
+        AmxAttention(backend.model)  # registers torch.ops.medboard.amx_causal_attention
     totals = {"matrix_products": 0.0, "attention": 0.0, "output_projection": 0.0}
     started = time.perf_counter()
     for number, batch in enumerate(batches, 1):
-        for part, seconds in batch_floor(batch, shape, head, repeats).items():
+        for part, seconds in batch_floor(batch, shape, head, repeats, amx).items():
             totals[part] += seconds
         if number % 20 == 0 or number == len(batches):
             print(
@@ -180,6 +193,7 @@ def floor(
         "model": model,
         "dtype": dtype,
         "bf16_matmul": backend.matmul,
+        "attention": "amx" if amx else "torch",
         "tasks": list(tasks),
         "batches": len(batches),
         "padded_tokens": sum(b.rows * b.width for b in batches),
@@ -231,6 +245,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         choices=("auto", "native", "float32"),
         help="as medboard eval's",
     )
+    parser.add_argument(
+        "--attention", default="auto", choices=("auto", "torch", "amx"), help="as medboard eval's"
+    )
     parser.add_argument("--repeats", type=int, default=2, help="timed calls per kernel (min)")
     parser.add_argument("--speed-report", type=Path, default=None, help="bench/speed.py JSON")
     parser.add_argument("--reference-seconds", type=float, default=None)
@@ -255,6 +272,7 @@ def main(argv: list[str] | None = None) -> int:
         args.repeats,
         args.batch_tokens,
         args.bf16_matmul,
+        args.attention,
     )
     result["matmul_peak_tflops"] = round(matmul_peak(args.dtype) / 1e12, 3)
     reference, medboard = args.reference_seconds, args.medboard_seconds

@@ -8,9 +8,10 @@ Everything after `--` is passed to `medboard eval` (an empty run store is used, 
 read from a cache). The groups are the profile's own time (tottime) of: matrix products (torch.mm
 and linear), the fused elementwise kernels
 torch.compile generates (norms, rotary embeddings, SiLU x up, residual adds), tokenization,
-log-softmax and argmax at the answer positions; compilation, and the aten operators a compiled
-graph calls (in a compiled SmolLM2 or Gemma layer: scaled_dot_product_attention alone), are
-reported as cumulative time, since cProfile sees no callee inside them.
+log-softmax and argmax at the answer positions; compilation, and the operators a compiled
+graph calls (in a compiled SmolLM2 or Gemma layer: attention alone, torch's
+scaled_dot_product_attention or medboard's AMX kernel), are reported as cumulative time, since
+cProfile sees no callee inside them.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ if str(BENCH) not in sys.path:
 from speed import fresh_medboard_home  # noqa: E402
 
 Key = tuple[str, int, str]
-ATTENTION = "attention (aten operators called from compiled layers: cumulative)"
+ATTENTION = "attention (operators compiled layers call: SDPA or the AMX kernel; cumulative)"
 
 
 def group_of(key: Key) -> str | None:

@@ -95,3 +95,33 @@ def test_comparison_with_measured_walls(tmp_path: Path) -> None:
         floor.measured_walls(report, "/other")
     with pytest.raises(SystemExit):
         floor.parse_args(["--model", "m", "--speed-report", str(tmp_path / "missing.json")])
+
+
+def test_floor_times_the_attention_medboard_runs(
+    tmp_path: Path, medboard_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the AMX kernel in use (bfloat16, heads of 64), the floor times it, not torch's."""
+    import torch
+
+    from medboard.backends.hf import HFBackend
+    from medboard.backends.kernels import cpu_has_amx
+    from tests.conftest import build_tiny_llama
+
+    if not cpu_has_amx():
+        pytest.skip("the kernel runs on AMX tiles")
+    floor = load("floor")
+    import_fixture_tasks(medboard_home)
+    model = str(build_tiny_llama(tmp_path / "wide", hidden=256))
+    kernels = []
+    real = floor.batch_floor
+    monkeypatch.setattr(floor, "batch_floor", lambda *a: kernels.append(a[-1]) or real(*a))
+    amx = floor.floor(model, "bfloat16", ["medqa_4options"], 2, 1, None, attention="amx")
+    assert amx["attention"] == "amx" and kernels and all(kernels)
+    kernels.clear()
+    plain = floor.floor(model, "bfloat16", ["medqa_4options"], 2, 1, None, attention="torch")
+    assert plain["attention"] == "torch" and kernels and not any(kernels)
+    shape = floor.layer_shape(HFBackend(model, dtype="bfloat16").model)
+    head = torch.zeros(50, 256, dtype=torch.bfloat16)
+    with torch.profiler.profile() as profile:
+        real(floor.Batch(2, 40, 2), shape, head, 1, True)
+    assert any("amx_causal_attention" in e.name for e in profile.events())
