@@ -165,7 +165,7 @@ def floor(
     matmul: str = "auto",
     attention: str = "auto",
 ) -> dict[str, Any]:
-    from medboard.backends.attention import AmxAttention
+    from medboard.backends.attention import register
     from medboard.backends.hf import HFBackend
 
     backend = HFBackend(
@@ -177,7 +177,7 @@ def floor(
     head = head.to(shape.weights[0].dtype)  # float32 too when the products are
     amx = backend.attention is not None and shape.head_dim % 64 == 0  # where eval uses it
     if amx:
-        AmxAttention(backend.model)  # registers torch.ops.medboard.amx_causal_attention
+        register()  # torch.ops.medboard.amx_causal_attention
     totals = {"matrix_products": 0.0, "attention": 0.0, "output_projection": 0.0}
     started = time.perf_counter()
     for number, batch in enumerate(batches, 1):

@@ -87,16 +87,17 @@ def test_kernel_only_where_it_computes_what_sdpa_would() -> None:
         is_causal = True
         training = False
 
-    q, k, _ = _qkv(2, 40, 4, 2, 64, seed=0)
-    assert applies(Module(), q, k, None, 0.0)
-    assert not applies(Module(), q, k, torch.zeros(2, 1, 40, 40), 0.0)  # a mask
-    assert not applies(Module(), q, k, None, 0.0, sliding_window=16)  # window < prompt
-    assert applies(Module(), q, k, None, 0.0, sliding_window=512)
-    assert not applies(Module(), q, k, None, 0.0, softcap=50.0)
-    assert not applies(Module(), q[:, :, -1:], k, None, 0.0)  # one step against a KV cache
-    assert not applies(Module(), q.float(), k.float(), None, 0.0)
-    assert not applies(Module(), *_qkv(2, 40, 4, 2, 8, seed=0)[:2], None, 0.0)  # head size 8
-    assert not applies(Module(), q, k, None, 0.0, is_causal=False)
+    q, k, v = _qkv(2, 40, 4, 2, 64, seed=0)
+    assert applies(Module(), q, k, v, None, 0.0)
+    assert not applies(Module(), q, k, v, torch.zeros(2, 1, 40, 40), 0.0)  # a mask
+    assert not applies(Module(), q, k, v, None, 0.0, sliding_window=16)  # window < prompt
+    assert applies(Module(), q, k, v, None, 0.0, sliding_window=512)
+    assert not applies(Module(), q, k, v, None, 0.0, softcap=50.0)
+    assert not applies(Module(), q[:, :, -1:], k, v, None, 0.0)  # one step against a KV cache
+    assert not applies(Module(), q.float(), k.float(), v.float(), None, 0.0)
+    assert not applies(Module(), *_qkv(2, 40, 4, 2, 8, seed=0), None, 0.0)  # head size 8
+    assert not applies(Module(), q, k, v[..., :32], None, 0.0)  # values of another size
+    assert not applies(Module(), q, k, v, None, 0.0, is_causal=False)
 
 
 def test_attention_mode_choices(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -116,6 +117,9 @@ def test_a_failed_build_falls_back_to_torch_or_is_an_error_when_asked_for(
     medboard_home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
     library.cache_clear()
+    monkeypatch.setenv("CC", "no-such-compiler")
+    with pytest.raises(ModelError, match="no CC=no-such-compiler"):
+        attention_mode("bfloat16", "cpu", "amx")
     monkeypatch.setenv("CC", "/bin/false")
     try:
         assert attention_mode("bfloat16", "cpu") is None

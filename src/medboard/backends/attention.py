@@ -64,9 +64,12 @@ def attention_mode(dtype: str, device: str, requested: str = "auto") -> str | No
 
 
 def compiler() -> str:
-    found = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    """The C compiler: $CC, else cc or gcc on the PATH."""
+    named = os.environ.get("CC")
+    found = shutil.which(named) if named else shutil.which("cc") or shutil.which("gcc")
     if not found:
-        raise ModelError("no C compiler (cc or gcc) to build the AMX attention kernel")
+        wanted = f"CC={named}" if named else "a C compiler (cc or gcc)"
+        raise ModelError(f"no {wanted} to build the AMX attention kernel")
     return found
 
 
@@ -133,17 +136,19 @@ def _rows_ready(t: Any) -> Any:
     return t
 
 
-def applies(module: Any, query: Any, key: Any, mask: Any, dropout: float, **kwargs: Any) -> bool:
+def applies(
+    module: Any, query: Any, key: Any, value: Any, mask: Any, dropout: float, **kwargs: Any
+) -> bool:
     """Whether the kernel computes what torch's SDPA would for this call."""
     import torch
 
-    heads, length, size = query.shape[1:]
+    batch, heads, length, size = query.shape
     window = kwargs.get("sliding_window")
     return (
         mask is None
-        and query.dtype == torch.bfloat16
+        and query.dtype == key.dtype == value.dtype == torch.bfloat16
         and query.device.type == "cpu"
-        and key.shape[2] == length
+        and key.shape == value.shape == (batch, key.shape[1], length, size)
         and size % 64 == 0
         and heads % key.shape[1] == 0
         and getattr(module, "is_causal", True)
@@ -168,7 +173,7 @@ def amx_attention_forward(
     import torch
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-    if applies(module, query, key, attention_mask, dropout, **kwargs):
+    if applies(module, query, key, value, attention_mask, dropout, **kwargs):
         scale = scaling if scaling is not None else query.shape[-1] ** -0.5
         return torch.ops.medboard.amx_causal_attention(query, key, value, float(scale)), None
     return sdpa_attention_forward(
@@ -177,7 +182,9 @@ def amx_attention_forward(
 
 
 @cache
-def _registered() -> None:
+def register() -> None:
+    """torch.ops.medboard.amx_causal_attention, and the kernel among transformers' attention
+    implementations (idempotent)."""
     from transformers import AttentionInterface
     from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
@@ -200,7 +207,7 @@ class AmxAttention:
     """Attention through the kernel while inside, for a model that uses torch's SDPA."""
 
     def __init__(self, model: Any) -> None:
-        _registered()
+        register()
         self.configs = _configs(model)
 
     def __enter__(self) -> "AmxAttention":
