@@ -122,9 +122,11 @@ def batch_floor(
     batch: Batch, shape: LayerShape, head: Any, repeats: int, amx: bool = False
 ) -> dict[str, float]:
     """Seconds of matrix products, attention and output projection for one batch; with `amx`
-    attention is medboard's AMX kernel (as `medboard eval --attention amx`), else torch's."""
+    attention is medboard's AMX kernel wherever eval would run it, else torch's."""
     import torch
     import torch.nn.functional as F  # noqa: N812
+
+    from medboard.backends.attention import applies
 
     dtype = shape.weights[0].dtype  # the products: the model's, or float32 (see layer_shape)
     tokens = batch.rows * batch.width
@@ -136,6 +138,7 @@ def batch_floor(
     v = torch.randn_like(k)
     hidden = torch.randn(batch.reads, head.shape[1], dtype=head.dtype)
     gqa = shape.query_heads != shape.kv_heads
+    amx = amx and applies(None, q, k, v, None, 0.0)  # the engine's own test of a call
 
     def products() -> None:
         for w in shape.weights:
@@ -175,7 +178,7 @@ def floor(
     shape = layer_shape(backend.model, float32_products=backend.matmul == "float32")
     head = backend.model.get_output_embeddings().weight
     head = head.to(shape.weights[0].dtype)  # float32 too when the products are
-    amx = backend.attention is not None and shape.head_dim % 64 == 0  # where eval uses it
+    amx = backend.attention is not None
     if amx:
         register()  # torch.ops.medboard.amx_causal_attention
     totals = {"matrix_products": 0.0, "attention": 0.0, "output_projection": 0.0}

@@ -195,12 +195,8 @@ def register() -> None:
 
 def _configs(model: Any) -> list[Any]:
     """The model's config and its sub-configs that name an attention implementation."""
-    found = []
-    for module in model.modules():
-        config = getattr(module, "config", None)
-        if config is not None and all(config is not c for c in found):
-            found.append(config)
-    return [c for c in found if getattr(c, "_attn_implementation", None) == "sdpa"]
+    found = {id(c): c for m in model.modules() if (c := getattr(m, "config", None)) is not None}
+    return [c for c in found.values() if getattr(c, "_attn_implementation", None) == "sdpa"]
 
 
 class AmxAttention:

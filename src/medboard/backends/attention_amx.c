@@ -59,13 +59,16 @@ static inline void store_bf16(uint16_t *dst, __m512 x, __mmask16 m) {
     _mm256_mask_storeu_epi16(dst, m, (__m256i)_mm512_cvtneps_pbh(x));
 }
 
+// Key blocks of 16, rounded up to a multiple of 4: the score pass computes four at a time.
+static inline int64_t key_blocks(int64_t T) { return ((T + 15) / 16 + 3) / 4 * 4; }
+
 // One (sequence, key/value head) pair: its query heads, every query row.
 static void attend_group(const uint16_t *q, const uint16_t *k, const uint16_t *v, uint16_t *out,
                          int64_t T, int64_t Hq, int64_t D, int64_t group, int64_t qh0,
                          const int64_t *qs, const int64_t *ks, const int64_t *vs, float scale,
                          uint16_t *kp, uint16_t *vp, float *s, uint16_t *p, uint16_t *qbuf,
                          float *obuf) {
-    const int64_t nb = (T + 15) / 16, nb4 = (nb + 3) / 4 * 4, t32 = (T + 31) / 32 * 32;
+    const int64_t nb = (T + 15) / 16, nb4 = key_blocks(T), t32 = (T + 31) / 32 * 32;
     const int64_t kst = D / 32, db = D / 16;
     const int64_t spitch = nb4 * 16;  // floats per score row
     // K as B tiles: tile (block, step) row r holds, per key j, the pair of dims 2r, 2r+1.
@@ -189,7 +192,7 @@ static void attend_group(const uint16_t *q, const uint16_t *k, const uint16_t *v
 int mb_attention_bf16(const uint16_t *q, const uint16_t *k, const uint16_t *v, uint16_t *out,
                       int64_t B, int64_t T, int64_t Hq, int64_t Hk, int64_t D, const int64_t *qs,
                       const int64_t *ks, const int64_t *vs, float scale) {
-    const int64_t group = Hq / Hk, nb = (T + 15) / 16 + 3, t32 = (T + 31) / 32 * 32;  // nb: padded to 4
+    const int64_t group = Hq / Hk, nb = key_blocks(T), t32 = (T + 31) / 32 * 32;
     const size_t kp_bytes = (size_t)nb * 16 * D * 2, vp_bytes = (size_t)t32 * D * 2;
     const size_t s_bytes = (size_t)16 * nb * 16 * 4, p_bytes = (size_t)16 * t32 * 2;
     const size_t q_bytes = (size_t)16 * D * 2, o_bytes = 16 * 64 * 4;
