@@ -9,9 +9,9 @@ read from a cache). The groups are the profile's own time (tottime) of: matrix p
 and linear), the fused elementwise kernels
 torch.compile generates (norms, rotary embeddings, SiLU x up, residual adds), tokenization,
 log-softmax and argmax at the answer positions; compilation, and the operators a compiled
-graph calls (in a compiled SmolLM2 or Gemma layer: attention alone, torch's
-scaled_dot_product_attention or medboard's AMX kernel), are reported as cumulative time, since
-cProfile sees no callee inside them.
+graph calls (in a compiled SmolLM2 or Gemma layer: attention, torch's
+scaled_dot_product_attention or medboard's AMX kernel, and medboard's gated activation kernel
+when it runs), are reported as cumulative time, since cProfile sees no callee inside them.
 """
 
 from __future__ import annotations
@@ -32,7 +32,10 @@ if str(BENCH) not in sys.path:
 from speed import fresh_medboard_home  # noqa: E402
 
 Key = tuple[str, int, str]
-ATTENTION = "attention (operators compiled layers call: SDPA or the AMX kernel; cumulative)"
+ATTENTION = (
+    "operators compiled layers call (attention: SDPA or the AMX kernel; the gated activation "
+    "kernel; cumulative)"
+)
 
 
 def group_of(key: Key) -> str | None:

@@ -56,7 +56,9 @@ def build_tiny_model(folder: Path, make: Any, scale: float, seed: int = 0) -> Pa
     return folder
 
 
-def build_tiny_llama(folder: Path, hidden: int = 32, layers: int = 2, seed: int = 0) -> Path:
+def build_tiny_llama(
+    folder: Path, hidden: int = 32, layers: int = 2, seed: int = 0, act: str = "silu"
+) -> Path:
     from transformers import LlamaConfig, LlamaForCausalLM
 
     def make(vocab: int) -> Any:
@@ -69,6 +71,7 @@ def build_tiny_llama(folder: Path, hidden: int = 32, layers: int = 2, seed: int 
             num_key_value_heads=2,
             max_position_embeddings=512,
             tie_word_embeddings=False,
+            hidden_act=act,
         )
         return LlamaForCausalLM(config)
 

@@ -258,6 +258,14 @@ def eval_command(
             "a CPU with AMX, built with the C compiler on first use; else torch's), torch or amx."
         ),
     ] = "auto",
+    activation: Annotated[
+        str,
+        typer.Option(
+            help="The gated MLP activation (SiLU or tanh-GELU times up) while scoring choices: "
+            "auto (medboard's one-pass kernel for bfloat16 on a CPU with AVX-512 BF16, built "
+            "with the C compiler on first use; else torch's), torch or native."
+        ),
+    ] = "auto",
     protocol: Annotated[
         str,
         typer.Option(
@@ -324,6 +332,7 @@ def eval_command(
         matmul=bf16_matmul,
         compile_mode=compile_mode,
         attention=attention,
+        activation=activation,
     )
     options = EvalOptions(
         limit=limit,

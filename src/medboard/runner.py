@@ -122,6 +122,7 @@ def run_spec(
         matmul=identity.get("matmul"),
         compiled=identity.get("compiled"),
         attention=identity.get("attention"),
+        activation=identity.get("activation"),
         adapter=identity.get("adapter"),
         adapter_hash=identity.get("adapter_hash"),
         shots=shots,

@@ -24,6 +24,7 @@ def create_backend(
     matmul: str = "auto",
     compile_mode: str = "auto",
     attention: str = "auto",
+    activation: str = "auto",
 ) -> Backend:
     if model == "fake" or model.startswith("fake:"):
         from medboard.backends.fake import FakeBackend
@@ -46,6 +47,7 @@ def create_backend(
         matmul=matmul,
         compile_mode=compile_mode,
         attention=attention,
+        activation=activation,
     )
 
 

@@ -14,83 +14,35 @@ every other call, generation with a KV cache included, goes to torch's SDPA as b
 """
 
 import ctypes
-import hashlib
-import os
-import shutil
-import subprocess
 import sys
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 from medboard.backends.kernels import cpu_has_amx
+from medboard.backends.native import AVX512, build, kernel_mode
 from medboard.errors import ModelError
-from medboard.paths import home
 
 ATTENTION_CHOICES = ("auto", "torch", "amx")
 # Recorded in run keys (like kernels.COMPILED_ARITHMETIC): the kernel rounds bfloat16 at other
 # places than torch's, so answers can move at near-ties. Bump with a change to its arithmetic.
 AMX_ATTENTION = "amx-1"
 NAME = "medboard_amx"  # the name it has among transformers' attention implementations
-SOURCE = Path(__file__).with_name("attention_amx.c")
-FLAGS = (
-    "-O3", "-shared", "-fPIC", "-fopenmp", "-mavx512f", "-mavx512bw", "-mavx512vl",
-    "-mavx512bf16", "-mamx-tile", "-mamx-bf16",
-)  # fmt: skip
 
 
 def attention_mode(dtype: str, device: str, requested: str = "auto") -> str | None:
     """AMX_ATTENTION when scoring passes use the AMX kernel, else None (torch's attention)."""
-    if requested not in ATTENTION_CHOICES:
-        raise ModelError(
-            f"unknown attention '{requested}' (choose from {', '.join(ATTENTION_CHOICES)})"
-        )
-    if requested == "torch":
-        return None
     # Linux only (the kernel asks Linux for the tile state), where cpu_has_amx reads cpuinfo.
     usable = dtype == "bfloat16" and device == "cpu" and sys.platform == "linux" and cpu_has_amx()
-    if requested == "amx" and not usable:
-        raise ModelError("--attention amx needs --dtype bfloat16 on a CPU with AMX (amx_bf16)")
-    if not usable:
-        return None
-    try:
-        library()
-    except ModelError as exc:
-        if requested == "amx":
-            raise
-        print(f"medboard: torch's attention instead of the AMX kernel: {exc}", file=sys.stderr)
-        return None
-    return AMX_ATTENTION
-
-
-def compiler() -> str:
-    """The C compiler: $CC, else cc or gcc on the PATH."""
-    named = os.environ.get("CC")
-    found = shutil.which(named) if named else shutil.which("cc") or shutil.which("gcc")
-    if not found:
-        wanted = f"CC={named}" if named else "a C compiler (cc or gcc)"
-        raise ModelError(f"no {wanted} to build the AMX attention kernel")
-    return found
+    requirement = "--dtype bfloat16 on a CPU with AMX (amx_bf16)"
+    return kernel_mode(
+        "attention", requested, ATTENTION_CHOICES, usable, requirement, library, AMX_ATTENTION
+    )
 
 
 @cache
 def library() -> ctypes.CDLL:
-    """attention_amx.c built once per source and compiler into medboard's home, then loaded."""
-    cc = compiler()
-    version = subprocess.run([cc, "--version"], capture_output=True, text=True).stdout
-    digest = hashlib.sha256(SOURCE.read_bytes() + " ".join(FLAGS).encode() + version.encode())
-    target = home() / "kernels" / f"attention_amx-{digest.hexdigest()[:16]}.so"
-    if not target.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        partial = target.with_suffix(f".{os.getpid()}.tmp")
-        built = subprocess.run(
-            [cc, *FLAGS, "-o", str(partial), str(SOURCE)], capture_output=True, text=True
-        )
-        if built.returncode != 0:
-            partial.unlink(missing_ok=True)
-            raise ModelError(f"building {SOURCE.name} failed: {built.stderr.strip()[-500:]}")
-        os.replace(partial, target)  # whole or absent, also with two processes building
-    lib = ctypes.CDLL(str(target))
+    """attention_amx.c, built once into medboard's home and loaded (native.build)."""
+    lib = build("attention_amx.c", (*AVX512, "-mamx-tile", "-mamx-bf16"))
     if lib.mb_amx_init() != 0:
         raise ModelError("the kernel refused AMX tiles to this process (arch_prctl)")
     pointer, size = ctypes.c_void_p, ctypes.c_int64

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from medboard.backends.activation import FusedActivation, activation_mode
 from medboard.backends.attention import AmxAttention, attention_mode
 from medboard.backends.base import ChoiceRequest, ChoiceResult, GenerateRequest, GenerateResult
 from medboard.backends.hf_generate import (
@@ -107,12 +108,14 @@ class HFBackend:
         matmul: str = "auto",
         compile_mode: str = "auto",
         attention: str = "auto",
+        activation: str = "auto",
     ) -> None:
         if dtype not in DTYPES:
             raise ModelError(f"unknown dtype '{dtype}' (choose from {', '.join(DTYPES)})")
         self.matmul = matmul_mode(dtype, device, matmul)
         self.compile = compile_wanted(dtype, device, compile_mode)
         self.attention = attention_mode(dtype, device, attention)
+        self.activation = activation_mode(dtype, device, activation)
         self.spec = model
         self.dtype = dtype
         self.device = device
@@ -137,6 +140,7 @@ class HFBackend:
             "matmul": self.matmul,
             "compiled": COMPILED_ARITHMETIC if self.compile else None,
             "attention": self.attention,
+            "activation": self.activation,
         }
 
     def model_dir(self) -> Path:
@@ -165,12 +169,15 @@ class HFBackend:
         self.window = max_length(self._model.config, self._tokenizer)
         self._full_forward = not self._head_matches_forward()
         self._eos = eos_token_ids(self._model, self._tokenizer)
-        # What scoring passes switch on: compiled layers, the AMX attention kernel.
+        # What scoring passes switch on: compiled layers, the AMX attention kernel, the gated
+        # activation kernel.
         self._scoring: list[AbstractContextManager[Any]] = []
         if self.compile:
             self._scoring.append(CompiledLayers(self._model))
         if self.attention:
             self._scoring.append(AmxAttention(self._model))
+        if self.activation:
+            self._scoring.append(FusedActivation(self._model))
 
     def _head_matches_forward(self) -> bool:
         """Whether projecting selected hidden states gives the model's own logits.

@@ -20,16 +20,22 @@ MATMUL_CHOICES = ("auto", "native", "float32")
 
 
 @cache
-def cpu_has_amx() -> bool:
-    """Whether the CPU has AMX bfloat16 tiles (Linux; elsewhere assume it has)."""
+def cpu_flags() -> frozenset[str] | None:
+    """The CPU's feature flags from /proc/cpuinfo (Linux), or None where it cannot be read."""
     try:
         text = Path("/proc/cpuinfo").read_text()
     except OSError:
-        return True
+        return None
     for line in text.splitlines():
         if line.startswith("flags"):
-            return "amx_bf16" in line.split()
-    return True
+            return frozenset(line.split(":", 1)[-1].split())
+    return None
+
+
+def cpu_has_amx() -> bool:
+    """Whether the CPU has AMX bfloat16 tiles (Linux; elsewhere assume it has)."""
+    flags = cpu_flags()
+    return flags is None or "amx_bf16" in flags
 
 
 def matmul_mode(dtype: str, device: str, requested: str = "auto") -> MatmulMode | None:

@@ -138,6 +138,7 @@ def _run_json(run: Run) -> dict[str, Any]:
         "matmul": spec.get("matmul"),
         "compiled": spec.get("compiled"),
         "attention": spec.get("attention"),
+        "activation": spec.get("activation"),
         "dataset": spec.get("dataset"),
         "split": spec.get("split"),
         "limit": spec.get("limit"),
