@@ -160,3 +160,26 @@ def test_plan_counts_a_shared_prefix_once(tiny_model: Path, medboard_home: Path)
     budget = len(rows) * (longest - shared)  # fits only when the prefix counts once
     assert budget < len(rows) * longest
     assert len(HFBackend(str(tiny_model), batch_tokens=budget).plan(FEWSHOT_REQUESTS)) == 1
+
+
+def test_batched_tokenization_gives_each_text_its_own_encoding(
+    tiny_model: Path, medboard_home: Path
+) -> None:
+    backend = HFBackend(str(tiny_model))
+    tokenizer = backend.tokenizer
+    bos = tokenizer.decode(tokenizer.bos_token_id or tokenizer.eos_token_id)
+    requests = [*REQUESTS, ChoiceRequest(bos + "Question: already marked?\nAnswer:", (" yes",))]
+    backend.prepare(requests)
+    for request in requests:  # lm-eval's _encode_pair, one text at a time
+        context = request.context.rstrip()
+        spaces = request.context[len(context) :]
+        context_enc = backend._encode(context)
+        conts = [
+            backend._encode(context + spaces + c)[len(context_enc) :] for c in request.continuations
+        ]
+        assert backend.rows(request) == build_rows(context_enc, conts, backend.window)
+    assert backend.rows(requests[-1])[0].tokens.count(tokenizer.bos_token_id) <= 1
+    with pytest.raises(ModelError, match="an empty context"):
+        backend.prepare([ChoiceRequest("", (" A",))])
+    with pytest.raises(ModelError, match="encodes to no tokens"):
+        backend.prepare([ChoiceRequest("Question:", ("",))])

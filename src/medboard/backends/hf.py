@@ -222,30 +222,56 @@ class HFBackend:
             return len(self.tokenizer.encode(text, add_special_tokens=False))
         return len(self._encode(text))
 
+    def _encode_many(self, texts: Sequence[str]) -> list[list[int]]:
+        """`_encode` of every text, in two batched tokenizer calls: the same ids as one call
+        per text, and a fast tokenizer spreads a batch over the cores."""
+        tokenizer = self.tokenizer
+        prefix_id = tokenizer.bos_token_id
+        if prefix_id is None:
+            prefix_id = tokenizer.eos_token_id
+        prefix = tokenizer.decode(prefix_id) if prefix_id is not None else None
+        marked = [prefix is not None and text.startswith(prefix) for text in texts]
+        encoded: list[list[int]] = [[] for _ in texts]
+        for special in (True, False):  # texts that already carry the BOS token: no second one
+            indices = [i for i, m in enumerate(marked) if m != special]
+            if indices:
+                batch = tokenizer([texts[i] for i in indices], add_special_tokens=special)
+                for i, ids in zip(indices, batch["input_ids"], strict=True):
+                    encoded[i] = list(ids)
+        return encoded
+
     def rows(self, request: ChoiceRequest) -> list[Row]:
-        cached = self._rows.get(request)
-        if cached is not None:
-            return cached
-        if not request.context:
-            raise ModelError("an empty context cannot be scored")
-        context = request.context.rstrip()
-        spaces = request.context[len(context) :]
-        context_enc = self._encode(context)
-        cont_encs = []
-        for continuation in request.continuations:
-            whole = self._encode(context + spaces + continuation)
-            cont_enc = whole[len(context_enc) :]
-            if not cont_enc:
-                raise ModelError(f"continuation {continuation!r} encodes to no tokens")
-            cont_encs.append(cont_enc)
-        rows = build_rows(context_enc, cont_encs, self.window)
-        self._rows[request] = rows
-        self._context_tokens[request] = min(len(context_enc), self.window)
-        return rows
+        if request not in self._rows:
+            self.prepare([request])
+        return self._rows[request]
+
+    def prepare(self, requests: Sequence[ChoiceRequest]) -> None:
+        """Tokenize the requests not seen before (lm-eval's `_encode_pair`), all in one batch."""
+        todo = [r for r in dict.fromkeys(requests) if r not in self._rows]
+        texts: list[str] = []
+        for request in todo:
+            if not request.context:
+                raise ModelError("an empty context cannot be scored")
+            context = request.context.rstrip()
+            spaces = request.context[len(context) :]
+            texts.append(context)
+            texts.extend(context + spaces + continuation for continuation in request.continuations)
+        encoded = iter(self._encode_many(texts))
+        for request in todo:
+            context_enc = next(encoded)
+            cont_encs = []
+            for continuation in request.continuations:
+                cont_enc = next(encoded)[len(context_enc) :]
+                if not cont_enc:
+                    raise ModelError(f"continuation {continuation!r} encodes to no tokens")
+                cont_encs.append(cont_enc)
+            self._rows[request] = build_rows(context_enc, cont_encs, self.window)
+            self._context_tokens[request] = min(len(context_enc), self.window)
 
     # -- batching -----------------------------------------------------------------------------
     def plan(self, requests: Sequence[ChoiceRequest]) -> list[list[int]]:
         """Longest questions first; a batch holds whole questions within a padded-token budget."""
+        self.prepare(requests)
         # Tokens every row shares at its start (a few-shot prefix) are computed once per batch,
         # so only the rest counts against the budget.
         shared = self._reusable_prefix([row for q in requests for row in self.rows(q)])
