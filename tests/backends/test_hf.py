@@ -170,13 +170,15 @@ def test_batched_tokenization_gives_each_text_its_own_encoding(
     bos = tokenizer.decode(tokenizer.bos_token_id or tokenizer.eos_token_id)
     requests = [*REQUESTS, ChoiceRequest(bos + "Question: already marked?\nAnswer:", (" yes",))]
     backend.prepare(requests)
-    for request in requests:  # lm-eval's _encode_pair, one text at a time
+
+    def encode(text: str) -> list[int]:  # lm-eval's tok_encode, one text at a time
+        return tokenizer.encode(text, add_special_tokens=not text.startswith(bos))
+
+    for request in requests:  # lm-eval's _encode_pair
         context = request.context.rstrip()
         spaces = request.context[len(context) :]
-        context_enc = backend._encode(context)
-        conts = [
-            backend._encode(context + spaces + c)[len(context_enc) :] for c in request.continuations
-        ]
+        context_enc = encode(context)
+        conts = [encode(context + spaces + c)[len(context_enc) :] for c in request.continuations]
         assert backend.rows(request) == build_rows(context_enc, conts, backend.window)
     assert backend.rows(requests[-1])[0].tokens.count(tokenizer.bos_token_id) <= 1
     with pytest.raises(ModelError, match="an empty context"):

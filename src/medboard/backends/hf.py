@@ -208,14 +208,7 @@ class HFBackend:
 
     # -- tokenization (lm-eval's tok_encode / _encode_pair) ----------------------------------
     def _encode(self, text: str) -> list[int]:
-        tokenizer = self.tokenizer
-        prefix_id = tokenizer.bos_token_id
-        if prefix_id is None:
-            prefix_id = tokenizer.eos_token_id
-        kwargs = {}
-        if prefix_id is not None and text.startswith(tokenizer.decode(prefix_id)):
-            kwargs["add_special_tokens"] = False  # the text already carries the BOS token
-        return tokenizer.encode(text, **kwargs)
+        return self._encode_many([text])[0]
 
     def count_tokens(self, text: str, add_special_tokens: bool = True) -> int:
         if not add_special_tokens:
@@ -223,8 +216,9 @@ class HFBackend:
         return len(self._encode(text))
 
     def _encode_many(self, texts: Sequence[str]) -> list[list[int]]:
-        """`_encode` of every text, in two batched tokenizer calls: the same ids as one call
-        per text, and a fast tokenizer spreads a batch over the cores."""
+        """lm-eval's tok_encode of every text (special tokens added unless the text already
+        starts with the BOS token), in at most two batched tokenizer calls: the same ids as one
+        call per text, and a fast tokenizer spreads a batch over the cores."""
         tokenizer = self.tokenizer
         prefix_id = tokenizer.bos_token_id
         if prefix_id is None:
