@@ -109,3 +109,21 @@ def import_fixture_tasks(home: Path) -> None:
 
 def read_json(path: Path) -> dict:
     return json.loads(path.read_text(encoding="utf-8"))
+
+
+def score_with_kernel(
+    model: Path, option: str, mine: str, requests: list[Any], **options: Any
+) -> tuple[Any, Any, list[Any], list[Any], list[str]]:
+    """A medboard kernel against torch's code: backends of `model` with the kernel `option`
+    (attention, activation) set to `mine` and to torch, the requests scored by each, and the
+    names of the profiler events of the kernel's scoring."""
+    import torch
+
+    from medboard.backends import create_backend
+
+    kernel = create_backend(str(model), **{option: mine}, **options)
+    plain = create_backend(str(model), **{option: "torch"}, **options)
+    with torch.profiler.profile() as profile:
+        got = kernel.loglikelihood(requests)
+    events = [e.name for e in profile.events()]
+    return kernel, plain, got, plain.loglikelihood(requests), events

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from medboard.backends import ChoiceRequest, GenerateRequest, create_backend
+from medboard.backends import ChoiceRequest, GenerateRequest
 from medboard.backends.activation import (
     GELU_TANH,
     NATIVE_ACTIVATION,
@@ -17,7 +17,7 @@ from medboard.backends.activation import (
 )
 from medboard.backends.kernels import INDUCTOR_OPTIONS, cpu_flags
 from medboard.errors import ModelError
-from tests.conftest import build_tiny_llama
+from tests.conftest import build_tiny_llama, score_with_kernel
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
@@ -145,15 +145,13 @@ def test_scoring_with_the_kernel_matches_torch(
         ChoiceRequest("Question: Which nerve innervates the diaphragm?\nAnswer:", (" A", " B")),
         ChoiceRequest("Question: Where is the liver?\nAnswer:", (" right upper", " left")),
     ]
-    options = {"dtype": "bfloat16", "compile_mode": compile_mode}
-    mine = create_backend(str(tiny_gated_model), activation="native", **options)
-    plain = create_backend(str(tiny_gated_model), activation="torch", **options)
+    mine, plain, got, expected, events = score_with_kernel(
+        tiny_gated_model, "activation", "native", requests, dtype="bfloat16",
+        compile_mode=compile_mode,
+    )  # fmt: skip
     assert mine.identity()["activation"] == NATIVE_ACTIVATION
     assert plain.identity()["activation"] is None
-    with torch.profiler.profile() as profile:
-        got = mine.loglikelihood(requests)
-    assert any("gated_act" in e.name for e in profile.events())  # no silent fallback
-    expected = plain.loglikelihood(requests)
+    assert any("gated_act" in name for name in events)  # no silent fallback
     for e, g in zip(expected, got, strict=True):
         if compile_mode == "on":  # the compiled kernel's arithmetic, bit for bit
             assert g.logprobs == e.logprobs

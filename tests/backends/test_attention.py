@@ -2,11 +2,11 @@ from pathlib import Path
 
 import pytest
 
-from medboard.backends import ChoiceRequest, GenerateRequest, create_backend
+from medboard.backends import ChoiceRequest, GenerateRequest
 from medboard.backends.attention import AMX_ATTENTION, applies, attention_mode, library
 from medboard.backends.kernels import cpu_has_amx
 from medboard.errors import ModelError
-from tests.conftest import build_tiny_llama
+from tests.conftest import build_tiny_llama, score_with_kernel
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
@@ -128,16 +128,13 @@ def test_scoring_with_the_kernel_matches_torch_attention(
         ChoiceRequest("Question: Where is the liver?\nAnswer:", (" right upper", " left")),
         ChoiceRequest("Abstract: " + "the liver is large. " * 30 + "\nAnswer:", (" yes", " no")),
     ]
-    options = {"dtype": "bfloat16", "compile_mode": compile_mode}
-    amx = create_backend(str(tiny_wide_model), attention="amx", **options)
-    plain = create_backend(str(tiny_wide_model), attention="torch", **options)
+    amx, plain, got, expected, events = score_with_kernel(
+        tiny_wide_model, "attention", "amx", requests, dtype="bfloat16", compile_mode=compile_mode
+    )
     assert amx.identity()["attention"] == AMX_ATTENTION
     assert plain.identity()["attention"] is None
-    with torch.profiler.profile() as profile:
-        got = amx.loglikelihood(requests)
-    ran = [e.name for e in profile.events() if "amx_causal_attention" in e.name]
+    ran = [name for name in events if "amx_causal_attention" in name]
     assert ran  # the kernel served the scoring passes, not a silent fallback
-    expected = plain.loglikelihood(requests)
     for e, g in zip(expected, got, strict=True):
         assert g.logprobs == pytest.approx(e.logprobs, rel=0.02, abs=0.05)
         assert g.greedy == e.greedy

@@ -21,10 +21,7 @@ static inline __m512 exp512(__m512 x) {
     return _mm512_scalef_ps(p, n);
 }
 
-static inline uint16_t to_bf16(float f) {  // round to nearest even, as torch converts
-    return (uint16_t)_mm_cvtsi128_si32((__m128i)_mm_cvtneps_pbh(_mm_set_ss(f)));
-}
-
+// The lanes of m rounded to bfloat16 (to nearest even, as torch converts) and stored.
 static inline void store_bf16(uint16_t *dst, __m512 x, __mmask16 m) {
     _mm256_mask_storeu_epi16(dst, m, (__m256i)_mm512_cvtneps_pbh(x));
 }
