@@ -39,6 +39,33 @@ int mb_amx_init(void) { return (int)syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM,
 // Key blocks of 16, rounded up to a multiple of 4: the score pass computes four at a time.
 static inline int64_t key_blocks(int64_t T) { return ((T + 15) / 16 + 3) / 4 * 4; }
 
+// A 16 x 16 matrix of 32-bit values, one row per register, transposed in place.
+static inline void transpose16_epi32(__m512i m[16]) {
+    __m512i t[16];
+    for (int i = 0; i < 16; i += 2) {
+        t[i] = _mm512_unpacklo_epi32(m[i], m[i + 1]);
+        t[i + 1] = _mm512_unpackhi_epi32(m[i], m[i + 1]);
+    }
+    for (int i = 0; i < 16; i += 4) {
+        m[i] = _mm512_unpacklo_epi64(t[i], t[i + 2]);
+        m[i + 1] = _mm512_unpackhi_epi64(t[i], t[i + 2]);
+        m[i + 2] = _mm512_unpacklo_epi64(t[i + 1], t[i + 3]);
+        m[i + 3] = _mm512_unpackhi_epi64(t[i + 1], t[i + 3]);
+    }
+    for (int i = 0; i < 4; i++) {
+        t[i] = _mm512_shuffle_i32x4(m[i], m[i + 4], 0x88);
+        t[i + 4] = _mm512_shuffle_i32x4(m[i], m[i + 4], 0xdd);
+        t[i + 8] = _mm512_shuffle_i32x4(m[i + 8], m[i + 12], 0x88);
+        t[i + 12] = _mm512_shuffle_i32x4(m[i + 8], m[i + 12], 0xdd);
+    }
+    for (int i = 0; i < 4; i++) {
+        m[i] = _mm512_shuffle_i32x4(t[i], t[i + 8], 0x88);
+        m[i + 8] = _mm512_shuffle_i32x4(t[i], t[i + 8], 0xdd);
+        m[i + 4] = _mm512_shuffle_i32x4(t[i + 4], t[i + 12], 0x88);
+        m[i + 12] = _mm512_shuffle_i32x4(t[i + 4], t[i + 12], 0xdd);
+    }
+}
+
 // One (sequence, key/value head) pair: its query heads, every query row.
 static void attend_group(const uint16_t *q, const uint16_t *k, const uint16_t *v, uint16_t *out,
                          int64_t T, int64_t Hq, int64_t D, int64_t group, int64_t qh0,
@@ -48,28 +75,37 @@ static void attend_group(const uint16_t *q, const uint16_t *k, const uint16_t *v
     const int64_t nb = (T + 15) / 16, nb4 = key_blocks(T), t32 = (T + 31) / 32 * 32;
     const int64_t kst = D / 32, db = D / 16;
     const int64_t spitch = nb4 * 16;  // floats per score row
-    // K as B tiles: tile (block, step) row r holds, per key j, the pair of dims 2r, 2r+1.
-    const uint32_t *k32 = (const uint32_t *)k;
-    uint32_t *kp32 = (uint32_t *)kp;
+    // K as B tiles: tile (block, step) row r holds, per key j, the pair of dims 2r, 2r+1: the
+    // transpose of 16 keys x 16 dim pairs, 32 bits each (keys past T are zero).
     for (int64_t b = 0; b < nb4; b++)
-        for (int64_t st = 0; st < kst; st++)
+        for (int64_t st = 0; st < kst; st++) {
+            __m512i rows16[16];
             for (int64_t j = 0; j < 16; j++) {
-                int64_t key = b * 16 + j;
-                uint32_t *tile = kp32 + (b * kst + st) * 256 + j;
-                if (key < T) {
-                    const uint32_t *row = k32 + key * ks[2] / 2 + st * 16;
-                    for (int64_t r = 0; r < 16; r++) tile[r * 16] = row[r];
-                } else {
-                    for (int64_t r = 0; r < 16; r++) tile[r * 16] = 0;
-                }
+                const int64_t key = b * 16 + j;
+                rows16[j] = key < T ? _mm512_loadu_si512(k + key * ks[2] + st * 32)
+                                    : _mm512_setzero_si512();
             }
-    // V as B tiles: tile (step of 32 keys, block of 16 dims) row r holds keys 2r, 2r+1 per dim.
-    for (int64_t t = 0; t < t32; t++) {
-        const uint16_t *row = v + t * vs[2];
-        int64_t st = t / 32, r = (t % 32) / 2, e = t % 2;
-        for (int64_t c = 0; c < db; c++) {
-            uint16_t *tile = vp + ((st * db + c) * 16 + r) * 32 + e;
-            for (int64_t j = 0; j < 16; j++) tile[2 * j] = t < T ? row[c * 16 + j] : 0;
+            transpose16_epi32(rows16);
+            __m512i *tile = (__m512i *)(kp + (b * kst + st) * 512);
+            for (int64_t r = 0; r < 16; r++) _mm512_store_si512(tile + r, rows16[r]);
+        }
+    // V as B tiles: tile (step of 32 keys, block of 16 dims) row r holds keys 2r, 2r+1 per dim,
+    // interleaved (keys past T are zero).
+    const __m512i lo = _mm512_set_epi16(47, 15, 46, 14, 45, 13, 44, 12, 43, 11, 42, 10, 41, 9,
+                                        40, 8, 39, 7, 38, 6, 37, 5, 36, 4, 35, 3, 34, 2, 33, 1,
+                                        32, 0);
+    const __m512i hi = _mm512_add_epi16(lo, _mm512_set1_epi16(16));
+    for (int64_t t = 0; t < t32; t += 2) {
+        const int64_t st = t / 32, r = (t % 32) / 2;
+        for (int64_t c = 0; c < db; c += 2) {  // 32 dims of both keys: two tile rows
+            __m512i v0 = t < T ? _mm512_loadu_si512(v + t * vs[2] + c * 16)
+                               : _mm512_setzero_si512();
+            __m512i v1 = t + 1 < T ? _mm512_loadu_si512(v + (t + 1) * vs[2] + c * 16)
+                                   : _mm512_setzero_si512();
+            _mm512_store_si512(vp + ((st * db + c) * 16 + r) * 32,
+                               _mm512_permutex2var_epi16(v0, lo, v1));
+            _mm512_store_si512(vp + ((st * db + c + 1) * 16 + r) * 32,
+                               _mm512_permutex2var_epi16(v0, hi, v1));
         }
     }
     for (int64_t g = 0; g < group; g++) {
@@ -153,10 +189,16 @@ static void attend_group(const uint16_t *q, const uint16_t *k, const uint16_t *v
                 _tile_stored(3, obuf + 48, 256);
                 for (int64_t r = 0; r < rows; r++) {
                     uint16_t *dst = out + ((i0 + r) * Hq + qh) * D + c * 64;
-                    __m512 inv = _mm512_set1_ps(sums[r]);
-                    for (int64_t j = 0; j < 64; j += 16)
-                        store_bf16(dst + j, _mm512_div_ps(_mm512_loadu_ps(obuf + r * 64 + j), inv),
+                    // x / sum, correctly rounded as a division would be, without one: q = x y
+                    // with y = 1 / sum rounded, then q + (x - sum q) y (Markstein's theorem:
+                    // exact for a correctly rounded reciprocal; sum is in [1, T]).
+                    const __m512 sum = _mm512_set1_ps(sums[r]), y = _mm512_set1_ps(1.0f / sums[r]);
+                    for (int64_t j = 0; j < 64; j += 16) {
+                        const __m512 x = _mm512_loadu_ps(obuf + r * 64 + j);
+                        const __m512 q = _mm512_mul_ps(x, y);
+                        store_bf16(dst + j, _mm512_fmadd_ps(_mm512_fnmadd_ps(sum, q, x), y, q),
                                    0xFFFF);
+                    }
                 }
             }
         }
