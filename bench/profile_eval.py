@@ -10,8 +10,9 @@ and linear), the fused elementwise kernels
 torch.compile generates (norms, rotary embeddings, SiLU x up, residual adds), tokenization,
 log-softmax and argmax at the answer positions; compilation, and the operators a compiled
 graph calls (in a compiled SmolLM2 or Gemma layer: attention, torch's
-scaled_dot_product_attention or medboard's AMX kernel, and medboard's gated activation kernel
-when it runs), are reported as cumulative time, since cProfile sees no callee inside them.
+scaled_dot_product_attention or medboard's AMX kernel, and medboard's gated MLP kernel, with
+the gate and up products on AMX, the activation alone otherwise), are reported as cumulative
+time, since cProfile sees no callee inside them.
 """
 
 from __future__ import annotations
@@ -33,8 +34,8 @@ from speed import fresh_medboard_home  # noqa: E402
 
 Key = tuple[str, int, str]
 ATTENTION = (
-    "operators compiled layers call (attention: SDPA or the AMX kernel; the gated activation "
-    "kernel; cumulative)"
+    "operators compiled layers call (attention: SDPA or the AMX kernel; the gated MLP kernel, "
+    "with the gate and up products on AMX; cumulative)"
 )
 
 

@@ -261,9 +261,10 @@ def eval_command(
     activation: Annotated[
         str,
         typer.Option(
-            help="The gated MLP activation (SiLU or tanh-GELU times up) while scoring choices: "
-            "auto (medboard's one-pass kernel for bfloat16 on a CPU with AVX-512 BF16, built "
-            "with the C compiler on first use; else torch's), torch or native."
+            help="The gated MLPs (SiLU or tanh-GELU of gate, times up) while scoring choices: "
+            "auto (medboard's kernels for bfloat16, built with the C compiler on first use: "
+            "projections and activation in one on a CPU with AMX, the activation alone with "
+            "AVX-512 BF16; else torch's), torch or native."
         ),
     ] = "auto",
     protocol: Annotated[

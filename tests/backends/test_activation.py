@@ -2,18 +2,22 @@ from pathlib import Path
 
 import pytest
 
-from medboard.backends import ChoiceRequest, GenerateRequest
+from medboard.backends import ChoiceRequest, GenerateRequest, activation
 from medboard.backends.activation import (
+    FUSED_MLP,
     GELU_TANH,
     NATIVE_ACTIVATION,
     SILU,
     FusedActivation,
     _fused,
+    _mlp_operator,
     _operator,
     activation_mode,
     computes_same,
+    fused_usable,
     gated_mlps,
     kind_of,
+    pack,
 )
 from medboard.backends.kernels import INDUCTOR_OPTIONS, cpu_flags
 from medboard.errors import ModelError
@@ -24,6 +28,7 @@ F = torch.nn.functional
 avx512_only = pytest.mark.skipif(
     "avx512_bf16" not in (cpu_flags() or ()), reason="the kernel needs AVX-512 BF16"
 )
+amx_only = pytest.mark.skipif(not fused_usable(), reason="the fused kernel runs on AMX tiles")
 TORCH_ACT = {
     SILU: lambda g, u: F.silu(g) * u,
     GELU_TANH: lambda g, u: F.gelu(g, approximate="tanh") * u,
@@ -78,7 +83,100 @@ def test_activation_mode_choices() -> None:
     with pytest.raises(ModelError, match="needs --dtype bfloat16"):
         activation_mode("float32", "cpu", "native")
     if "avx512_bf16" in (cpu_flags() or ()):
-        assert activation_mode("bfloat16", "cpu") == NATIVE_ACTIVATION
+        fused = FUSED_MLP if fused_usable() else NATIVE_ACTIVATION
+        assert activation_mode("bfloat16", "cpu") == fused
+        assert activation_mode("bfloat16", "cpu", "native") == fused
+
+
+@avx512_only
+def test_activation_mode_without_amx(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(activation, "fused_usable", lambda: False)
+    assert activation_mode("bfloat16", "cpu") == NATIVE_ACTIVATION
+
+
+@amx_only
+def test_activation_mode_when_the_fused_kernel_does_not_build(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    def broken() -> None:
+        raise ModelError("building gated_mlp_amx.c failed: no AMX in this compiler")
+
+    monkeypatch.setattr(activation, "mlp_library", broken)
+    assert activation_mode("bfloat16", "cpu", "native") == NATIVE_ACTIVATION
+    assert "gated_act.c instead of the fused MLP kernel" in capsys.readouterr().err
+
+
+def _mlp_inputs(rows: int, k: int, n: int, seed: int) -> tuple:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(rows, k, generator=g).bfloat16()
+    gate = (torch.randn(n, k, generator=g) * k**-0.5 * 2).bfloat16()
+    up = (torch.randn(n, k, generator=g) * k**-0.5).bfloat16()
+    return x, gate, up
+
+
+@amx_only
+@pytest.mark.parametrize("kind", [SILU, GELU_TANH])
+@pytest.mark.parametrize(
+    ("rows", "k", "n"),
+    [
+        (1100, 576, 1536),  # SmolLM2's MLP: several chunks, a short last block
+        (64, 640, 2048),  # Gemma-3's
+        (1, 64, 128),
+        (45, 96, 48),  # an odd number of 16-column groups: one without a pair
+        (33, 32, 16),
+    ],
+)
+def test_fused_kernel_gives_torchs_products_and_activation(
+    kind: int, rows: int, k: int, n: int
+) -> None:
+    """act(x gate^T) * (x up^T) as torch's bfloat16 products and gated_act.c give it: the same
+    float32 accumulation (in another order only where oneDNN splits the sum), so all but a few
+    values at bfloat16 rounding boundaries are identical."""
+    x, gate, up = _mlp_inputs(rows, k, n, seed=rows + n)
+    with torch.inference_mode():
+        mine = _mlp_operator()(x, pack(gate, up), kind)
+        theirs = _operator()(F.linear(x, gate), F.linear(x, up), kind)
+        exact = TORCH_ACT[kind](x.double() @ gate.double().t(), x.double() @ up.double().t())
+    assert mine.shape == (rows, n) and mine.dtype == torch.bfloat16
+    assert (mine == theirs).double().mean() > 0.99
+    assert torch.allclose(mine.double(), theirs.double(), rtol=2**-6, atol=2**-6)
+    # within the bfloat16 roundings of gate, up and the result of the exact value
+    assert torch.allclose(mine.double(), exact, rtol=2**-5, atol=2**-5)
+
+
+@amx_only
+def test_fused_kernel_takes_batches_and_refuses_what_it_cannot_pack() -> None:
+    x, gate, up = _mlp_inputs(2 * 7, 64, 128, seed=3)
+    packed = pack(gate, up)
+    assert packed.shape == (8, 2, 2, 16, 32)
+    with torch.inference_mode():
+        batched = _mlp_operator()(x.view(2, 7, 64), packed, SILU)
+        flat = _mlp_operator()(x, packed, SILU)
+        assert batched.shape == (2, 7, 128) and torch.equal(batched.view(14, 128), flat)
+        with pytest.raises(ValueError, match="bfloat16 inputs of 64 features"):
+            _mlp_operator()(x[:, :32], packed, SILU)
+        with pytest.raises(ValueError, match="bfloat16 inputs of 64 features"):
+            _mlp_operator()(x.float(), packed, SILU)
+    with pytest.raises(ValueError, match="cannot pack"):
+        pack(gate[:, :48], up[:, :48])  # 48 inputs: not a multiple of 32
+    with pytest.raises(ValueError, match="cannot pack"):
+        pack(gate[:120], up[:120])  # 120 outputs: not a multiple of 16
+    with pytest.raises(ValueError, match="cannot pack"):
+        pack(gate, up[:64])
+
+
+@amx_only
+def test_fused_kernel_leaves_onednn_tile_state_alone() -> None:
+    """oneDNN's bfloat16 products on the same threads still compute the same after it."""
+    g = torch.Generator().manual_seed(1)
+    a = torch.randn(256, 512, generator=g).to(torch.bfloat16)
+    b = torch.randn(512, 384, generator=g).to(torch.bfloat16)
+    x, gate, up = _mlp_inputs(100, 64, 96, seed=4)
+    with torch.inference_mode():
+        before = a @ b
+        _mlp_operator()(x, pack(gate, up), SILU)
+        after = a @ b
+    assert torch.equal(before, after)
 
 
 def test_kinds_of_activation_modules() -> None:
@@ -94,16 +192,41 @@ def test_kinds_of_activation_modules() -> None:
 
 
 class _Gated(torch.nn.Module):
-    def __init__(self, act: torch.nn.Module, bias: float = 0.0) -> None:
+    def __init__(self, act: torch.nn.Module, bias: float = 0.0, k: int = 16) -> None:
         super().__init__()
-        self.gate_proj = torch.nn.Linear(16, 32, bias=False)
-        self.up_proj = torch.nn.Linear(16, 32, bias=False)
-        self.down_proj = torch.nn.Linear(32, 16, bias=False)
+        self.gate_proj = torch.nn.Linear(k, 32, bias=False)
+        self.up_proj = torch.nn.Linear(k, 32, bias=False)
+        self.down_proj = torch.nn.Linear(32, k, bias=False)
         self.act_fn = act
         self.bias = bias
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.down_proj(self.act_fn(self.gate_proj(x)) * self.up_proj(x) + self.bias)
+
+
+@amx_only
+def test_fused_kernel_only_for_mlps_whose_products_it_takes() -> None:
+    model = torch.nn.ModuleList([_Gated(torch.nn.SiLU(), k=64), _Gated(torch.nn.SiLU())])
+    model[1].gate_proj.bias = torch.nn.Parameter(torch.zeros(32))  # a bias: elementwise only
+    model = model.bfloat16()
+    fused = FusedActivation(model, products=True)
+    assert len(fused.forwards) == 2
+    assert "medboard_gate_up" in dict(model[0].named_buffers())
+    assert "medboard_gate_up" not in model[0].state_dict()  # not saved with the model
+    assert not hasattr(model[1], "medboard_gate_up")
+    _check_inside(fused, model[0], torch.randn(3, 64).bfloat16(), "gated_mlp")
+
+
+def _check_inside(fused: FusedActivation, module: torch.nn.Module, x: torch.Tensor, kernel: str):
+    """The module's forward runs `kernel` inside `fused` only, and gives about its own output."""
+    with torch.inference_mode():
+        before = module(x)
+        with fused, torch.profiler.profile() as profile:
+            inside = module(x)
+        after = module(x)
+    assert any(kernel in e.name for e in profile.events())
+    assert torch.equal(before, after) and "forward" not in vars(module)
+    assert torch.allclose(inside.float(), before.float(), rtol=0.02, atol=0.02)
 
 
 @avx512_only
@@ -118,16 +241,9 @@ def test_only_mlps_the_kernel_computes_are_replaced() -> None:
     # the MLP that adds a bias computes something else: it keeps its own forward
     assert [module for module, _ in fused.forwards] == [model[0]]
     x = torch.randn(3, 16).bfloat16()
-    with torch.inference_mode():
-        before = model[0](x)
-        with fused, torch.profiler.profile() as profile:
-            inside = model[0](x)
-        after = model[0](x)
-        with fused:  # other input than bfloat16: the module's own forward
-            assert torch.equal(model[0].float()(x.float()), model[0](x.float()))
-    assert any("gated_act" in e.name for e in profile.events())
-    assert torch.equal(before, after) and "forward" not in vars(model[0])
-    assert torch.allclose(inside.float(), before.float(), rtol=0.02, atol=0.02)
+    _check_inside(fused, model[0], x, "gated_act")
+    with torch.inference_mode(), fused:  # other input than bfloat16: the module's own forward
+        assert torch.equal(model[0].float()(x.float()), model[0](x.float()))
 
 
 @pytest.fixture(scope="module", params=["silu", "gelu_pytorch_tanh"])
@@ -137,10 +253,18 @@ def tiny_gated_model(request: pytest.FixtureRequest, tmp_path_factory: pytest.Te
 
 
 @avx512_only
+@pytest.mark.parametrize("fused", [False, True])
 @pytest.mark.parametrize("compile_mode", ["on", "off"])
 def test_scoring_with_the_kernel_matches_torch(
-    tiny_gated_model: Path, medboard_home: Path, compile_mode: str
+    tiny_gated_model: Path,
+    medboard_home: Path,
+    compile_mode: str,
+    fused: bool,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    if fused and not fused_usable():
+        pytest.skip("the fused kernel runs on AMX tiles")
+    monkeypatch.setattr(activation, "fused_usable", lambda: fused)
     requests = [
         ChoiceRequest("Question: Which nerve innervates the diaphragm?\nAnswer:", (" A", " B")),
         ChoiceRequest("Question: Where is the liver?\nAnswer:", (" right upper", " left")),
@@ -149,13 +273,15 @@ def test_scoring_with_the_kernel_matches_torch(
         tiny_gated_model, "activation", "native", requests, dtype="bfloat16",
         compile_mode=compile_mode,
     )  # fmt: skip
-    assert mine.identity()["activation"] == NATIVE_ACTIVATION
+    assert mine.identity()["activation"] == (FUSED_MLP if fused else NATIVE_ACTIVATION)
     assert plain.identity()["activation"] is None
-    assert any("gated_act" in name for name in events)  # no silent fallback
+    kernel = "gated_mlp" if fused else "gated_act"
+    assert any(kernel in name for name in events)  # no silent fallback
     for e, g in zip(expected, got, strict=True):
-        if compile_mode == "on":  # the compiled kernel's arithmetic, bit for bit
+        if compile_mode == "on" and not fused:  # the compiled kernel's arithmetic, bit for bit
             assert g.logprobs == e.logprobs
-        else:  # eager rounds act(gate) before the product; the kernel does not
+        else:  # eager rounds act(gate) before the product, the kernels do not; the fused
+            # kernel sums the products in oneDNN's order for large inputs only
             assert g.logprobs == pytest.approx(e.logprobs, rel=0.02, abs=0.05)
     prompt = GenerateRequest("Question: Where is the liver?\nAnswer:", max_new_tokens=4)
     assert mine.generate([prompt]) == plain.generate([prompt])  # generation keeps torch's

@@ -19,8 +19,7 @@ from functools import cache
 from typing import Any
 
 from medboard.backends.kernels import cpu_has_amx
-from medboard.backends.native import AVX512, build, kernel_mode
-from medboard.errors import ModelError
+from medboard.backends.native import build_amx, kernel_mode
 
 ATTENTION_CHOICES = ("auto", "torch", "amx")
 # Recorded in run keys (like kernels.COMPILED_ARITHMETIC): the kernel rounds bfloat16 at other
@@ -42,9 +41,7 @@ def attention_mode(dtype: str, device: str, requested: str = "auto") -> str | No
 @cache
 def library() -> ctypes.CDLL:
     """attention_amx.c, built once into medboard's home and loaded (native.build)."""
-    lib = build("attention_amx.c", (*AVX512, "-mamx-tile", "-mamx-bf16"))
-    if lib.mb_amx_init() != 0:
-        raise ModelError("the kernel refused AMX tiles to this process (arch_prctl)")
+    lib = build_amx("attention_amx.c")
     pointer, size = ctypes.c_void_p, ctypes.c_int64
     lib.mb_attention_bf16.argtypes = [pointer] * 4 + [size] * 5 + [pointer] * 3 + [ctypes.c_float]
     lib.mb_attention_bf16.restype = ctypes.c_int

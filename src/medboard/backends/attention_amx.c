@@ -7,34 +7,15 @@
 // 32 queries whose fixed cost outweighs their arithmetic at a hundred-token prompt; here a
 // whole key range is one pass of 16 x 16 tiles (the sequence fits in cache).
 //
-// Thread safety of the tile state: oneDNN keeps a tile configuration loaded on the threads it
-// runs on (torch's OpenMP threads, which run this kernel too). Every thread stores the
-// configuration it finds before loading its own and loads it back afterwards, so oneDNN's next
-// product sees the state it left.
+// The tile state is saved and restored around the kernel for oneDNN's sake (amx.h).
 #include <immintrin.h>
 #include <math.h>
 #include <omp.h>
 #include <stdint.h>
 #include <stdlib.h>
-#include <string.h>
-#include <sys/syscall.h>
-#include <unistd.h>
 
+#include "amx.h"
 #include "vecmath.h"
-
-#define ARCH_REQ_XCOMP_PERM 0x1023
-#define XFEATURE_XTILEDATA 18
-
-typedef struct {
-    uint8_t palette_id;
-    uint8_t start_row;
-    uint8_t reserved[14];
-    uint16_t colsb[16];
-    uint8_t rows[16];
-} tile_config;
-
-// Ask the kernel for the AMX tile data state (a no-op when oneDNN already did). 0: granted.
-int mb_amx_init(void) { return (int)syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA); }
 
 // Key blocks of 16, rounded up to a multiple of 4: the score pass computes four at a time.
 static inline int64_t key_blocks(int64_t T) { return ((T + 15) / 16 + 3) / 4 * 4; }
@@ -229,15 +210,8 @@ int mb_attention_bf16(const uint16_t *q, const uint16_t *k, const uint16_t *v, u
         uint16_t *p = (uint16_t *)TAKE(p_bytes), *qbuf = (uint16_t *)TAKE(q_bytes);
         float *obuf = (float *)TAKE(o_bytes);
 #undef TAKE
-        tile_config saved, mine;
-        _tile_storeconfig(&saved);
-        memset(&mine, 0, sizeof mine);
-        mine.palette_id = 1;
-        for (int i = 0; i < 8; i++) {
-            mine.colsb[i] = 64;
-            mine.rows[i] = 16;
-        }
-        _tile_loadconfig(&mine);
+        tile_config saved;
+        amx_enter(&saved);
 #pragma omp for schedule(dynamic)
         for (int64_t w = 0; w < B * Hk; w++) {
             const int64_t b = w / Hk, h = w % Hk;
@@ -245,10 +219,7 @@ int mb_attention_bf16(const uint16_t *q, const uint16_t *k, const uint16_t *v, u
                          out + b * T * Hq * D, T, Hq, D, group, h * group, qs, ks, vs, scale, kp,
                          vp, s, p, qbuf, obuf);
         }
-        if (saved.palette_id)
-            _tile_loadconfig(&saved);
-        else
-            _tile_release();
+        amx_leave(&saved);
     }
     free(mem);
     return 0;

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from medboard.backends.activation import FusedActivation, activation_mode
+from medboard.backends.activation import FUSED_MLP, FusedActivation, activation_mode
 from medboard.backends.attention import AmxAttention, attention_mode
 from medboard.backends.base import ChoiceRequest, ChoiceResult, GenerateRequest, GenerateResult
 from medboard.backends.hf_generate import (
@@ -177,7 +177,8 @@ class HFBackend:
         if self.attention:
             self._scoring.append(AmxAttention(self._model))
         if self.activation:
-            self._scoring.append(FusedActivation(self._model))
+            products = self.activation == FUSED_MLP
+            self._scoring.append(FusedActivation(self._model, products))
 
     def _head_matches_forward(self) -> bool:
         """Whether projecting selected hidden states gives the model's own logits.

@@ -1,5 +1,6 @@
-"""medboard's C kernels (attention_amx.c, gated_act.c): built with the system's C compiler on
-first use into medboard's home, once per source, flags and compiler, then loaded with ctypes."""
+"""medboard's C kernels (attention_amx.c, gated_act.c, gated_mlp_amx.c): built with the
+system's C compiler on first use into medboard's home, once per source, flags and compiler,
+then loaded with ctypes."""
 
 import ctypes
 import hashlib
@@ -15,8 +16,9 @@ from medboard.paths import home
 
 HERE = Path(__file__).parent
 # Headers the kernels include: part of every kernel's build identity.
-HEADERS = ("vecmath.h",)
+HEADERS = ("vecmath.h", "amx.h")
 AVX512 = ("-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512bf16")
+AMX = (*AVX512, "-mamx-tile", "-mamx-bf16", "-mprfchw")
 
 
 def compiler() -> str:
@@ -53,6 +55,14 @@ def build(source: str, flags: tuple[str, ...]) -> ctypes.CDLL:
             raise ModelError(f"building {source} failed: {built.stderr.strip()[-500:]}")
         os.replace(partial, target)  # whole or absent, also with two processes building
     return ctypes.CDLL(str(target))
+
+
+def build_amx(source: str) -> ctypes.CDLL:
+    """An AMX kernel (amx.h) built and loaded, with this process granted the tile state."""
+    lib = build(source, AMX)
+    if lib.mb_amx_init() != 0:
+        raise ModelError("the kernel refused AMX tiles to this process (arch_prctl)")
+    return lib
 
 
 def kernel_mode(
