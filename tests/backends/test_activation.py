@@ -217,7 +217,9 @@ def test_fused_kernel_only_for_mlps_whose_products_it_takes() -> None:
     _check_inside(fused, model[0], torch.randn(3, 64).bfloat16(), "gated_mlp")
 
 
-def _check_inside(fused: FusedActivation, module: torch.nn.Module, x: torch.Tensor, kernel: str):
+def _check_inside(
+    fused: FusedActivation, module: torch.nn.Module, x: torch.Tensor, kernel: str
+) -> None:
     """The module's forward runs `kernel` inside `fused` only, and gives about its own output."""
     with torch.inference_mode():
         before = module(x)

@@ -11,6 +11,7 @@
 
 #include "vecmath.h"
 
+// out[i] = act(gate[i]) * up[i] for n contiguous values; kind: SILU or GELU_TANH.
 void mb_gated_act_bf16(const uint16_t *gate, const uint16_t *up, uint16_t *out, int64_t n,
                        int kind) {
     const int64_t chunk = 4096;  // values per unit of work

@@ -26,11 +26,16 @@ static inline void store_bf16(uint16_t *dst, __m512 x, __mmask16 m) {
     _mm256_mask_storeu_epi16(dst, m, (__m256i)_mm512_cvtneps_pbh(x));
 }
 
-// Up to 16 bfloat16 values (the lanes of m) widened to float32; the other lanes are 0.
-static inline __m512 load_bf16(const uint16_t *src, __mmask16 m) {
-    __m256i h = _mm256_maskz_loadu_epi16(m, src);
+// 16 bfloat16 values widened to float32 (exactly: a bfloat16 is a float32's upper half).
+static inline __m512 widen_bf16(__m256i h) {
     return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
 }
+
+// Up to 16 bfloat16 values (the lanes of m) widened to float32; the other lanes are 0.
+static inline __m512 load_bf16(const uint16_t *src, __mmask16 m) {
+    return widen_bf16(_mm256_maskz_loadu_epi16(m, src));
+}
+
 // gated_act.c's and gated_mlp_amx.c's activations (their kinds, as activation.py numbers them).
 enum { SILU = 0, GELU_TANH = 1 };
 
@@ -62,11 +67,6 @@ static inline __m512 activation(__m512 x, int kind) {
     return divide(x, _mm512_add_ps(e, one));
 }
 
-// out[i] = act(gate[i]) * up[i] for n contiguous values; kind: SILU or GELU_TANH.
-
 // x rounded to bfloat16 (to nearest even) and widened back to float32.
-static inline __m512 round_bf16(__m512 x) {
-    __m256i h = (__m256i)_mm512_cvtneps_pbh(x);
-    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
-}
+static inline __m512 round_bf16(__m512 x) { return widen_bf16((__m256i)_mm512_cvtneps_pbh(x)); }
 #endif
