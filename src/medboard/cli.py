@@ -234,7 +234,7 @@ def eval_command(
         Path | None, typer.Option(help="Folder for results.json and the samples.")
     ] = None,
     batch_tokens: Annotated[
-        int | None, typer.Option(help="Padded tokens per batch (default 4096).", min=1)
+        int | None, typer.Option(help="Tokens per scoring batch (default 4096).", min=1)
     ] = None,
     bf16_matmul: Annotated[
         str,

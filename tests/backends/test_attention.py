@@ -2,8 +2,15 @@ from pathlib import Path
 
 import pytest
 
-from medboard.backends import ChoiceRequest, GenerateRequest
-from medboard.backends.attention import AMX_ATTENTION, applies, attention_mode, library
+from medboard.backends import ChoiceRequest, GenerateRequest, create_backend
+from medboard.backends.attention import (
+    AMX_ATTENTION,
+    applies,
+    attention_mode,
+    library,
+    packed_attention_forward,
+    packs,
+)
 from medboard.backends.kernels import cpu_has_amx
 from medboard.errors import ModelError
 from tests.conftest import build_tiny_llama, score_with_kernel
@@ -82,6 +89,76 @@ def test_kernel_leaves_onednn_tile_state_alone() -> None:
     assert torch.equal(before, again)
 
 
+@amx_only
+@pytest.mark.parametrize(
+    "lengths, heads, kv_heads, size",
+    [
+        ([117, 1, 31, 600, 64], 9, 3, 64),  # SmolLM2's heads; one longer than 512
+        ([70, 0, 5, 16], 4, 1, 256),  # Gemma-3's heads, an empty sequence
+        ([45], 8, 2, 128),
+    ],
+)
+def test_packed_kernel_is_the_kernel_on_each_sequence(
+    lengths: list[int], heads: int, kv_heads: int, size: int
+) -> None:
+    """Sequences packed into one row: each attends to itself alone, with the same arithmetic
+    (bit for bit) as the kernel on that sequence by itself."""
+    from medboard.backends.attention import _packed_operator
+
+    q, k, v = _qkv(1, sum(lengths), heads, kv_heads, size, seed=sum(lengths))
+    starts = [0]
+    for n in lengths:
+        starts.append(starts[-1] + n)
+    scale = size**-0.5
+    with torch.inference_mode():
+        packed = _packed_operator()(q, k, v, torch.tensor(starts), scale)
+        alone = [
+            _kernel(q[:, :, a:b], k[:, :, a:b], v[:, :, a:b], scale)
+            for a, b in zip(starts, starts[1:], strict=False)
+            if b > a
+        ]
+    assert packed.shape == (1, sum(lengths), heads, size) and packed.is_contiguous()
+    assert torch.equal(packed, torch.cat(alone, dim=1))
+
+
+def test_packed_attention_without_the_kernel_is_sdpa_per_sequence() -> None:
+    """Where the kernel does not apply (float32 here) packed rows take SDPA one sequence at a
+    time, and a call without its segments is refused."""
+
+    class Module:
+        is_causal = True
+        training = False
+        num_key_value_groups = 2
+
+    q, k, v = (t.float() for t in _qkv(1, 30, 4, 2, 8, seed=5))
+    starts = torch.tensor([0, 12, 13, 30])
+    with torch.inference_mode():
+        out, _ = packed_attention_forward(Module(), q, k, v, None, medboard_segments=starts)
+        for a, b in [(0, 12), (12, 13), (13, 30)]:
+            alone = F.scaled_dot_product_attention(
+                q[:, :, a:b], k[:, :, a:b], v[:, :, a:b], is_causal=True, enable_gqa=True
+            ).transpose(1, 2)
+            assert torch.allclose(out[:, a:b], alone, atol=1e-6)
+    with pytest.raises(ModelError, match="medboard_segments"):
+        packed_attention_forward(Module(), q, k, v, None)
+
+
+def test_packs_only_models_whose_heads_the_kernel_fits() -> None:
+    from transformers import Gemma3TextConfig, LlamaConfig
+
+    class Model:
+        def __init__(self, config: object) -> None:
+            self.config = config
+
+    llama = LlamaConfig(hidden_size=256, num_attention_heads=4, num_key_value_heads=2)
+    assert packs(Model(llama))
+    assert not packs(Model(LlamaConfig(hidden_size=32, num_attention_heads=4)))  # heads of 8
+    gemma = Gemma3TextConfig(head_dim=64, num_attention_heads=4, num_key_value_heads=1)
+    assert packs(Model(gemma))
+    gemma.attn_logit_softcapping = 50.0
+    assert not packs(Model(gemma))
+
+
 def test_kernel_only_where_it_computes_what_sdpa_would() -> None:
     class Module:
         is_causal = True
@@ -133,8 +210,8 @@ def test_scoring_with_the_kernel_matches_torch_attention(
     )
     assert amx.identity()["attention"] == AMX_ATTENTION
     assert plain.identity()["attention"] is None
-    ran = [name for name in events if "amx_causal_attention" in name]
-    assert ran  # the kernel served the scoring passes, not a silent fallback
+    ran = [name for name in events if "amx_packed_attention" in name]
+    assert ran  # the kernel served the (packed) scoring passes, not a silent fallback
     for e, g in zip(expected, got, strict=True):
         assert g.logprobs == pytest.approx(e.logprobs, rel=0.02, abs=0.05)
         assert g.greedy == e.greedy
@@ -142,3 +219,37 @@ def test_scoring_with_the_kernel_matches_torch_attention(
     assert config._attn_implementation == "sdpa"  # torch's again outside scoring passes
     prompt = GenerateRequest("Question: Where is the liver?\nAnswer:", max_new_tokens=4)
     assert amx.generate([prompt]) == plain.generate([prompt])
+
+
+@amx_only
+def test_packed_scoring_gives_the_numbers_of_padded_batches(
+    tiny_wide_model: Path, medboard_home: Path
+) -> None:
+    """Questions packed one after another into one row score exactly as in padded rows, the
+    row padded to whole multiples of PACK_MULTIPLE; without packing the kernel still runs."""
+    from medboard.backends.packing import PACK_MULTIPLE
+
+    backend = create_backend(str(tiny_wide_model), dtype="bfloat16", attention="amx")
+    requests = [
+        ChoiceRequest(f"Question: {'why ' * n}is bone {n} hard?\nAnswer:", (" A", " B", " C"))
+        for n in (1, 9, 3, 40, 2)
+    ] + [ChoiceRequest("Question: Where is the liver?\nAnswer:", (" right upper", " left"))]
+    backend.load()
+    assert backend._packs
+    with torch.profiler.profile() as profile:
+        packed = backend.loglikelihood(requests)
+    names = [e.name for e in profile.events()]
+    assert any("amx_packed_attention" in n for n in names)
+    backend._packs = False
+    with torch.profiler.profile() as profile:
+        padded = backend.loglikelihood(requests)
+    names = [e.name for e in profile.events()]
+    assert any("amx_causal_attention" in n for n in names)
+    assert not any("amx_packed_attention" in n for n in names)
+    assert [r.logprobs for r in packed] == [r.logprobs for r in padded]
+    assert [r.greedy for r in packed] == [r.greedy for r in padded]
+    with torch.inference_mode():
+        hidden = backend._forward_packed([[5, 6, 7], [8, 9]])
+        alone = backend._forward_packed([[8, 9]])
+    assert hidden.shape[:2] == alone.shape[:2] == (1, PACK_MULTIPLE)
+    assert torch.equal(hidden[0, 3:5], alone[0, :2])  # the second sequence sees only itself

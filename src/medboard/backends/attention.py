@@ -20,12 +20,16 @@ from typing import Any
 
 from medboard.backends.kernels import cpu_has_amx
 from medboard.backends.native import build_amx, kernel_mode
+from medboard.errors import ModelError
 
 ATTENTION_CHOICES = ("auto", "torch", "amx")
 # Recorded in run keys (like kernels.COMPILED_ARITHMETIC): the kernel rounds bfloat16 at other
 # places than torch's, so answers can move at near-ties. Bump with a change to its arithmetic.
 AMX_ATTENTION = "amx-1"
 NAME = "medboard_amx"  # the name it has among transformers' attention implementations
+# The name for packed batches: several sequences one after another in one row, each attending
+# only to itself (`medboard_segments`: their start offsets, and the end, as a model kwarg).
+PACKED_NAME = "medboard_amx_packed"
 
 
 def attention_mode(dtype: str, device: str, requested: str = "auto") -> str | None:
@@ -45,6 +49,9 @@ def library() -> ctypes.CDLL:
     pointer, size = ctypes.c_void_p, ctypes.c_int64
     lib.mb_attention_bf16.argtypes = [pointer] * 4 + [size] * 5 + [pointer] * 3 + [ctypes.c_float]
     lib.mb_attention_bf16.restype = ctypes.c_int
+    packed = lib.mb_attention_packed_bf16
+    packed.argtypes = [pointer] * 5 + [size] * 5 + [pointer] * 3 + [ctypes.c_float]
+    packed.restype = ctypes.c_int
     return lib
 
 
@@ -76,6 +83,43 @@ def _operator() -> Any:
         return query.new_empty((batch, length, heads, size))
 
     return amx_causal_attention
+
+
+@cache
+def _packed_operator() -> Any:
+    """The kernel on packed sequences, torch.ops.medboard.amx_packed_attention: query, key and
+    value [1, heads, positions, size], `starts` the sequences' first positions and the end."""
+    import torch
+
+    @torch.library.custom_op("medboard::amx_packed_attention", mutates_args=())
+    def amx_packed_attention(
+        query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, starts: torch.Tensor,
+        scale: float,
+    ) -> torch.Tensor:  # fmt: skip
+        _, heads, length, size = query.shape
+        query, key, value = (_rows_ready(t) for t in (query, key, value))
+        starts = starts.to(torch.int64).contiguous()
+        longest = int((starts[1:] - starts[:-1]).max()) if len(starts) > 1 else 0
+        out = torch.empty((1, length, heads, size), dtype=query.dtype)
+        strides = [(ctypes.c_int64 * 3)(*t.stride()[:3]) for t in (query, key, value)]
+        status = library().mb_attention_packed_bf16(
+            query.data_ptr(), key.data_ptr(), value.data_ptr(), out.data_ptr(),
+            starts.data_ptr(), len(starts) - 1, longest, heads, key.shape[1], size,
+            *strides, scale,
+        )  # fmt: skip
+        if status != 0:
+            raise MemoryError("the AMX attention kernel could not allocate its buffers")
+        return out
+
+    @amx_packed_attention.register_fake
+    def _(
+        query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, starts: torch.Tensor,
+        scale: float,
+    ) -> Any:  # fmt: skip
+        _, heads, length, size = query.shape
+        return query.new_empty((1, length, heads, size))
+
+    return amx_packed_attention
 
 
 def _rows_ready(t: Any) -> Any:
@@ -130,6 +174,58 @@ def amx_attention_forward(
     )
 
 
+def packed_attention_forward(
+    module: Any,
+    query: Any,
+    key: Any,
+    value: Any,
+    attention_mask: Any,
+    dropout: float = 0.0,
+    scaling: float | None = None,
+    **kwargs: Any,
+) -> tuple[Any, None]:
+    """transformers' attention interface for packed batches (kwarg `medboard_segments`): the
+    kernel where it applies, else torch's SDPA one sequence at a time. The caller packs only
+    sequences no longer than a sliding window the model has (the kernel has none)."""
+    import torch
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    starts = kwargs.pop("medboard_segments", None)
+    if starts is None or query.shape[0] != 1:
+        raise ModelError("packed attention needs one row and its medboard_segments")
+    scale = scaling if scaling is not None else query.shape[-1] ** -0.5
+    within = {k: v for k, v in kwargs.items() if k != "sliding_window"}  # see above
+    if applies(module, query, key, value, None, dropout, **within):
+        return torch.ops.medboard.amx_packed_attention(query, key, value, starts, scale), None
+    bounds = starts.tolist()
+    outs = [
+        sdpa_attention_forward(
+            module, query[:, :, a:b], key[:, :, a:b], value[:, :, a:b], None,
+            dropout=dropout, scaling=scaling, **kwargs,
+        )[0]
+        for a, b in zip(bounds, bounds[1:], strict=False)
+    ]  # fmt: skip
+    return torch.cat(outs, dim=1), None
+
+
+def _no_mask(*args: Any, **kwargs: Any) -> None:
+    return None
+
+
+def packs(model: Any) -> bool:
+    """Whether the kernel takes every attention call of `model` on packed batches (shapes it
+    fits, no logit soft-capping): where it would not, packing is not worth SDPA per sequence."""
+    config = getattr(model.config, "text_config", None) or model.config
+    heads = int(config.num_attention_heads)
+    size = getattr(config, "head_dim", None) or config.hidden_size // heads
+    kv_heads = int(getattr(config, "num_key_value_heads", None) or heads)
+    return (
+        size % 64 == 0
+        and heads % kv_heads == 0
+        and not getattr(config, "attn_logit_softcapping", None)
+    )
+
+
 @cache
 def register() -> None:
     """torch.ops.medboard.amx_causal_attention, and the kernel among transformers' attention
@@ -138,8 +234,11 @@ def register() -> None:
     from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
     _operator()  # torch.ops.medboard.amx_causal_attention, before any compiled call reads it
+    _packed_operator()
     AttentionInterface.register(NAME, amx_attention_forward)
     AttentionMaskInterface.register(NAME, sdpa_mask)  # the masks SDPA gets: none when causal
+    AttentionInterface.register(PACKED_NAME, packed_attention_forward)
+    AttentionMaskInterface.register(PACKED_NAME, _no_mask)  # the segments say it all
 
 
 def _configs(model: Any) -> list[Any]:
@@ -149,15 +248,17 @@ def _configs(model: Any) -> list[Any]:
 
 
 class AmxAttention:
-    """Attention through the kernel while inside, for a model that uses torch's SDPA."""
+    """Attention through the kernel while inside, for a model that uses torch's SDPA; on packed
+    batches while `packed` is set."""
 
     def __init__(self, model: Any) -> None:
         register()
         self.configs = _configs(model)
+        self.packed = False
 
     def __enter__(self) -> "AmxAttention":
         for config in self.configs:
-            config._attn_implementation = NAME
+            config._attn_implementation = PACKED_NAME if self.packed else NAME
         return self
 
     def __exit__(self, *exc: object) -> None:

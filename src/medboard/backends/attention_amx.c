@@ -186,12 +186,15 @@ static void attend_group(const uint16_t *q, const uint16_t *k, const uint16_t *v
     }
 }
 
-// q, k, v: bfloat16 [B, heads, T, D] with any strides (elements: batch, head, position) and
-// contiguous last dimension; out: [B, T, Hq, D] contiguous. D a multiple of 64, Hq a multiple
-// of Hk. Returns 0, or -1 when a buffer could not be allocated.
-int mb_attention_bf16(const uint16_t *q, const uint16_t *k, const uint16_t *v, uint16_t *out,
-                      int64_t B, int64_t T, int64_t Hq, int64_t Hk, int64_t D, const int64_t *qs,
-                      const int64_t *ks, const int64_t *vs, float scale) {
+// Every (sequence, key head) pair of a batch, in parallel. A batch is either B rows of T
+// positions (starts NULL: sequence b at offset b of the batch axis, out [B, T, Hq, D]) or B
+// sequences packed along the position axis of one row (sequence b at positions starts[b] to
+// starts[b + 1] - 1, T the longest, out [positions, Hq, D]). Returns 0, or -1 when a buffer
+// could not be allocated.
+static int attend_batch(const uint16_t *q, const uint16_t *k, const uint16_t *v, uint16_t *out,
+                        const int64_t *starts, int64_t B, int64_t T, int64_t Hq, int64_t Hk,
+                        int64_t D, const int64_t *qs, const int64_t *ks, const int64_t *vs,
+                        float scale) {
     const int64_t group = Hq / Hk, nb = key_blocks(T), t32 = (T + 31) / 32 * 32;
     const size_t kp_bytes = (size_t)nb * 16 * D * 2, vp_bytes = (size_t)t32 * D * 2;
     const size_t s_bytes = (size_t)16 * nb * 16 * 4, p_bytes = (size_t)16 * t32 * 2;
@@ -215,12 +218,37 @@ int mb_attention_bf16(const uint16_t *q, const uint16_t *k, const uint16_t *v, u
 #pragma omp for schedule(dynamic)
         for (int64_t w = 0; w < B * Hk; w++) {
             const int64_t b = w / Hk, h = w % Hk;
-            attend_group(q + b * qs[0], k + b * ks[0] + h * ks[1], v + b * vs[0] + h * vs[1],
-                         out + b * T * Hq * D, T, Hq, D, group, h * group, qs, ks, vs, scale, kp,
-                         vp, s, p, qbuf, obuf);
+            const int64_t length = starts ? starts[b + 1] - starts[b] : T;
+            if (length <= 0) continue;
+            // Offsets of the sequence's first position: along the position axis when packed.
+            const int64_t qo = starts ? starts[b] * qs[2] : b * qs[0];
+            const int64_t ko = starts ? starts[b] * ks[2] : b * ks[0];
+            const int64_t vo = starts ? starts[b] * vs[2] : b * vs[0];
+            const int64_t oo = (starts ? starts[b] : b * T) * Hq * D;
+            attend_group(q + qo, k + ko + h * ks[1], v + vo + h * vs[1], out + oo, length, Hq, D,
+                         group, h * group, qs, ks, vs, scale, kp, vp, s, p, qbuf, obuf);
         }
         amx_leave(&saved);
     }
     free(mem);
     return 0;
+}
+
+// q, k, v: bfloat16 [B, heads, T, D] with any strides (elements: batch, head, position) and
+// contiguous last dimension; out: [B, T, Hq, D] contiguous. D a multiple of 64, Hq a multiple
+// of Hk. Returns 0, or -1 when a buffer could not be allocated.
+int mb_attention_bf16(const uint16_t *q, const uint16_t *k, const uint16_t *v, uint16_t *out,
+                      int64_t B, int64_t T, int64_t Hq, int64_t Hk, int64_t D, const int64_t *qs,
+                      const int64_t *ks, const int64_t *vs, float scale) {
+    return attend_batch(q, k, v, out, NULL, B, T, Hq, Hk, D, qs, ks, vs, scale);
+}
+
+// The same for S sequences packed into one row: q, k, v [1, heads, positions, D], sequence b at
+// positions starts[b] .. starts[b + 1] - 1 (starts ascending, S + 1 of them), T the longest
+// sequence; out: [positions, Hq, D] contiguous. Each sequence attends only to itself.
+int mb_attention_packed_bf16(const uint16_t *q, const uint16_t *k, const uint16_t *v,
+                             uint16_t *out, const int64_t *starts, int64_t S, int64_t T,
+                             int64_t Hq, int64_t Hk, int64_t D, const int64_t *qs,
+                             const int64_t *ks, const int64_t *vs, float scale) {
+    return attend_batch(q, k, v, out, starts, S, T, Hq, Hk, D, qs, ks, vs, scale);
 }

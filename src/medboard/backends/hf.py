@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from medboard.backends.activation import FUSED_MLP, FusedActivation, activation_mode
-from medboard.backends.attention import AmxAttention, attention_mode
+from medboard.backends.attention import AmxAttention, attention_mode, packs
 from medboard.backends.base import ChoiceRequest, ChoiceResult, GenerateRequest, GenerateResult
 from medboard.backends.hf_generate import (
     eos_token_ids,
@@ -41,6 +41,7 @@ from medboard.backends.kernels import (
     matmul_mode,
     use_float32_matmul,
 )
+from medboard.backends.packing import pack, plan_packed
 from medboard.errors import ModelError
 
 DEFAULT_MAX_LENGTH = 2048  # lm-eval's default when neither config nor tokenizer says
@@ -174,8 +175,13 @@ class HFBackend:
         self._scoring: list[AbstractContextManager[Any]] = []
         if self.compile:
             self._scoring.append(CompiledLayers(self._model))
+        # Scoring passes pack several questions into one row where the AMX kernel does the
+        # attention (it keeps each question to itself): no padding, few batch shapes.
+        self._attention: AmxAttention | None = None
         if self.attention:
-            self._scoring.append(AmxAttention(self._model))
+            self._attention = AmxAttention(self._model)
+            self._scoring.append(self._attention)
+        self._packs = self._attention is not None and packs(self._model)
         if self.activation:
             products = self.activation == FUSED_MLP
             self._scoring.append(FusedActivation(self._model, products))
@@ -265,11 +271,16 @@ class HFBackend:
 
     # -- batching -----------------------------------------------------------------------------
     def plan(self, requests: Sequence[ChoiceRequest]) -> list[list[int]]:
-        """Longest questions first; a batch holds whole questions within a padded-token budget."""
+        """Longest questions first; a batch holds whole questions within a padded-token budget
+        (packed batches: within the budget of their tokens)."""
         self.prepare(requests)
         # Tokens every row shares at its start (a few-shot prefix) are computed once per batch,
         # so only the rest counts against the budget.
-        shared = self._reusable_prefix([row for q in requests for row in self.rows(q)])
+        rows_of = [self.rows(q) for q in requests]
+        shared = self._reusable_prefix([row for rows in rows_of for row in rows])
+        if not shared and self._packable([row for rows in rows_of for row in rows]):
+            return plan_packed([sum(len(r.tokens) for r in rows) for rows in rows_of],
+                               self.batch_tokens)  # fmt: skip
         lengths = [max(len(r.tokens) for r in self.rows(q)) - shared for q in requests]
         n_rows = [len(self.rows(q)) for q in requests]
         order = sorted(range(len(requests)), key=lambda i: (-lengths[i], i))
@@ -297,22 +308,31 @@ class HFBackend:
 
         self._load()
         rows = [(q, row) for q, request in enumerate(requests) for row in self.rows(request)]
-        width = max(len(row.tokens) for _, row in rows)
-        ids = torch.zeros((len(rows), width), dtype=torch.long)
-        for r, (_, row) in enumerate(rows):
-            ids[r, : len(row.tokens)] = torch.tensor(row.tokens)
+        shared = self._reusable_prefix([row for _, row in rows])
+        packed = not shared and self._packable([row for _, row in rows])
+        # Where each row starts: its own row of the batch, or its offset in the packed row.
+        offsets = [0] * len(rows)
+        if packed:
+            for r in range(1, len(rows)):
+                offsets[r] = offsets[r - 1] + len(rows[r - 1][1].tokens)
         # Where to read, flattened over all rows: (row, position) and the token scored there.
         row_index, positions, targets, owners = [], [], [], []
         for r, (q, row) in enumerate(rows):
             for choice, pos, toks in row.reads:
                 for p, t in zip(pos, toks, strict=True):
-                    row_index.append(r)
-                    positions.append(p)
+                    row_index.append(0 if packed else r)
+                    positions.append(offsets[r] + p)
                     targets.append(t)
                     owners.append((q, choice))
-        shared = self._reusable_prefix([row for _, row in rows])
         with torch.inference_mode():
-            out = self._forward(ids.to(self.device), shared)
+            if packed:
+                out = self._forward_packed([row.tokens for _, row in rows])
+            else:
+                width = max(len(row.tokens) for _, row in rows)
+                ids = torch.zeros((len(rows), width), dtype=torch.long)
+                for r, (_, row) in enumerate(rows):
+                    ids[r, : len(row.tokens)] = torch.tensor(row.tokens)
+                out = self._forward(ids.to(self.device), shared)
             where = (torch.tensor(row_index), torch.tensor(positions) - shared)
             logits = out[where].float() if self._full_forward else self._head(out[where]).float()
             logprobs = torch.log_softmax(logits, dim=-1)
@@ -357,6 +377,37 @@ class HFBackend:
         if window and max(len(row.tokens) for row in rows) > window:
             return 0
         return shared
+
+    def _packable(self, rows: Sequence[Row]) -> bool:
+        """Whether these rows can go through one packed scoring pass: the kernel takes the
+        model's attention, and no row is longer than a sliding window the model has."""
+        if not self._packs or not rows:
+            return False
+        config = getattr(self._model.config, "text_config", None) or self._model.config
+        window = getattr(config, "sliding_window", None)
+        return not window or max(len(row.tokens) for row in rows) <= window
+
+    def _forward_packed(self, sequences: Sequence[Sequence[int]]) -> Any:
+        """Last hidden states (or logits) [1, positions, ...] of the sequences one after another
+        in one row, each attending only to itself (packing.pack: the row padded to a multiple
+        of PACK_MULTIPLE tokens)."""
+        ids, positions, starts = pack(sequences)
+        model = self._model if self._full_forward else self._model.base_model
+        assert self._attention is not None  # _packable
+        self._attention.packed = True
+        try:
+            with ExitStack() as stack:
+                for switch in self._scoring:
+                    stack.enter_context(switch)
+                out = model(
+                    input_ids=ids.to(self.device),
+                    position_ids=positions.to(self.device),
+                    medboard_segments=starts,
+                    use_cache=False,
+                )
+        finally:
+            self._attention.packed = False
+        return out.logits if self._full_forward else out.last_hidden_state
 
     def _forward(self, ids: Any, shared: int) -> Any:
         """Logits (full forward) or last hidden states for the positions from `shared` on.

@@ -177,6 +177,11 @@ INDUCTOR_OPTIONS = {"cpp.use_decompose_tanh": True, "cpp_wrapper": True}
 # for (INDUCTOR_OPTIONS, what CompiledLayers compiles) can move answers at near-ties: bump this
 # tag with such a change, so that stored runs are not taken for runs of the new arithmetic.
 COMPILED_ARITHMETIC = "inductor-2"  # 2: decomposed tanh (1: library tanh, no tag in keys)
+# Every model's decoder layers share transformers' layer-call code, and dynamo keeps at most
+# `recompile_limit` graphs per code (8 by default) before it runs the rest eager, silently and
+# with eager rounding: a worker that scores several models, each with packed and padded
+# batches, needs more.
+RECOMPILE_LIMIT = 64
 
 
 class CompiledLayers:
@@ -190,6 +195,8 @@ class CompiledLayers:
     def __init__(self, model: Any) -> None:
         import torch
 
+        config = torch._dynamo.config
+        config.recompile_limit = max(config.recompile_limit, RECOMPILE_LIMIT)
         self.layers = decoder_layers(model)
         self.compiled = [
             torch.compile(layer.forward, dynamic=True, options=INDUCTOR_OPTIONS)
