@@ -253,3 +253,25 @@ def test_packed_scoring_gives_the_numbers_of_padded_batches(
         alone = backend._forward_packed([[8, 9]])
     assert hidden.shape[:2] == alone.shape[:2] == (1, PACK_MULTIPLE)
     assert torch.equal(hidden[0, 3:5], alone[0, :2])  # the second sequence sees only itself
+
+
+@amx_only
+def test_a_shared_prefix_is_computed_once_where_that_is_cheaper_than_packing(
+    tiny_wide_model: Path, medboard_home: Path
+) -> None:
+    """A batch whose questions share a prefix takes the prefix pass when that computes fewer
+    tokens than a packed row (few-shot examples before short questions), else it is packed
+    (a batch planned as packed must not become a much wider padded one). The numbers of both
+    passes are checked elsewhere (test_hf, the packed tests above)."""
+    backend = create_backend(str(tiny_wide_model), dtype="bfloat16", attention="amx")
+    prefix = "The following are multiple choice questions (with answers) about anatomy. " * 3
+    few_shot = [ChoiceRequest(prefix + f"Question: {q}?\nAnswer:", (" A", " B")) for q in "xyz"]
+    uneven = few_shot[:2] + [
+        ChoiceRequest(prefix + "Question: " + "why " * 80 + "?\nAnswer:", (" A", " B"))
+    ]
+    for requests, packed in ((few_shot, False), (uneven, True)):
+        rows = [row for r in requests for row in backend.rows(r)]
+        assert backend._reusable_prefix(rows) > 0
+        with torch.profiler.profile() as profile:
+            backend.loglikelihood(requests)
+        assert any("amx_packed_attention" in e.name for e in profile.events()) == packed

@@ -309,7 +309,11 @@ class HFBackend:
         self._load()
         rows = [(q, row) for q, request in enumerate(requests) for row in self.rows(request)]
         shared = self._reusable_prefix([row for _, row in rows])
-        packed = not shared and self._packable([row for _, row in rows])
+        packed = self._packable([row for _, row in rows])
+        if packed and shared:  # the cheaper pass: a packed row, or the prefix once + padded rows
+            lengths = [len(row.tokens) for _, row in rows]
+            packed = sum(lengths) < shared + len(rows) * (max(lengths) - shared)
+        shared = 0 if packed else shared
         # Where each row starts: its own row of the batch, or its offset in the packed row.
         offsets = [0] * len(rows)
         if packed:
