@@ -3,9 +3,10 @@
 Any evaluation that reads every prompt token (both tools must, to give the model's numbers)
 runs at least each decoder layer's matrix products over those tokens, the attention over them,
 and the output projection at the answer positions. This script times exactly that, on the
-batches medboard's engine plans for the suite (the same rows and padded widths): for each
-batch, the first decoder layer's own linear layers on rows x width tokens, torch's attention
-kernel for the layer's head shapes (causal, grouped key/value heads), both times the number of
+batches medboard's engine plans for the suite (the same rows and padded widths, or the same
+packed rows): for each batch, the first decoder layer's own linear layers on its tokens, the
+attention eval runs (medboard's AMX kernel, or torch's) for the layer's head shapes (causal,
+grouped key/value heads, each packed question attending to itself), both times the number of
 layers, and the output projection on the batch's answer positions. No norms, activations,
 rotary embeddings, tokenization, loading or Python: a floor, not an estimate.
 
@@ -42,6 +43,8 @@ class Batch:
     rows: int
     width: int  # padded tokens per row
     reads: int  # answer positions read from the batch
+    # a packed batch (one row): each question's tokens, one after another
+    lengths: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,7 @@ class LayerShape:
 
 def suite_batches(backend: Any, tasks: Sequence[str], limit: int | None) -> list[Batch]:
     """The batches medboard's engine runs for the tasks, zero-shot, task after task."""
+    from medboard.backends.packing import PACK_MULTIPLE
     from medboard.data.store import DataStore
     from medboard.runner import choice_requests
     from medboard.tasks import REGISTRY
@@ -71,13 +75,14 @@ def suite_batches(backend: Any, tasks: Sequence[str], limit: int | None) -> list
         requests = choice_requests(task, samples, [])
         for plan in backend.plan(requests):
             rows = [row for i in plan for row in backend.rows(requests[i])]
-            batches.append(
-                Batch(
-                    rows=len(rows),
-                    width=max(len(r.tokens) for r in rows),
-                    reads=sum(len(pos) for r in rows for _, pos, _ in r.reads),
-                )
-            )
+            reads = sum(len(pos) for r in rows for _, pos, _ in r.reads)
+            if backend.scoring_pass(rows)[0]:  # packed: one row, padded as eval pads it
+                lengths = tuple(len(r.tokens) for r in rows)
+                width = -(-sum(lengths) // PACK_MULTIPLE) * PACK_MULTIPLE
+                batches.append(Batch(rows=1, width=width, reads=reads, lengths=lengths))
+            else:
+                width = max(len(r.tokens) for r in rows)
+                batches.append(Batch(rows=len(rows), width=width, reads=reads))
     return batches
 
 
@@ -127,6 +132,7 @@ def batch_floor(
     import torch.nn.functional as F  # noqa: N812
 
     from medboard.backends.attention import applies
+    from medboard.backends.packing import pack
 
     dtype = shape.weights[0].dtype  # the products: the model's, or float32 (see layer_shape)
     tokens = batch.rows * batch.width
@@ -144,8 +150,13 @@ def batch_floor(
         for w in shape.weights:
             F.linear(x[w.shape[1]], w)
 
+    if batch.lengths:  # where each packed question starts, and the row's padding
+        starts = pack([[0] * n for n in batch.lengths])[2]
+
     def attention() -> None:
-        if amx:
+        if amx and batch.lengths:
+            torch.ops.medboard.amx_packed_attention(q, k, v, starts, shape.head_dim**-0.5)
+        elif amx:
             torch.ops.medboard.amx_causal_attention(q, k, v, shape.head_dim**-0.5)
         else:
             F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=gqa)
@@ -180,7 +191,7 @@ def floor(
     head = head.to(shape.weights[0].dtype)  # float32 too when the products are
     amx = backend.attention is not None
     if amx:
-        register()  # torch.ops.medboard.amx_causal_attention
+        register()  # torch.ops.medboard.amx_causal_attention and amx_packed_attention
     totals = {"matrix_products": 0.0, "attention": 0.0, "output_projection": 0.0}
     started = time.perf_counter()
     for number, batch in enumerate(batches, 1):

@@ -125,3 +125,10 @@ def test_floor_times_the_attention_medboard_runs(
     with torch.profiler.profile() as profile:
         real(floor.Batch(2, 40, 2), shape, head, 1, True)
     assert any("amx_causal_attention" in e.name for e in profile.events())
+    # eval packs these questions (one row, padded to a multiple of 256), and so does the floor
+    from medboard.backends.packing import PACK_MULTIPLE
+
+    assert amx["padded_tokens"] % PACK_MULTIPLE == 0
+    with torch.profiler.profile() as profile:
+        real(floor.Batch(1, PACK_MULTIPLE, 2, lengths=(30, 50)), shape, head, 1, True)
+    assert any("amx_packed_attention" in e.name for e in profile.events())

@@ -5,7 +5,9 @@ Tokenization follows lm-eval's `_encode_pair`: the context and context+continuat
 whole and the continuation is what the longer encoding adds; inputs longer than the model's
 window are cut from the left. Two things differ, and neither changes a number: when every choice
 of a question is one token, the question takes one forward pass (all choices read the same
-position), and the vocabulary projection runs only at the positions that are scored.
+position), and the vocabulary projection runs only at the positions that are scored. Where the
+AMX attention kernel runs, a batch is one row of questions one after another (packing.py)
+instead of one padded row per question, with the same numbers.
 """
 
 from collections.abc import Mapping, Sequence
@@ -52,6 +54,8 @@ GENERATE_TOKENS_FACTOR = 4
 MAX_BATCH_ROWS = 64
 # A prefix that every row of a batch shares is computed once when it is at least this long.
 MIN_SHARED_PREFIX = 32
+# Answer positions projected onto the vocabulary at a time (64 x 49k float32 logits: 12.6 MB).
+HEAD_CHUNK = 64
 
 
 @dataclass(frozen=True)
@@ -308,24 +312,21 @@ class HFBackend:
 
         self._load()
         rows = [(q, row) for q, request in enumerate(requests) for row in self.rows(request)]
-        shared = self._reusable_prefix([row for _, row in rows])
-        packed = self._packable([row for _, row in rows])
-        if packed and shared:  # the cheaper pass: a packed row, or the prefix once + padded rows
-            lengths = [len(row.tokens) for _, row in rows]
-            packed = sum(lengths) < shared + len(rows) * (max(lengths) - shared)
-        shared = 0 if packed else shared
+        packed, shared = self.scoring_pass([row for _, row in rows])
         # Where each row starts: its own row of the batch, or its offset in the packed row.
         offsets = [0] * len(rows)
         if packed:
             for r in range(1, len(rows)):
                 offsets[r] = offsets[r - 1] + len(rows[r - 1][1].tokens)
-        # Where to read, flattened over all rows: (row, position) and the token scored there.
-        row_index, positions, targets, owners = [], [], [], []
+        # Each read: the place (row, position) whose next-token distribution scores it, and
+        # the token. Choices of one token all read the same place, which is projected once.
+        places: dict[tuple[int, int], int] = {}
+        read_places, targets, owners = [], [], []
         for r, (q, row) in enumerate(rows):
             for choice, pos, toks in row.reads:
                 for p, t in zip(pos, toks, strict=True):
-                    row_index.append(0 if packed else r)
-                    positions.append(offsets[r] + p)
+                    place = (0 if packed else r, offsets[r] + p - shared)
+                    read_places.append(places.setdefault(place, len(places)))
                     targets.append(t)
                     owners.append((q, choice))
         with torch.inference_mode():
@@ -337,13 +338,7 @@ class HFBackend:
                 for r, (_, row) in enumerate(rows):
                     ids[r, : len(row.tokens)] = torch.tensor(row.tokens)
                 out = self._forward(ids.to(self.device), shared)
-            where = (torch.tensor(row_index), torch.tensor(positions) - shared)
-            logits = out[where].float() if self._full_forward else self._head(out[where]).float()
-            logprobs = torch.log_softmax(logits, dim=-1)
-            target_t = torch.tensor(targets, device=logprobs.device)
-            token_lp = logprobs.gather(1, target_t[:, None])[:, 0].tolist()
-            # max's indices: argmax's first maximal index, in a quarter of its time on the CPU
-            is_greedy = (logprobs.max(dim=-1).indices == target_t).tolist()
+            token_lp, is_greedy = self._score_places(out, list(places), read_places, targets)
         sums: dict[tuple[int, int], float] = {}
         greedy: dict[tuple[int, int], bool] = {}
         counts: dict[tuple[int, int], int] = {}
@@ -363,6 +358,45 @@ class HFBackend:
                 )
             )
         return results
+
+    def scoring_pass(self, rows: Sequence[Row]) -> tuple[bool, int]:
+        """How a batch of rows is scored: (packed, shared prefix length). A packed row where
+        the rows can be packed, unless a prefix they all share, computed once, makes padded
+        rows compute fewer tokens."""
+        shared = self._reusable_prefix(rows)
+        packed = self._packable(rows)
+        if packed and shared:
+            lengths = [len(row.tokens) for row in rows]
+            packed = sum(lengths) < shared + len(rows) * (max(lengths) - shared)
+        return packed, 0 if packed else shared
+
+    def _score_places(
+        self, out: Any, places: list[tuple[int, int]], read_places: list[int], targets: list[int]
+    ) -> tuple[list[float], list[bool]]:
+        """Each read's log-probability of its target and whether the target is the greedy
+        token, from the next-token distributions at `places` (row, position) of `out`: the
+        output projection and log-softmax in chunks of HEAD_CHUNK places, so that a batch's
+        scoring allocates the same few buffers whatever its size (glibc keeps freed memory,
+        and ever larger logits buffers would each be new memory)."""
+        import torch
+
+        chosen = out[torch.tensor([r for r, _ in places]), torch.tensor([p for _, p in places])]
+        device = chosen.device
+        read_t = torch.tensor(read_places, device=device)
+        target_t = torch.tensor(targets, device=device)
+        token_lp = torch.empty(len(targets), dtype=torch.float32, device=device)
+        is_greedy = torch.empty(len(targets), dtype=torch.bool, device=device)
+        for start in range(0, len(places), HEAD_CHUNK):
+            part = chosen[start : start + HEAD_CHUNK]
+            logits = (part if self._full_forward else self._head(part)).float()
+            logprobs = torch.log_softmax(logits, dim=-1)
+            # max's indices: argmax's first maximal index, in a quarter of its time on the CPU
+            best = logprobs.max(dim=-1).indices
+            mine = ((read_t >= start) & (read_t < start + HEAD_CHUNK)).nonzero()[:, 0]
+            local = read_t[mine] - start
+            token_lp[mine] = logprobs[local, target_t[mine]]
+            is_greedy[mine] = best[local] == target_t[mine]
+        return token_lp.tolist(), is_greedy.tolist()
 
     def _reusable_prefix(self, rows: Sequence[Row]) -> int:
         """How many leading tokens all rows share and can take from one prefix pass (0: none).
