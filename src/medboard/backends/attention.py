@@ -196,7 +196,8 @@ def packed_attention_forward(
     scale = scaling if scaling is not None else query.shape[-1] ** -0.5
     within = {k: v for k, v in kwargs.items() if k != "sliding_window"}  # see above
     if applies(module, query, key, value, None, dropout, **within):
-        return torch.ops.medboard.amx_packed_attention(query, key, value, starts, scale), None
+        packed = torch.ops.medboard.amx_packed_attention
+        return packed(query, key, value, starts, float(scale)), None
     bounds = starts.tolist()
     outs = [
         sdpa_attention_forward(
@@ -209,6 +210,7 @@ def packed_attention_forward(
 
 
 def _no_mask(*args: Any, **kwargs: Any) -> None:
+    """The mask transformers builds for packed batches: none (the segments say it all)."""
     return None
 
 
