@@ -61,7 +61,7 @@ class LayerShape:
 
 def suite_batches(backend: Any, tasks: Sequence[str], limit: int | None) -> list[Batch]:
     """The batches medboard's engine runs for the tasks, zero-shot, task after task."""
-    from medboard.backends.packing import PACK_MULTIPLE
+    from medboard.backends.packing import packed_length
     from medboard.data.store import DataStore
     from medboard.runner import choice_requests
     from medboard.tasks import REGISTRY
@@ -78,7 +78,7 @@ def suite_batches(backend: Any, tasks: Sequence[str], limit: int | None) -> list
             reads = sum(len(pos) for r in rows for _, pos, _ in r.reads)
             if backend.scoring_pass(rows)[0]:  # packed: one row, padded as eval pads it
                 lengths = tuple(len(r.tokens) for r in rows)
-                width = -(-sum(lengths) // PACK_MULTIPLE) * PACK_MULTIPLE
+                width = packed_length(sum(lengths))
                 batches.append(Batch(rows=1, width=width, reads=reads, lengths=lengths))
             else:
                 width = max(len(r.tokens) for r in rows)

@@ -281,12 +281,12 @@ class HFBackend:
         # Tokens every row shares at its start (a few-shot prefix) are computed once per batch,
         # so only the rest counts against the budget.
         rows_of = [self.rows(q) for q in requests]
-        shared = self._reusable_prefix([row for rows in rows_of for row in rows])
-        if not shared and self._packable([row for rows in rows_of for row in rows]):
-            return plan_packed([sum(len(r.tokens) for r in rows) for rows in rows_of],
-                               self.batch_tokens)  # fmt: skip
-        lengths = [max(len(r.tokens) for r in self.rows(q)) - shared for q in requests]
-        n_rows = [len(self.rows(q)) for q in requests]
+        packed, shared = self.scoring_pass([row for rows in rows_of for row in rows])
+        if packed:
+            sizes = [sum(len(r.tokens) for r in rows) for rows in rows_of]
+            return plan_packed(sizes, self.batch_tokens)
+        lengths = [max(len(r.tokens) for r in rows) - shared for rows in rows_of]
+        n_rows = [len(rows) for rows in rows_of]
         order = sorted(range(len(requests)), key=lambda i: (-lengths[i], i))
         batches: list[list[int]] = []
         current: list[int] = []

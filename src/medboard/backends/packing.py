@@ -4,14 +4,19 @@ A padded batch gives every row the longest question's width and every batch its 
 packed batch has no padding inside it, each question attending only to itself (the AMX
 attention kernel reads where each one starts), and is itself padded to a multiple of
 PACK_MULTIPLE tokens, so a run sees a handful of shapes (a full batch is exactly --batch-tokens
-long). The matrix-product library prepares each new shape once, about 30 ms on SmolLM2, which
-over a suite's 229 padded batches was 4% of the time; padding was 3% more.
+long). On SmolLM2's suite: 209 batches instead of 229 (no 64-question cap), 1.9% less time
+in one process alternating the two kinds task by task, the same numbers bit for bit.
 """
 
 from collections.abc import Sequence
 from typing import Any
 
 PACK_MULTIPLE = 256
+
+
+def packed_length(tokens: int) -> int:
+    """The length of a packed row holding `tokens` tokens: the next multiple of PACK_MULTIPLE."""
+    return -(-tokens // PACK_MULTIPLE) * PACK_MULTIPLE
 
 
 def plan_packed(sizes: Sequence[int], budget: int) -> list[list[int]]:
@@ -46,7 +51,7 @@ def pack(sequences: Sequence[Sequence[int]]) -> tuple[Any, Any, Any]:
 
     lengths = [len(s) for s in sequences]
     total = sum(lengths)
-    padded = -(-total // PACK_MULTIPLE) * PACK_MULTIPLE
+    padded = packed_length(total)
     if padded > total:
         lengths.append(padded - total)
     ids = torch.zeros((1, padded), dtype=torch.long)
