@@ -12,10 +12,13 @@ import torch
 from medboard.backends import ChoiceRequest, create_backend, kernels
 from medboard.backends.base import GenerateRequest
 from medboard.backends.kernels import (
+    CompiledLayers,
     compile_wanted,
     decoder_layers,
     keep_freed_memory,
     matmul_mode,
+    rotary_modules,
+    rotate_half,
     use_float32_matmul,
 )
 from medboard.errors import ModelError
@@ -162,6 +165,47 @@ def test_compiled_layers_score_as_eager_ones_and_generation_stays_eager(
     assert all("forward" not in vars(layer) for layer in layers)  # eager again after scoring
     prompt = GenerateRequest("Question: Where is the liver?\nAnswer:", max_new_tokens=4)
     assert compiled.generate([prompt]) == eager.generate([prompt])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("size", [2, 64, 128, 256])
+def test_rotate_half_is_transformers_rotate_half(dtype: torch.dtype, size: int) -> None:
+    from transformers.models.gemma3 import modeling_gemma3
+    from transformers.models.llama import modeling_llama
+
+    x = torch.randn((2, 3, 5, size), generator=torch.Generator().manual_seed(size)).to(dtype)
+    assert torch.equal(rotate_half(x), modeling_llama.rotate_half(x))
+    assert torch.equal(rotate_half(x), modeling_gemma3.rotate_half(x))
+    compiled = torch.compile(rotate_half, dynamic=True)
+    assert torch.equal(compiled(x), modeling_llama.rotate_half(x))
+
+
+def test_compiled_layers_read_the_fused_rotate_half_only_while_scoring(tiny_model: Path) -> None:
+    from transformers import AutoModelForCausalLM
+    from transformers.models.llama import modeling_llama
+
+    own = modeling_llama.rotate_half
+    model = AutoModelForCausalLM.from_pretrained(tiny_model)
+    assert rotary_modules(model) == [modeling_llama]
+    with CompiledLayers(model):
+        assert modeling_llama.rotate_half is rotate_half
+    assert modeling_llama.rotate_half is own
+
+
+def test_a_different_rotate_half_is_left_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    from transformers.models.llama import modeling_llama
+
+    def interleaved(x: torch.Tensor) -> torch.Tensor:  # GPT-J style: pairs, not halves
+        return torch.stack((-x[..., 1::2], x[..., ::2]), dim=-1).flatten(-2)
+
+    monkeypatch.setattr(modeling_llama, "rotate_half", interleaved)
+    model = modeling_llama.LlamaModel(
+        modeling_llama.LlamaConfig(
+            hidden_size=64, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+            num_key_value_heads=2, vocab_size=32,
+        )
+    )  # fmt: skip
+    assert rotary_modules(model) == []
 
 
 def test_allocator_setting_applies_on_glibc() -> None:

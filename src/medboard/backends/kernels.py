@@ -184,12 +184,51 @@ COMPILED_ARITHMETIC = "inductor-2"  # 2: decomposed tanh (1: library tanh, no ta
 RECOMPILE_LIMIT = 64
 
 
+def rotate_half(x: Any) -> Any:
+    """transformers' rotate_half, cat((-x2, x1), -1) of the two halves x1, x2 of the last
+    dimension, written as one indexing expression (a flip of the halves, times -1 and 1).
+
+    The same values (a sign change is exact), but the compiler fuses it into the rotary
+    embedding's multiply-add, where the concatenation made it write both halves to a buffer
+    first: SmolLM2-135M scores 4.8% faster, with bit-identical log-likelihoods.
+    """
+    import torch
+
+    half = x.shape[-1] // 2
+    sign = torch.tensor([-1.0, 1.0], dtype=x.dtype, device=x.device).view(2, 1)
+    return (x.unflatten(-1, (2, half)).flip(-2) * sign).flatten(-2)
+
+
+def rotary_modules(model: Any) -> list[types.ModuleType]:
+    """The modeling modules of `model` whose rotate_half computes what `rotate_half` does
+    (checked on a small input), whose global the compiled layers may read instead."""
+    import sys
+
+    import torch
+
+    x = torch.randn((1, 2, 3, 8), generator=torch.Generator().manual_seed(0))
+    found = {}
+    for module in model.modules():
+        source = sys.modules.get(type(module).__module__)
+        own = getattr(source, "rotate_half", None)
+        if source is None or not isinstance(own, types.FunctionType) or own is rotate_half:
+            continue
+        try:
+            same = torch.equal(own(x), rotate_half(x))
+        except Exception:  # noqa: BLE001 (some other function of that name)
+            same = False
+        if same:
+            found[source.__name__] = source
+    return list(found.values())
+
+
 class CompiledLayers:
     """torch.compile of each decoder layer's forward, switched on only while scoring.
 
     One compiled graph with dynamic shapes serves every layer of the same kind and every batch
     shape. Generation keeps the eager layers: its KV cache would make the compiler specialise
-    on every layer's cache state.
+    on every layer's cache state. While scoring, the modeling modules' rotate_half is the one
+    above (the compiler fuses it; same values).
     """
 
     def __init__(self, model: Any) -> None:
@@ -202,12 +241,17 @@ class CompiledLayers:
             torch.compile(layer.forward, dynamic=True, options=INDUCTOR_OPTIONS)
             for layer in self.layers
         ]
+        self.rotary = [(m, m.rotate_half) for m in rotary_modules(model)]
 
     def __enter__(self) -> "CompiledLayers":
         for layer, compiled in zip(self.layers, self.compiled, strict=True):
             layer.forward = compiled
+        for module, _ in self.rotary:
+            module.rotate_half = rotate_half  # type: ignore[attr-defined]
         return self
 
     def __exit__(self, *exc: object) -> None:
         for layer in self.layers:
             del layer.forward  # back to the class's forward
+        for module, own in self.rotary:
+            module.rotate_half = own  # type: ignore[attr-defined]
