@@ -137,7 +137,7 @@ def test_shared_prefix_runs_once_with_the_same_numbers(
     seen: list[int] = []
     forward = HFBackend._forward
     monkeypatch.setattr(
-        HFBackend, "_forward", lambda self, ids, s: seen.append(s) or forward(self, ids, s)
+        HFBackend, "_forward", lambda self, ids, s, at: seen.append(s) or forward(self, ids, s, at)
     )
     reused = backend.loglikelihood(FEWSHOT_REQUESTS)
     assert seen == [shared]

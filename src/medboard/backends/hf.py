@@ -39,10 +39,12 @@ from medboard.backends.kernels import (
     COMPILED_ARITHMETIC,
     CompiledLayers,
     compile_wanted,
+    decoder_layers,
     keep_freed_memory,
     matmul_mode,
     use_float32_matmul,
 )
+from medboard.backends.last_layer import LastLayerRows, splits
 from medboard.backends.packing import pack, plan_packed
 from medboard.errors import ModelError
 
@@ -189,6 +191,14 @@ class HFBackend:
         if self.activation:
             products = self.activation == FUSED_MLP
             self._scoring.append(FusedActivation(self._model, products))
+        # Last: the last layer past its attention only at the positions scoring reads.
+        self._last_rows: LastLayerRows | None = None
+        layers = decoder_layers(self._model)
+        if not self._full_forward and layers and splits(layers[-1]):
+            last = LastLayerRows(self._model, self.compile)
+            if last.matches(self._model.base_model, self.device, self._tolerance):
+                self._last_rows = last
+                self._scoring.append(last)
 
     def _head_matches_forward(self) -> bool:
         """Whether projecting selected hidden states gives the model's own logits.
@@ -203,8 +213,12 @@ class HFBackend:
             full = self._model(input_ids=ids).logits[0].float()
             hidden = self._model.base_model(input_ids=ids).last_hidden_state[0]
             mine = self._head(hidden).float()
-        tolerance = 1e-3 if self.dtype == "float32" else 5e-2
-        return bool(torch.allclose(full, mine, atol=tolerance, rtol=0))
+        return bool(torch.allclose(full, mine, atol=self._tolerance, rtol=0))
+
+    @property
+    def _tolerance(self) -> float:
+        """How far two computations of the same numbers may differ in the load-time checks."""
+        return 1e-3 if self.dtype == "float32" else 5e-2
 
     @property
     def tokenizer(self) -> Any:
@@ -329,16 +343,24 @@ class HFBackend:
                     read_places.append(places.setdefault(place, len(places)))
                     targets.append(t)
                     owners.append((q, choice))
+        # Without a shared prefix, the last layer runs past its attention only at the places.
+        width = max((len(row.tokens) for _, row in rows), default=0)
+        at = None
+        if self._last_rows is not None and (packed or not shared):
+            at = torch.tensor([r * width + p for r, p in places], device=self.device)
         with torch.inference_mode():
             if packed:
-                out = self._forward_packed([row.tokens for _, row in rows])
+                out = self._forward_packed([row.tokens for _, row in rows], at)
             else:
-                width = max(len(row.tokens) for _, row in rows)
                 ids = torch.zeros((len(rows), width), dtype=torch.long)
                 for r, (_, row) in enumerate(rows):
                     ids[r, : len(row.tokens)] = torch.tensor(row.tokens)
-                out = self._forward(ids.to(self.device), shared)
-            token_lp, is_greedy = self._score_places(out, list(places), read_places, targets)
+                out = self._forward(ids.to(self.device), shared, at)
+            if at is None:
+                out = out[tuple(torch.tensor(index) for index in zip(*places, strict=True))]
+            else:
+                out = out[0]
+            token_lp, is_greedy = self._score_places(out, read_places, targets)
         sums: dict[tuple[int, int], float] = {}
         greedy: dict[tuple[int, int], bool] = {}
         counts: dict[tuple[int, int], int] = {}
@@ -371,22 +393,22 @@ class HFBackend:
         return packed, 0 if packed else shared
 
     def _score_places(
-        self, out: Any, places: list[tuple[int, int]], read_places: list[int], targets: list[int]
+        self, chosen: Any, read_places: list[int], targets: list[int]
     ) -> tuple[list[float], list[bool]]:
         """Each read's log-probability of its target and whether the target is the greedy
-        token, from the next-token distributions at `places` (row, position) of `out`: the
-        output projection and log-softmax in chunks of HEAD_CHUNK places, so that a batch's
-        scoring allocates the same few buffers whatever its size (glibc keeps freed memory,
-        and ever larger logits buffers would each be new memory)."""
+        token, from the next-token distributions at the places (`chosen`: their hidden states
+        or logits, [places, ...]): the output projection and log-softmax in chunks of
+        HEAD_CHUNK places, so that a batch's scoring allocates the same few buffers whatever
+        its size (glibc keeps freed memory, and ever larger logits buffers would each be new
+        memory)."""
         import torch
 
-        chosen = out[torch.tensor([r for r, _ in places]), torch.tensor([p for _, p in places])]
         device = chosen.device
         read_t = torch.tensor(read_places, device=device)
         target_t = torch.tensor(targets, device=device)
         token_lp = torch.empty(len(targets), dtype=torch.float32, device=device)
         is_greedy = torch.empty(len(targets), dtype=torch.bool, device=device)
-        for start in range(0, len(places), HEAD_CHUNK):
+        for start in range(0, len(chosen), HEAD_CHUNK):
             part = chosen[start : start + HEAD_CHUNK]
             logits = (part if self._full_forward else self._head(part)).float()
             logprobs = torch.log_softmax(logits, dim=-1)
@@ -425,47 +447,56 @@ class HFBackend:
         window = getattr(config, "sliding_window", None)
         return not window or max(len(row.tokens) for row in rows) <= window
 
-    def _forward_packed(self, sequences: Sequence[Sequence[int]]) -> Any:
+    def _forward_packed(self, sequences: Sequence[Sequence[int]], at: Any = None) -> Any:
         """Last hidden states (or logits) [1, positions, ...] of the sequences one after another
         in one row, each attending only to itself (packing.pack: the row padded to a multiple
-        of PACK_MULTIPLE tokens)."""
+        of PACK_MULTIPLE tokens); [1, len(at), ...] at positions `at` when given."""
         ids, positions, starts = pack(sequences)
-        model = self._model if self._full_forward else self._model.base_model
         assert self._attention is not None  # _packable
         self._attention.packed = True
+        try:
+            return self._scoring_forward(
+                at,
+                input_ids=ids.to(self.device),
+                position_ids=positions.to(self.device),
+                medboard_segments=starts,
+            )
+        finally:
+            self._attention.packed = False
+
+    def _scoring_forward(self, at: Any, **inputs: Any) -> Any:
+        """A forward pass with the scoring switches on; with `at` (positions flattened over the
+        batch), the last layer past its attention only there (LastLayerRows)."""
+        model = self._model if self._full_forward else self._model.base_model
         try:
             with ExitStack() as stack:
                 for switch in self._scoring:
                     stack.enter_context(switch)
-                out = model(
-                    input_ids=ids.to(self.device),
-                    position_ids=positions.to(self.device),
-                    medboard_segments=starts,
-                    use_cache=False,
-                )
+                if self._last_rows is not None:
+                    self._last_rows.rows = at
+                out = model(**inputs, use_cache=False)
         finally:
-            self._attention.packed = False
+            if self._last_rows is not None:
+                self._last_rows.rows = None
         return out.logits if self._full_forward else out.last_hidden_state
 
-    def _forward(self, ids: Any, shared: int) -> Any:
-        """Logits (full forward) or last hidden states for the positions from `shared` on.
+    def _forward(self, ids: Any, shared: int, at: Any = None) -> Any:
+        """Logits (full forward) or last hidden states for the positions from `shared` on
+        ([rows, positions, ...]; [1, len(at), ...] at positions `at` when given, which needs
+        shared == 0).
 
         With a shared prefix, the prefix runs once with a KV cache that every row then reads:
         the same attention over the same tokens, without recomputing the prefix per row.
         """
         model = self._model if self._full_forward else self._model.base_model
         if not shared:
-            with ExitStack() as stack:
-                for switch in self._scoring:
-                    stack.enter_context(switch)
-                out = model(input_ids=ids, use_cache=False)
-        else:
-            from transformers import DynamicCache
+            return self._scoring_forward(at, input_ids=ids)
+        from transformers import DynamicCache
 
-            cache = DynamicCache(config=self._model.config)
-            model(input_ids=ids[:1, :shared], use_cache=True, **with_cache(model, cache))
-            cache.batch_repeat_interleave(ids.shape[0])
-            out = model(input_ids=ids[:, shared:], use_cache=True, **with_cache(model, cache))
+        cache = DynamicCache(config=self._model.config)
+        model(input_ids=ids[:1, :shared], use_cache=True, **with_cache(model, cache))
+        cache.batch_repeat_interleave(ids.shape[0])
+        out = model(input_ids=ids[:, shared:], use_cache=True, **with_cache(model, cache))
         return out.logits if self._full_forward else out.last_hidden_state
 
     def _head(self, hidden: Any) -> Any:
