@@ -47,6 +47,78 @@ static inline void transpose16_epi32(__m512i m[16]) {
     }
 }
 
+// Scores of 16 queries (rows of qrows, qpitch bytes apart) against `count` (1 to 3) key blocks
+// of packed K from kt, as the four-block loop computes each of them, stored to s (pitch: floats
+// per row).
+static void scores_tail(int64_t count, const uint16_t *qrows, int64_t qpitch, const uint16_t *kt,
+                        int64_t kst, float *s, int64_t spitch) {
+    _tile_zero(0);
+    _tile_zero(1);
+    _tile_zero(2);
+    for (int64_t st = 0; st < kst; st++, kt += 512) {
+        _tile_loadd(4, qrows + st * 32, qpitch);
+        _tile_loadd(5, kt, 64);
+        _tile_dpbf16ps(0, 4, 5);
+        if (count > 1) {
+            _tile_loadd(6, kt + kst * 512, 64);
+            _tile_dpbf16ps(1, 4, 6);
+        }
+        if (count > 2) {
+            _tile_loadd(7, kt + 2 * kst * 512, 64);
+            _tile_dpbf16ps(2, 4, 7);
+        }
+    }
+    _tile_stored(0, s, spitch * 4);
+    if (count > 1) _tile_stored(1, s + 16, spitch * 4);
+    if (count > 2) _tile_stored(2, s + 32, spitch * 4);
+}
+
+// Probabilities times values for one block of 16 query rows (i0 .. i0 + rows - 1) of query head
+// qh: P (16 rows of t32 bfloat16, zero past each row's keys) times the packed V over nts steps of
+// 32 keys, divided by each row's sum, rounded to bfloat16 into out.
+static void values_block(const uint16_t *p, const uint16_t *vp, const float *sums, uint16_t *out,
+                         float *obuf, int64_t i0, int64_t rows, int64_t nts, int64_t t32,
+                         int64_t D, int64_t Hq, int64_t qh) {
+    const int64_t db = D / 16;
+    for (int64_t c = 0; c < D / 64; c++) {
+        _tile_zero(0);
+        _tile_zero(1);
+        _tile_zero(2);
+        _tile_zero(3);
+        // V tiles in three registers in turn, so that a load need not wait for the
+        // product that read the register before it.
+        for (int64_t st = 0; st < nts; st++) {
+            const uint16_t *vt = vp + (st * db + c * 4) * 512;
+            _tile_loadd(5, p + st * 32, t32 * 2);
+            _tile_loadd(6, vt, 64);
+            _tile_loadd(7, vt + 512, 64);
+            _tile_dpbf16ps(0, 5, 6);
+            _tile_loadd(4, vt + 1024, 64);
+            _tile_dpbf16ps(1, 5, 7);
+            _tile_loadd(6, vt + 1536, 64);
+            _tile_dpbf16ps(2, 5, 4);
+            _tile_dpbf16ps(3, 5, 6);
+        }
+        _tile_stored(0, obuf, 256);
+        _tile_stored(1, obuf + 16, 256);
+        _tile_stored(2, obuf + 32, 256);
+        _tile_stored(3, obuf + 48, 256);
+        for (int64_t r = 0; r < rows; r++) {
+            uint16_t *dst = out + ((i0 + r) * Hq + qh) * D + c * 64;
+            // x / sum, correctly rounded as a division would be, without one: q = x y
+            // with y = 1 / sum rounded, then q + (x - sum q) y (Markstein's theorem:
+            // exact for a correctly rounded reciprocal; sum is in [1, T]).
+            const __m512 sum = _mm512_set1_ps(sums[r]), y = _mm512_set1_ps(1.0f / sums[r]);
+            for (int64_t j = 0; j < 64; j += 16) {
+                const __m512 x = _mm512_loadu_ps(obuf + r * 64 + j);
+                const __m512 q = _mm512_mul_ps(x, y);
+                store_bf16(dst + j, _mm512_fmadd_ps(_mm512_fnmadd_ps(sum, q, x), y, q),
+                           0xFFFF);
+            }
+        }
+    }
+}
+
 // One (sequence, key/value head) pair: its query heads, every query row.
 static void attend_group(const uint16_t *q, const uint16_t *k, const uint16_t *v, uint16_t *out,
                          int64_t T, int64_t Hq, int64_t D, int64_t group, int64_t qh0,
@@ -92,24 +164,39 @@ static void attend_group(const uint16_t *q, const uint16_t *k, const uint16_t *v
     for (int64_t g = 0; g < group; g++) {
         const int64_t qh = qh0 + g;
         const uint16_t *qhead = q + qh * qs[1];
+        float sums2[2][16];
+        int64_t prev_nts = 0;
         for (int64_t qb = 0; qb < nb; qb++) {
             const int64_t i0 = qb * 16, rows = T - i0 < 16 ? T - i0 : 16;
-            for (int64_t r = 0; r < 16; r++) {
-                if (r < rows)
-                    memcpy(qbuf + r * D, qhead + (i0 + r) * qs[2], D * 2);
-                else
-                    memset(qbuf + r * D, 0, D * 2);
+            // A whole block's query rows are read where they are; a last, shorter one is
+            // copied, zero rows after it (its rows past the sequence would be read past the end
+            // of the tensor; they are never used).
+            const uint16_t *qrows = qhead + i0 * qs[2];
+            int64_t qpitch = qs[2] * 2;
+            if (rows < 16) {
+                for (int64_t r = 0; r < 16; r++) {
+                    if (r < rows)
+                        memcpy(qbuf + r * D, qhead + (i0 + r) * qs[2], D * 2);
+                    else
+                        memset(qbuf + r * D, 0, D * 2);
+                }
+                qrows = qbuf;
+                qpitch = D * 2;
             }
             const int64_t last = i0 + rows - 1, nkb = last / 16 + 1, nts = (last + 32) / 32;
-            // Four key blocks at a time: one query tile load feeds four independent products.
-            for (int64_t b = 0; b < nkb; b += 4) {
+            // Four key blocks at a time: one query tile load feeds four independent products;
+            // the last one to three blocks of a causal row alone (each score is its own sum).
+            const int64_t nkb4 = nkb / 4 * 4;
+            if (nkb4 < nkb) scores_tail(nkb - nkb4, qrows, qpitch, kp + nkb4 * kst * 512, kst,
+                                        s + nkb4 * 16, spitch);
+            for (int64_t b = 0; b < nkb4; b += 4) {
                 _tile_zero(0);
                 _tile_zero(1);
                 _tile_zero(2);
                 _tile_zero(3);
                 for (int64_t st = 0; st < kst; st++) {
                     const uint16_t *kt = kp + (b * kst + st) * 512;
-                    _tile_loadd(4, qbuf + st * 32, D * 2);
+                    _tile_loadd(4, qrows + st * 32, qpitch);
                     _tile_loadd(5, kt, 64);
                     _tile_dpbf16ps(0, 4, 5);
                     _tile_loadd(6, kt + kst * 512, 64);
@@ -124,9 +211,9 @@ static void attend_group(const uint16_t *q, const uint16_t *k, const uint16_t *v
                 _tile_stored(2, s + b * 16 + 32, spitch * 4);
                 _tile_stored(3, s + b * 16 + 48, spitch * 4);
             }
-            float sums[16];
+            float *sums = sums2[qb & 1];
             for (int64_t r = 0; r < 16; r++) {
-                uint16_t *prow = p + r * t32;
+                uint16_t *prow = p + ((qb & 1) * 16 + r) * t32;
                 float *srow = s + r * spitch;
                 const int64_t n = r < rows ? i0 + r + 1 : 0;  // keys this query sees
                 __m512 vmax = _mm512_set1_ps(-INFINITY);
@@ -137,51 +224,26 @@ static void attend_group(const uint16_t *q, const uint16_t *k, const uint16_t *v
                 }
                 const float mx = _mm512_reduce_max_ps(vmax);
                 __m512 vsum = _mm512_setzero_ps();
-                for (int64_t j = 0; j < nts * 32; j += 16) {
+                const int64_t seen = (n + 15) / 16 * 16;  // past it, probabilities are zero
+                for (int64_t j = 0; j < seen; j += 16) {
                     int64_t left = n - j;
-                    __mmask16 m = left >= 16 ? 0xFFFF : left > 0 ? (__mmask16)((1u << left) - 1) : 0;
+                    __mmask16 m = left >= 16 ? 0xFFFF : (__mmask16)((1u << left) - 1);
                     __m512 x = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, srow + j), _mm512_set1_ps(scale));
                     __m512 e = _mm512_maskz_mov_ps(m, exp512(_mm512_sub_ps(x, _mm512_set1_ps(mx))));
                     vsum = _mm512_add_ps(vsum, e);
                     store_bf16(prow + j, e, 0xFFFF);
                 }
+                for (int64_t j = seen; j < nts * 32; j += 16)
+                    _mm256_storeu_si256((__m256i *)(prow + j), _mm256_setzero_si256());
                 sums[r] = n ? _mm512_reduce_add_ps(vsum) : 1.0f;
             }
-            for (int64_t c = 0; c < D / 64; c++) {
-                _tile_zero(0);
-                _tile_zero(1);
-                _tile_zero(2);
-                _tile_zero(3);
-                for (int64_t st = 0; st < nts; st++) {
-                    const uint16_t *vt = vp + (st * db + c * 4) * 512;
-                    _tile_loadd(5, p + st * 32, t32 * 2);
-                    _tile_loadd(6, vt, 64);
-                    _tile_dpbf16ps(0, 5, 6);
-                    _tile_loadd(6, vt + 512, 64);
-                    _tile_dpbf16ps(1, 5, 6);
-                    _tile_loadd(6, vt + 1024, 64);
-                    _tile_dpbf16ps(2, 5, 6);
-                    _tile_loadd(6, vt + 1536, 64);
-                    _tile_dpbf16ps(3, 5, 6);
-                }
-                _tile_stored(0, obuf, 256);
-                _tile_stored(1, obuf + 16, 256);
-                _tile_stored(2, obuf + 32, 256);
-                _tile_stored(3, obuf + 48, 256);
-                for (int64_t r = 0; r < rows; r++) {
-                    uint16_t *dst = out + ((i0 + r) * Hq + qh) * D + c * 64;
-                    // x / sum, correctly rounded as a division would be, without one: q = x y
-                    // with y = 1 / sum rounded, then q + (x - sum q) y (Markstein's theorem:
-                    // exact for a correctly rounded reciprocal; sum is in [1, T]).
-                    const __m512 sum = _mm512_set1_ps(sums[r]), y = _mm512_set1_ps(1.0f / sums[r]);
-                    for (int64_t j = 0; j < 64; j += 16) {
-                        const __m512 x = _mm512_loadu_ps(obuf + r * 64 + j);
-                        const __m512 q = _mm512_mul_ps(x, y);
-                        store_bf16(dst + j, _mm512_fmadd_ps(_mm512_fnmadd_ps(sum, q, x), y, q),
-                                   0xFFFF);
-                    }
-                }
-            }
+            // The previous block's values now, this one's next time: the tile loads of P wait
+            // for the stores that wrote it, which have had a block's work to complete.
+            if (qb > 0) values_block(p + (1 - (qb & 1)) * 16 * t32, vp, sums2[1 - (qb & 1)], out,
+                                     obuf, i0 - 16, 16, prev_nts, t32, D, Hq, qh);
+            prev_nts = nts;
+            if (qb == nb - 1) values_block(p + (qb & 1) * 16 * t32, vp, sums2[qb & 1], out, obuf,
+                                           i0, rows, nts, t32, D, Hq, qh);
         }
     }
 }
@@ -197,7 +259,7 @@ static int attend_batch(const uint16_t *q, const uint16_t *k, const uint16_t *v,
                         float scale) {
     const int64_t group = Hq / Hk, nb = key_blocks(T), t32 = (T + 31) / 32 * 32;
     const size_t kp_bytes = (size_t)nb * 16 * D * 2, vp_bytes = (size_t)t32 * D * 2;
-    const size_t s_bytes = (size_t)16 * nb * 16 * 4, p_bytes = (size_t)16 * t32 * 2;
+    const size_t s_bytes = (size_t)16 * nb * 16 * 4, p_bytes = (size_t)2 * 16 * t32 * 2;
     const size_t q_bytes = (size_t)16 * D * 2, o_bytes = 16 * 64 * 4;
     const size_t each = kp_bytes + vp_bytes + s_bytes + p_bytes + q_bytes + o_bytes + 6 * 64;
     const size_t stride = (each + 63) / 64 * 64;
