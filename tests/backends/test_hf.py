@@ -104,12 +104,6 @@ def test_bfloat16_close_to_float32(tiny_model: Path, medboard_home: Path) -> Non
         assert b.logprobs == pytest.approx(a.logprobs, rel=0.05)
 
 
-def test_greedy_reads_the_first_maximum_like_argmax() -> None:
-    # the greedy flag uses max(dim).indices; ties must go to the first index, as argmax's do
-    rows = torch.tensor([[0.5, 2.0, 2.0, -1.0], [3.0, 3.0, 3.0, 3.0], [-2.0, -1.0, -1.0, -1.0]])
-    assert rows.max(dim=-1).indices.tolist() == rows.argmax(dim=-1).tolist() == [1, 0, 1]
-
-
 def test_unknown_dtype(tiny_model: Path, medboard_home: Path) -> None:
     with pytest.raises(ModelError, match="unknown dtype 'int3'"):
         create_backend(str(tiny_model), dtype="int3")
@@ -123,33 +117,6 @@ FEWSHOT_REQUESTS = [
     ChoiceRequest(FEWSHOT_PREFIX + f"Question: {q}\nA. yes\nB. no\nAnswer:", (" A", " B"))
     for q in ("Is the liver on the right?", "Does the heart beat?", "Is bone living tissue?")
 ] + [ChoiceRequest(FEWSHOT_PREFIX + "Question: Name the bone.\nAnswer:", (" femur", " tibia"))]
-
-
-def test_shared_prefix_runs_once_with_the_same_numbers(
-    tiny_model: Path, medboard_home: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from medboard.backends import hf
-
-    backend = HFBackend(str(tiny_model))
-    rows = [row for r in FEWSHOT_REQUESTS for row in backend.rows(r)]
-    shared = backend._reusable_prefix(rows)
-    assert shared >= hf.MIN_SHARED_PREFIX  # the five examples (and more) are shared
-    seen: list[int] = []
-    forward = HFBackend._forward
-    monkeypatch.setattr(
-        HFBackend, "_forward", lambda self, ids, s, at: seen.append(s) or forward(self, ids, s, at)
-    )
-    reused = backend.loglikelihood(FEWSHOT_REQUESTS)
-    assert seen == [shared]
-    # every row recomputed from its first token gives the same numbers, and so does lm-eval's
-    # recipe of one full forward per choice
-    monkeypatch.setattr(hf, "MIN_SHARED_PREFIX", 10**9)
-    full = backend.loglikelihood(FEWSHOT_REQUESTS)
-    assert seen[-1] == 0
-    for a, b, request in zip(reused, full, FEWSHOT_REQUESTS, strict=True):
-        assert a.logprobs == pytest.approx(b.logprobs, abs=1e-5)
-        assert a.greedy == b.greedy
-        assert a.logprobs == pytest.approx(brute_force(tiny_model, request), abs=1e-4)
 
 
 def test_plan_counts_a_shared_prefix_once(tiny_model: Path, medboard_home: Path) -> None:
