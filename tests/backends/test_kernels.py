@@ -192,6 +192,20 @@ def test_compiled_layers_read_the_fused_rotate_half_only_while_scoring(tiny_mode
     assert modeling_llama.rotate_half is own
 
 
+def test_models_with_query_and_key_norms_keep_their_rotate_half(tmp_path: Path) -> None:
+    """Fused with a q/k norm the rotation would skip the norm's bfloat16 rounding (Gemma-3)."""
+    from transformers import AutoModelForCausalLM
+
+    from tests.backends.test_hf_gemma import build_tiny_gemma3
+
+    model = AutoModelForCausalLM.from_pretrained(build_tiny_gemma3(tmp_path))
+    assert rotary_modules(model) == []
+    with CompiledLayers(model):
+        from transformers.models.gemma3 import modeling_gemma3
+
+        assert modeling_gemma3.rotate_half is not rotate_half
+
+
 def test_a_different_rotate_half_is_left_alone(monkeypatch: pytest.MonkeyPatch) -> None:
     from transformers.models.llama import modeling_llama
 

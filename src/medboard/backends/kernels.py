@@ -193,7 +193,8 @@ def rotate_half(x: Any) -> Any:
 
     The same values (a sign change is exact), but the compiler fuses it into the rotary
     embedding's multiply-add, where the concatenation made it write both halves to a buffer
-    first: SmolLM2-135M scores 4.8% faster, with bit-identical log-likelihoods.
+    first: SmolLM2-135M scores 4.8% faster, with bit-identical log-likelihoods (see
+    rotary_modules for where fusing would change the rounding).
     """
     import torch
 
@@ -204,11 +205,19 @@ def rotate_half(x: Any) -> Any:
 
 def rotary_modules(model: Any) -> list[types.ModuleType]:
     """The modeling modules of `model` whose rotate_half computes what `rotate_half` does
-    (checked on a small input), whose global the compiled layers may read instead."""
+    (checked on a small input), whose global the compiled layers may read instead.
+
+    None for a model that normalizes queries or keys before the rotary embedding (q_norm,
+    k_norm: Gemma-3, Qwen3): fused, the norm's output is no longer rounded to bfloat16 before
+    the rotation, which moved 22 of 272 professional-medicine answers on Gemma-3-270M (+2.6
+    points against the reference, past the 1-point band).
+    """
     import sys
 
     import torch
 
+    if any(hasattr(m, "q_norm") or hasattr(m, "k_norm") for m in model.modules()):
+        return []
     x = torch.randn((1, 2, 3, 8), generator=torch.Generator().manual_seed(0))
     found = {}
     for module in model.modules():
