@@ -31,12 +31,11 @@ from medboard.backends.kernels import (
     COMPILED_ARITHMETIC,
     CompiledLayers,
     compile_wanted,
-    decoder_layers,
     keep_freed_memory,
     matmul_mode,
     use_float32_matmul,
 )
-from medboard.backends.last_layer import LastLayerRows, splits
+from medboard.backends.last_layer import LastLayerRows, last_layer_rows
 from medboard.backends.packing import plan_packed
 from medboard.errors import ModelError
 
@@ -172,12 +171,12 @@ class HFBackend(Scoring):
             self._scoring.append(FusedActivation(self._model, products))
         # Last: the last layer past its attention only at the positions scoring reads.
         self._last_rows: LastLayerRows | None = None
-        layers = decoder_layers(self._model)
-        if not self._full_forward and layers and splits(layers[-1]):
-            last = LastLayerRows(self._model, self.compile)
-            if last.matches(self._model.base_model, self.device, self._tolerance):
-                self._last_rows = last
-                self._scoring.append(last)
+        if not self._full_forward:
+            self._last_rows = last_layer_rows(
+                self._model, self.compile, self.device, self._tolerance
+            )
+        if self._last_rows is not None:
+            self._scoring.append(self._last_rows)
 
     def _head_matches_forward(self) -> bool:
         """Whether projecting selected hidden states gives the model's own logits.

@@ -97,3 +97,15 @@ class LastLayerRows:
         return part.shape == full.shape and bool(
             torch.allclose(full.float(), part.float(), atol=tolerance, rtol=tolerance)
         )
+
+
+def last_layer_rows(
+    model: Any, compiled: bool, device: str, tolerance: float
+) -> LastLayerRows | None:
+    """LastLayerRows for `model` when its last decoder layer has the parts forward_at computes
+    and the split gives the model's own numbers (`matches`), else None."""
+    layers = decoder_layers(model)
+    if not layers or not splits(layers[-1]):
+        return None
+    last = LastLayerRows(model, compiled)
+    return last if last.matches(model.base_model, device, tolerance) else None
