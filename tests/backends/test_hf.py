@@ -60,8 +60,11 @@ def test_batching_does_not_change_numbers(tiny_model: Path, medboard_home: Path)
     single = [r for batch in one_by_one.plan(REQUESTS) for r in batch]
     a = {i: one_by_one.loglikelihood([REQUESTS[i]])[0].logprobs for i in single}
     b = together.loglikelihood(REQUESTS)
+    # float32 kernels sum in an order that can depend on the batch's shape: within 1e-5 on
+    # AVX-512 machines, up to 6.4e-5 on an AVX2 EPYC (log-likelihoods of -9.6 to -25.7); the
+    # parity bound against the reference is 1e-3.
     for i, result in enumerate(b):
-        assert result.logprobs == pytest.approx(a[i], abs=1e-5)
+        assert result.logprobs == pytest.approx(a[i], abs=2e-4)
 
 
 def test_plan_is_longest_first_and_deterministic(tiny_model: Path, medboard_home: Path) -> None:

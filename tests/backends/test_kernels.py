@@ -167,6 +167,26 @@ def test_compiled_layers_score_as_eager_ones_and_generation_stays_eager(
     assert compiled.generate([prompt]) == eager.generate([prompt])
 
 
+def test_float32_products_in_compiled_layers_compile_once(
+    tiny_model: Path, medboard_home: Path
+) -> None:
+    """The bfloat16 path of a CPU without AMX (float32 products, compiled layers): batches of
+    new shapes reuse the dynamic graph. The shared-conversion cache, traced, was guarded on and
+    recompiled the layers at every batch shape (0.7 questions/s on SmolLM2-135M)."""
+    from torch._dynamo.utils import counters
+
+    backend = create_backend(
+        str(tiny_model), dtype="bfloat16", matmul="float32", compile_mode="on", batch_tokens=1
+    )
+    contexts = ["Question: Where?\nAnswer:", "Question: " + "Which nerve? " * 6 + "\nAnswer:"]
+    contexts += ["Question: " + "Which organ lies below the diaphragm? " * 4 + "\nAnswer:"]
+    requests = [ChoiceRequest(c, (" A", " B", " C")) for c in contexts]
+    backend.loglikelihood(requests[:1])  # the first graph (static) and the dynamic one
+    counters.clear()
+    backend.loglikelihood(requests[1:])  # two more batches, of other shapes
+    assert counters["stats"]["unique_graphs"] == 0
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("size", [2, 64, 128, 256])
 def test_rotate_half_is_transformers_rotate_half(dtype: torch.dtype, size: int) -> None:

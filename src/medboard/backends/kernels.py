@@ -79,7 +79,10 @@ def use_float32_matmul(model: Any) -> int:
             # double the model's memory, and one conversion per forward pass costs about one
             # operation per weight against two per weight for every token of the batch.
             bias = None if self.bias is None else self.bias.float()
-            return F.linear(as_float(x), self.weight.float(), bias).to(x.dtype)
+            # Compiled, the shared conversion is left to the compiler: a tensor kept between
+            # calls would be guarded on and recompile the layer at every batch shape.
+            xf = x.float() if torch.compiler.is_compiling() else as_float(x)
+            return F.linear(xf, self.weight.float(), bias).to(x.dtype)
 
         module.forward = types.MethodType(forward, module)
         changed += 1
