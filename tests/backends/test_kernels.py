@@ -181,7 +181,7 @@ def test_float32_products_in_compiled_layers_compile_once(
     contexts = ["Question: Where?\nAnswer:", "Question: " + "Which nerve? " * 6 + "\nAnswer:"]
     contexts += ["Question: " + "Which organ lies below the diaphragm? " * 4 + "\nAnswer:"]
     requests = [ChoiceRequest(c, (" A", " B", " C")) for c in contexts]
-    backend.loglikelihood(requests[:1])  # the first graph (static) and the dynamic one
+    backend.loglikelihood(requests[:1])  # compiles what any batch needs
     counters.clear()
     backend.loglikelihood(requests[1:])  # two more batches, of other shapes
     assert counters["stats"]["unique_graphs"] == 0

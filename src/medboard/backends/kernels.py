@@ -57,7 +57,7 @@ def use_float32_matmul(model: Any) -> int:
     """Compute every bfloat16 nn.Linear of `model` in float32; returns how many were changed.
 
     Projections that read the same input (query, key and value; gate and up) share one
-    conversion of it to float32.
+    conversion of it to float32 (in eager mode; in compiled layers the compiler has it).
     """
     import torch
     import torch.nn.functional as F  # noqa: N812
