@@ -172,7 +172,7 @@ def test_float32_products_in_compiled_layers_compile_once(
 ) -> None:
     """The bfloat16 path of a CPU without AMX (float32 products, compiled layers): batches of
     new shapes reuse the dynamic graph. The shared-conversion cache, traced, was guarded on and
-    recompiled the layers at every batch shape (0.7 questions/s on SmolLM2-135M)."""
+    recompiled the layers at every batch shape (0.7 questions/s on Gemma-3-270M)."""
     from torch._dynamo.utils import counters
 
     backend = create_backend(
