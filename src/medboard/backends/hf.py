@@ -170,11 +170,11 @@ class HFBackend(Scoring):
             products = self.activation == FUSED_MLP
             self._scoring.append(FusedActivation(self._model, products))
         # Last: the last layer past its attention only at the positions scoring reads.
-        self._last_rows: LastLayerRows | None = None
-        if not self._full_forward:
-            self._last_rows = last_layer_rows(
-                self._model, self.compile, self.device, self._tolerance
-            )
+        self._last_rows: LastLayerRows | None = (
+            None
+            if self._full_forward
+            else last_layer_rows(self._model, self.compile, self.device, self._tolerance)
+        )
         if self._last_rows is not None:
             self._scoring.append(self._last_rows)
 
