@@ -187,6 +187,61 @@ def test_float32_products_in_compiled_layers_compile_once(
     assert counters["stats"]["unique_graphs"] == 0
 
 
+def test_compiled_layers_are_traced_once(tiny_model: Path) -> None:
+    """A decoder layer's Python floats (norm epsilon, attention scaling) are compiled in as
+    constants: dynamo does not trace the layer, fail to make some of them tensors and trace it
+    all again (half the compile time of a run with torch's compile cache warm)."""
+    import logging
+
+    from torch._dynamo.utils import counters
+    from transformers import AutoModelForCausalLM
+
+    torch._dynamo.reset()  # trace anew, not from graphs an earlier test compiled
+    counters.clear()
+    model = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.bfloat16)
+    messages: list[str] = []
+    handler = logging.Handler(logging.INFO)
+    handler.emit = lambda record: messages.append(record.getMessage())  # type: ignore[method-assign]
+    logger = logging.getLogger("torch._dynamo.convert_frame")
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        with CompiledLayers(model), torch.inference_mode():
+            model(input_ids=torch.tensor([[1, 2, 3, 4, 5]]))
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    assert counters["stats"]["unique_graphs"] >= 1  # it was traced
+    assert not [m for m in messages if m.startswith("Restarting analysis")]
+
+
+def test_floats_are_constants_only_while_scoring_models_without_query_key_norms(
+    tiny_model: Path, tmp_path: Path
+) -> None:
+    from transformers import AutoModelForCausalLM, Gemma3ForCausalLM, Gemma3TextConfig
+
+    config = torch._dynamo.config
+    before = config.specialize_float
+    with CompiledLayers(AutoModelForCausalLM.from_pretrained(tiny_model)):
+        assert config.specialize_float
+    assert config.specialize_float == before
+    gemma = Gemma3ForCausalLM(
+        Gemma3TextConfig(
+            vocab_size=64,
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            num_key_value_heads=1,
+            head_dim=16,
+        )
+    )
+    with CompiledLayers(gemma):  # its q/k-norm epsilons as constants: fused, other rounding
+        assert not config.specialize_float
+    assert config.specialize_float == before
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("size", [2, 64, 128, 256])
 def test_rotate_half_is_transformers_rotate_half(dtype: torch.dtype, size: int) -> None:
