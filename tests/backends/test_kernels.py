@@ -17,6 +17,7 @@ from medboard.backends.kernels import (
     decoder_layers,
     keep_freed_memory,
     matmul_mode,
+    normalizes_queries_or_keys,
     rotary_modules,
     rotate_half,
     use_float32_matmul,
@@ -216,10 +217,16 @@ def test_compiled_layers_are_traced_once(tiny_model: Path) -> None:
     assert not [m for m in messages if m.startswith("Restarting analysis")]
 
 
-def test_floats_are_constants_only_while_scoring_models_without_query_key_norms(
+def test_floats_are_constants_only_while_scoring_llama_style_layers(
     tiny_model: Path, tmp_path: Path
 ) -> None:
-    from transformers import AutoModelForCausalLM, Gemma3ForCausalLM, Gemma3TextConfig
+    from transformers import (
+        AutoModelForCausalLM,
+        Gemma2Config,
+        Gemma2ForCausalLM,
+        Gemma3ForCausalLM,
+        Gemma3TextConfig,
+    )
 
     config = torch._dynamo.config
     before = config.specialize_float
@@ -237,9 +244,23 @@ def test_floats_are_constants_only_while_scoring_models_without_query_key_norms(
             head_dim=16,
         )
     )
-    with CompiledLayers(gemma):  # its q/k-norm epsilons as constants: fused, other rounding
+    with CompiledLayers(gemma):  # its epsilons as constants: other kernels, other rounding
         assert not config.specialize_float
     assert config.specialize_float == before
+    gemma2 = Gemma2ForCausalLM(
+        Gemma2Config(
+            vocab_size=64,
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            num_key_value_heads=1,
+            head_dim=16,
+        )
+    )
+    assert not normalizes_queries_or_keys(gemma2)  # norms around the feed-forward block only
+    with CompiledLayers(gemma2):
+        assert not config.specialize_float
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
