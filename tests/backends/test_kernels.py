@@ -217,9 +217,7 @@ def test_compiled_layers_are_traced_once(tiny_model: Path) -> None:
     assert not [m for m in messages if m.startswith("Restarting analysis")]
 
 
-def test_floats_are_constants_only_while_scoring_llama_style_layers(
-    tiny_model: Path, tmp_path: Path
-) -> None:
+def test_floats_are_constants_only_while_scoring_llama_style_layers(tiny_model: Path) -> None:
     from transformers import (
         AutoModelForCausalLM,
         Gemma2Config,
@@ -244,7 +242,7 @@ def test_floats_are_constants_only_while_scoring_llama_style_layers(
             head_dim=16,
         )
     )
-    with CompiledLayers(gemma):  # its epsilons as constants: other kernels, other rounding
+    with CompiledLayers(gemma):  # its epsilons as constants: other buffers, other rounding
         assert not config.specialize_float
     assert config.specialize_float == before
     gemma2 = Gemma2ForCausalLM(
