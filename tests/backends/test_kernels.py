@@ -226,36 +226,25 @@ def test_floats_are_constants_only_while_scoring_llama_style_layers(tiny_model: 
         Gemma3TextConfig,
     )
 
+    small = {
+        "vocab_size": 64,
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "num_key_value_heads": 1,
+        "head_dim": 16,
+    }
     config = torch._dynamo.config
     before = config.specialize_float
     with CompiledLayers(AutoModelForCausalLM.from_pretrained(tiny_model)):
         assert config.specialize_float
     assert config.specialize_float == before
-    gemma = Gemma3ForCausalLM(
-        Gemma3TextConfig(
-            vocab_size=64,
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            num_key_value_heads=1,
-            head_dim=16,
-        )
-    )
+    gemma = Gemma3ForCausalLM(Gemma3TextConfig(**small))
     with CompiledLayers(gemma):  # its epsilons as constants: other buffers, other rounding
         assert not config.specialize_float
     assert config.specialize_float == before
-    gemma2 = Gemma2ForCausalLM(
-        Gemma2Config(
-            vocab_size=64,
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            num_key_value_heads=1,
-            head_dim=16,
-        )
-    )
+    gemma2 = Gemma2ForCausalLM(Gemma2Config(**small))
     assert not normalizes_queries_or_keys(gemma2)  # norms around the feed-forward block only
     with CompiledLayers(gemma2):
         assert not config.specialize_float

@@ -192,17 +192,23 @@ COMPILED_ARITHMETIC = "inductor-4"
 RECOMPILE_LIMIT = 64
 
 
+QUERY_KEY_NORMS = ("q_norm", "k_norm")  # Gemma-3, Qwen3
+FEED_FORWARD_NORMS = ("pre_feedforward_layernorm",)  # Gemma 2 and 3 (last_layer.SANDWICH)
+
+
+def _has_any(model: Any, names: tuple[str, ...]) -> bool:
+    return any(hasattr(m, name) for m in model.modules() for name in names)
+
+
 def normalizes_queries_or_keys(model: Any) -> bool:
     """Whether `model`'s attention normalizes queries or keys (q_norm, k_norm: Gemma-3, Qwen3)."""
-    return any(hasattr(m, "q_norm") or hasattr(m, "k_norm") for m in model.modules())
+    return _has_any(model, QUERY_KEY_NORMS)
 
 
 def has_extra_norms(model: Any) -> bool:
     """Whether `model`'s decoder layers have more norms than Llama's two: query/key norms, or
     norms around the feed-forward block (Gemma 2 and 3)."""
-    return normalizes_queries_or_keys(model) or any(
-        hasattr(m, "pre_feedforward_layernorm") for m in model.modules()
-    )
+    return _has_any(model, QUERY_KEY_NORMS + FEED_FORWARD_NORMS)
 
 
 def rotate_half(x: Any) -> Any:
