@@ -1,5 +1,6 @@
 """Shared fixtures: a tiny random causal LM with a real byte-level BPE tokenizer, on disk."""
 
+import gc
 import json
 from pathlib import Path
 from typing import Any
@@ -76,6 +77,14 @@ def build_tiny_llama(
         return LlamaForCausalLM(config)
 
     return build_tiny_model(folder, make, scale=8.0, seed=seed)
+
+
+@pytest.fixture(autouse=True)
+def _thawed_heap() -> Any:
+    """evaluate() freezes the heap for the rest of the process (heap.py), as a CLI run wants;
+    the test process runs many evaluations, so each test's frozen objects are thawed after it."""
+    yield
+    gc.unfreeze()
 
 
 @pytest.fixture(scope="session")

@@ -60,6 +60,14 @@ def test_scores_and_output(store: DataStore, tmp_path: Path) -> None:
     assert results[0].spec.data_hash != REGISTRY.task("medqa_4options").expected_hash
 
 
+def test_what_exists_after_the_first_batch_is_frozen(store: DataStore) -> None:
+    import gc
+
+    gc.unfreeze()
+    evaluate([REGISTRY.task("medmcqa")], CountingBackend(), data=store, options=MISMATCH_OK)
+    assert gc.get_freeze_count() > 0  # modules, the backend: out of the collector's way
+
+
 def test_finished_run_is_not_recomputed(store: DataStore) -> None:
     task = [REGISTRY.task("medmcqa")]
     first = CountingBackend()

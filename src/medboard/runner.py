@@ -17,6 +17,7 @@ from medboard import __version__
 from medboard.backends.base import Backend, ChoiceRequest
 from medboard.data.store import DataStore, TaskData
 from medboard.errors import MedboardError
+from medboard.heap import freeze, long_lived
 from medboard.results.schema import RunResult, RunSpec, Score
 from medboard.results.store import RunStore, atomic_write_text
 from medboard.scoring.choice import score_choices
@@ -174,6 +175,7 @@ def compute_answers(
             if sid in stored and stored[sid][0] == h
         }
         reporter.start(task_name, len(ids), sum(1 for sid in ids if sid in answers))
+        first = True
         for batch in plan():
             if all(ids[i] in answers for i in batch):
                 continue
@@ -185,6 +187,9 @@ def compute_answers(
                     fresh.append((ids[i], hashes[i], answer))
             cache.put_many(fresh)
             reporter.advance(len(fresh))
+            if first:  # what the first batch compiles lives to the end (heap.py)
+                first = False
+                freeze()
     finally:
         cache.close()
     return answers
@@ -194,7 +199,8 @@ def load_backend(backend: Backend, spec: RunSpec, reporter: Reporter) -> None:
     load = getattr(backend, "load", None)
     if load is not None and not getattr(backend, "loaded", True):
         reporter.status(f"loading model {spec.model} ({spec.dtype})")
-        load()
+        with long_lived():
+            load()
 
 
 def finish_run(

@@ -1,5 +1,6 @@
 """The worker on a real tiny model and the fixture tasks: a job goes pending -> finished."""
 
+import gc
 import shutil
 from pathlib import Path
 
@@ -45,6 +46,7 @@ def test_worker_evaluates_and_records_an_entry(tiny_model: Path, home: Path, dat
         runs = session.scalars(select(Run)).all()
         assert len(runs) == 9 and all(Path(r.samples_path).exists() for r in runs)
     assert run_worker(database, "w1", once=True, options=OPTIONS) == 0  # queue empty
+    assert gc.get_freeze_count() == 0  # the job's objects thawed: its cycles can be collected
 
 
 def test_a_job_that_cannot_run_fails_with_its_reason(

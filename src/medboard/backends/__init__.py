@@ -12,6 +12,7 @@ from medboard.backends.base import (
     GenerateResult,
 )
 from medboard.errors import MissingExtraError
+from medboard.heap import long_lived
 
 
 def create_backend(
@@ -30,12 +31,13 @@ def create_backend(
         from medboard.backends.fake import FakeBackend
 
         return FakeBackend(model.partition(":")[2])
-    try:
-        import torch  # noqa: F401
-        import transformers  # noqa: F401
-    except ImportError as exc:
-        raise MissingExtraError(exc.name or "transformers", "hf") from None
-    from medboard.backends.hf import HFBackend
+    with long_lived():  # torch and transformers: imported once, kept to the end
+        try:
+            import torch  # noqa: F401
+            import transformers  # noqa: F401
+        except ImportError as exc:
+            raise MissingExtraError(exc.name or "transformers", "hf") from None
+        from medboard.backends.hf import HFBackend
 
     return HFBackend(
         model,

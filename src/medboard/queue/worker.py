@@ -131,6 +131,7 @@ def run_job(
 ) -> str:
     """Evaluate one claimed job and mark it finished or failed; returns the final status."""
     from medboard.backends.kernels import release_freed_memory
+    from medboard.heap import thaw
 
     log.info("job #%d: %s (%s) on %s", job.id, job.model, job.dtype, job.track)
     try:
@@ -147,7 +148,9 @@ def run_job(
         log.error("job #%d failed:\n%s", job.id, traceback.format_exc())
         return "failed"
     finally:
-        # The job's model is gone; without this the worker would keep its peak heap for good.
+        # The job's model is gone; without these the worker would keep its reference cycles
+        # (frozen while it evaluated: heap.py) and its peak heap for good.
+        thaw()
         release_freed_memory()
     finish(database, job.id, worker, entry_id)
     log.info("job #%d finished: entry %d", job.id, entry_id)
