@@ -57,6 +57,19 @@ def test_eval_fake_prints_table_and_writes_output(home: Path, tmp_path: Path) ->
     assert (tmp_path / "samples_pubmedqa.jsonl").exists()
 
 
+def test_eval_without_record_does_not_load_the_database_layer(home: Path) -> None:
+    # SQLAlchemy and the ORM take about half a second to import; only --record needs them.
+    probe = "import sys; from medboard.cli import main\ntry:\n    main()\nfinally:\n"
+    probe += "    print('sqlalchemy' in sys.modules, file=sys.stderr)"
+    env = {**os.environ, "MEDBOARD_HOME": str(home), "NO_COLOR": "1"}
+    result = subprocess.run(
+        [sys.executable, "-c", probe, "eval", *FAKE, "--tasks", "medmcqa", "--limit", "2"],
+        capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.splitlines()[-1] == "False"
+
+
 def test_eval_generative_protocols(home: Path, tmp_path: Path) -> None:
     tasks = ["--tasks", "medqa_4options,pubmedqa"]
     result = medboard(home, "eval", *FAKE, *tasks, "--protocol", "cot", "--output", str(tmp_path))

@@ -305,7 +305,7 @@ def eval_command(
 ) -> None:
     """Evaluate a model; ends with a table of acc ± stderr per task and the mean over tasks."""
     from medboard.backends import create_backend
-    from medboard.leaderboard.ranking import TRACKS
+    from medboard.leaderboard import TRACKS
     from medboard.runner import EvalOptions, evaluate
     from medboard.tasks import REGISTRY
     from medboard.tasks.permute import with_permutations

@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from medboard import __version__
 from medboard.errors import DataError
-from medboard.leaderboard.published import TRACKS
+from medboard.leaderboard import TRACKS
 from medboard.paths import home
 from medboard.results.db import Database, Entry, Model, Run, TaskScore
 from medboard.results.lmeval import TaskOutput, read_lmeval, write_lmeval

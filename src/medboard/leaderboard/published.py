@@ -26,6 +26,7 @@ from typing import Any
 from sqlalchemy import select
 
 from medboard.errors import DataError
+from medboard.leaderboard import TRACKS
 from medboard.results.db import MODEL_TYPES, Database, Entry, Model, TaskScore
 from medboard.tasks import REGISTRY
 
@@ -39,7 +40,6 @@ FLOWERTUNE_TASKS = {
     "medqa": "medqa_4options",
     "careqa": "careqa_en",
 }
-TRACKS = ("open_medical", "flowertune_medical")
 OPTIONAL = {
     "team", "base_model", "revision", "parameters", "dtype", "license", "model_type",
     "comm_cost_gb", "date", "code_url", "average", "track", "rank",

@@ -24,10 +24,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from medboard.errors import MedboardError
+from medboard.leaderboard import TRACKS
 from medboard.results.db import Entry, Model, TaskScore
 from medboard.tasks import REGISTRY
 
-TRACKS = ("open_medical", "flowertune_medical")
 TRACK_TITLES = {"open_medical": "Open Medical-LLM", "flowertune_medical": "FlowerTune medical"}
 METRIC = "acc"
 Z95 = 1.96
