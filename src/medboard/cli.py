@@ -305,9 +305,8 @@ def eval_command(
 ) -> None:
     """Evaluate a model; ends with a table of acc ± stderr per task and the mean over tasks."""
     from medboard.backends import create_backend
-    from medboard.leaderboard import TRACKS
     from medboard.runner import EvalOptions, evaluate
-    from medboard.tasks import REGISTRY
+    from medboard.tasks import REGISTRY, TRACKS
     from medboard.tasks.permute import with_permutations
     from medboard.tasks.protocols import protocol_version
 

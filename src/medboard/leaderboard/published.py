@@ -26,9 +26,8 @@ from typing import Any
 from sqlalchemy import select
 
 from medboard.errors import DataError
-from medboard.leaderboard import TRACKS
 from medboard.results.db import MODEL_TYPES, Database, Entry, Model, TaskScore
-from medboard.tasks import REGISTRY
+from medboard.tasks import REGISTRY, TRACKS
 
 FLOWERTUNE_HEADER = [
     "rank", "team", "base_model", "comm_cost_gb", "average",

@@ -24,9 +24,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from medboard.errors import MedboardError
-from medboard.leaderboard import TRACKS
 from medboard.results.db import Entry, Model, TaskScore
-from medboard.tasks import REGISTRY
+from medboard.tasks import REGISTRY, TRACKS
 
 TRACK_TITLES = {"open_medical": "Open Medical-LLM", "flowertune_medical": "FlowerTune medical"}
 METRIC = "acc"

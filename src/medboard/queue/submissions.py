@@ -15,9 +15,9 @@ from sqlalchemy import func, or_, select, update
 
 from medboard.backends.hf_loading import DTYPES
 from medboard.errors import DuplicateSubmissionError, MedboardError, SubmissionError
-from medboard.leaderboard import TRACKS
 from medboard.queue.validate import ModelInfo, validate_model
 from medboard.results.db import Database, Entry, Model, Submission, utcnow
+from medboard.tasks import TRACKS
 
 DEFAULT_LEASE_SECONDS = 120.0
 ACTIVE = ("pending", "running", "finished")

@@ -21,4 +21,7 @@ REGISTRY.add_suite(
 )
 REGISTRY.add_suite("flowertune_medical", ("pubmedqa", "medmcqa", "medqa_4options", "careqa_en"))
 
-__all__ = ["REGISTRY", "Registry", "Sample", "Task", "UnknownTaskError"]
+# The suites that are leaderboard tracks: their runs become ranked entries.
+TRACKS = ("open_medical", "flowertune_medical")
+
+__all__ = ["REGISTRY", "TRACKS", "Registry", "Sample", "Task", "UnknownTaskError"]
