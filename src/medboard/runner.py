@@ -312,7 +312,11 @@ def evaluate(
     options: EvalOptions | None = None,
     reporter: Reporter | None = None,
 ) -> list[RunResult]:
-    """Evaluate each task; results of finished runs come back without computing anything."""
+    """Evaluate each task; results of finished runs come back without computing anything.
+
+    The libraries, the model and the compiled code are left frozen out of Python's cyclic
+    garbage collector (heap.py); a process that goes on to other work calls heap.thaw().
+    """
     data = data or DataStore()
     runs = runs or RunStore()
     options = options or EvalOptions()

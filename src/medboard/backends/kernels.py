@@ -193,7 +193,8 @@ RECOMPILE_LIMIT = 64
 
 
 QUERY_KEY_NORMS = ("q_norm", "k_norm")  # Gemma-3, Qwen3
-FEED_FORWARD_NORMS = ("pre_feedforward_layernorm",)  # Gemma 2 and 3 (last_layer.SANDWICH)
+# The norms around the feed-forward block: Gemma 2 and 3 (last_layer splits layers by them too).
+FEED_FORWARD_NORMS = ("pre_feedforward_layernorm", "post_feedforward_layernorm")
 
 
 def _has_any(model: Any, names: tuple[str, ...]) -> bool:

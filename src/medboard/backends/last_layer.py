@@ -14,10 +14,9 @@ own forward runs it; `matches` checks that on the model before scoring relies on
 
 from typing import Any
 
-from medboard.backends.kernels import INDUCTOR_OPTIONS, decoder_layers
+from medboard.backends.kernels import FEED_FORWARD_NORMS, INDUCTOR_OPTIONS, decoder_layers
 
 PARTS = ("input_layernorm", "self_attn", "post_attention_layernorm", "mlp")
-SANDWICH = ("pre_feedforward_layernorm", "post_feedforward_layernorm")  # Gemma 2 and 3
 
 
 def splits(layer: Any) -> bool:
@@ -29,7 +28,7 @@ def forward_at(layer: Any, hidden_states: Any, rows: Any, **kwargs: Any) -> Any:
     """The decoder layer's output at `rows`, indices into its positions flattened over the
     batch: [1, len(rows), hidden]. kwargs: what the model passes the layer, which passes them
     on to its attention."""
-    sandwich = all(hasattr(layer, name) for name in SANDWICH)
+    sandwich = all(hasattr(layer, name) for name in FEED_FORWARD_NORMS)
     attended = layer.self_attn(hidden_states=layer.input_layernorm(hidden_states), **kwargs)[0]
     if sandwich:
         attended = layer.post_attention_layernorm(attended)
