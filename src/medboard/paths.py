@@ -1,7 +1,9 @@
 """Where medboard keeps its files: one home directory, overridable by MEDBOARD_HOME."""
 
+import json
 import os
 from pathlib import Path
+from typing import Any
 
 
 def home() -> Path:
@@ -19,3 +21,20 @@ def shared_benchmarks() -> Path | None:
         if candidate.is_dir():
             return candidate
     return None
+
+
+def read_json_object(path: Path) -> dict[str, Any]:
+    """A JSON object from a file, {} when it is missing, unreadable or not an object."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def write_json_object(path: Path, data: dict[str, Any]) -> None:
+    """Write `data` whole or not at all (a temporary file renamed over `path`)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data), encoding="utf-8")
+    os.replace(tmp, path)

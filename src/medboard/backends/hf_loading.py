@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from medboard.errors import HubUnreachableError, MissingExtraError, ModelError
-from medboard.paths import home
+from medboard.paths import home, read_json_object, write_json_object
 
 DTYPES = ("float32", "bfloat16", "float16")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -56,10 +56,7 @@ def _hash_file(path: Path) -> str:
     stat = path.stat()
     cache_path = home() / "hash-cache.json"
     key = f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
-    try:
-        cache = json.loads(cache_path.read_text())
-    except (OSError, ValueError):
-        cache = {}
+    cache = read_json_object(cache_path)
     if key in cache:
         return cache[key]
     digest = hashlib.sha256()
@@ -67,10 +64,7 @@ def _hash_file(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 22), b""):
             digest.update(block)
     cache[key] = digest.hexdigest()
-    cache_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache_path.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(cache))
-    os.replace(tmp, cache_path)
+    write_json_object(cache_path, cache)
     return cache[key]
 
 
@@ -167,21 +161,12 @@ def _first_line(exc: BaseException) -> str:
     return text[0] if text else type(exc).__name__
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    """A JSON object from a file, {} when it is missing or unreadable (the caller reports)."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
 def check_causal_lm(directory: Path, label: str) -> Any:
     """The model's config, if it is a causal LM that loads without remote code."""
     from transformers import AutoConfig
     from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
-    auto_map = _read_json(directory / "config.json").get("auto_map")
+    auto_map = read_json_object(directory / "config.json").get("auto_map")
     if auto_map:
         refs = [r for v in auto_map.values() for r in (v if isinstance(v, list) else [v]) if r]
         code = sorted({str(ref).split("--")[-1].split(".")[0] for ref in refs})

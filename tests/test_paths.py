@@ -1,0 +1,27 @@
+"""The medboard home and its small JSON files."""
+
+from pathlib import Path
+
+import pytest
+
+from medboard.paths import home, read_json_object, write_json_object
+
+
+def test_home_follows_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MEDBOARD_HOME", str(tmp_path / "h"))
+    assert home() == tmp_path / "h"
+
+
+def test_a_json_object_round_trips_and_leaves_no_temporary_file(tmp_path: Path) -> None:
+    path = tmp_path / "deep" / "x.json"
+    write_json_object(path, {"a": [1, 2], "b": True})
+    assert read_json_object(path) == {"a": [1, 2], "b": True}
+    assert [p.name for p in path.parent.iterdir()] == ["x.json"]
+
+
+@pytest.mark.parametrize("text", [None, "", "{broken", "[1, 2]", '"text"'])
+def test_missing_damaged_or_other_json_reads_as_empty(tmp_path: Path, text: str | None) -> None:
+    path = tmp_path / "x.json"
+    if text is not None:
+        path.write_text(text)
+    assert read_json_object(path) == {}
