@@ -7,6 +7,7 @@ import torch
 
 from medboard.backends import ChoiceRequest, create_backend
 from medboard.backends.hf import HFBackend, build_rows
+from medboard.backends.last_layer import LastLayerRows
 from medboard.errors import ModelError
 
 REQUESTS = [
@@ -83,6 +84,28 @@ def test_wrong_head_falls_back_to_full_forward(
     result = backend.loglikelihood(REQUESTS[:1])[0]
     assert backend._full_forward
     assert result.logprobs == pytest.approx(brute_force(tiny_model, REQUESTS[0]), abs=1e-4)
+
+
+def test_load_time_checks_are_answered_once_per_machine(
+    tiny_model: Path, medboard_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    asked: list[str] = []
+    head, rows = HFBackend._head_matches_forward, LastLayerRows.matches
+    monkeypatch.setattr(
+        HFBackend, "_head_matches_forward", lambda self: asked.append("head") or head(self)
+    )
+    monkeypatch.setattr(
+        LastLayerRows, "matches", lambda self, *a: asked.append("rows") or rows(self, *a)
+    )
+    first = HFBackend(str(tiny_model))
+    expected = first.loglikelihood(REQUESTS)
+    assert asked == ["head", "rows"]
+    second = HFBackend(str(tiny_model))  # as a later process on this machine would
+    assert second.loglikelihood(REQUESTS) == expected
+    assert asked == ["head", "rows"]
+    assert not second._full_forward and second._last_rows is not None
+    HFBackend(str(tiny_model), dtype="bfloat16", compile_mode="off").load()  # another identity
+    assert asked == ["head", "rows"] * 2
 
 
 def test_build_rows_truncates_from_the_left() -> None:

@@ -4,6 +4,9 @@ compiled decoder layers while scoring, and the allocator setting."""
 import hashlib
 import json
 import os
+import platform
+import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -328,3 +331,75 @@ def test_freed_memory_is_kept_until_released() -> None:
     assert _rss() - before > 200 * 2**20  # kept: the next forward pass reuses it
     assert kernels.release_freed_memory()
     assert _rss() - before < 64 * 2**20
+
+
+x86_with_compiler = pytest.mark.skipif(
+    platform.machine() not in ("x86_64", "AMD64") or shutil.which("g++") is None,
+    reason="inductor's vector instruction set check: x86 with g++",
+)
+
+
+@pytest.fixture()
+def isa_checks(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """The instruction sets inductor checks from here on (its per-process answers forgotten)."""
+    from torch._inductor import config, cpu_vec_isa
+
+    monkeypatch.setattr(config.cpp, "vec_isa_ok", None)
+    checked: list[str] = []
+    real = cpu_vec_isa.VecISA.check_build
+
+    def counted(self: object, code: str) -> bool:
+        checked.append(str(self))
+        return real(self, code)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(cpu_vec_isa.VecISA, "check_build", counted)
+    forget = cpu_vec_isa.VecISA._VecISA__bool__impl.cache_clear  # type: ignore[attr-defined]
+    forget()
+    yield checked
+    forget()
+
+
+@x86_with_compiler
+def test_the_instruction_set_check_runs_once_per_machine(
+    medboard_home: Path, isa_checks: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from torch._inductor import config, cpu_vec_isa
+
+    assert kernels.trust_checked_vec_isa()
+    assert isa_checks  # inductor's own check ran: compiled and loaded a test program
+    assert config.cpp.vec_isa_ok is True  # and this process already uses the answer
+    chosen = str(cpu_vec_isa.pick_vec_isa())
+    # a later process (its settings and answers fresh) trusts the stored answer
+    monkeypatch.setattr(config.cpp, "vec_isa_ok", None)
+    cpu_vec_isa.VecISA._VecISA__bool__impl.cache_clear()  # type: ignore[attr-defined]
+    cpu_vec_isa.valid_vec_isa_list.cache_clear()
+    isa_checks.clear()
+    assert kernels.trust_checked_vec_isa()
+    assert config.cpp.vec_isa_ok is True
+    assert str(cpu_vec_isa.pick_vec_isa()) == chosen  # the same set, so the same code
+    assert isa_checks == []
+    cpu_vec_isa.valid_vec_isa_list.cache_clear()
+
+
+@x86_with_compiler
+def test_a_failed_instruction_set_check_keeps_inductor_checking(
+    medboard_home: Path, isa_checks: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from torch._inductor import config, cpu_vec_isa
+
+    monkeypatch.setattr(cpu_vec_isa.VecISA, "check_build", lambda self, code: False)
+    assert not kernels.trust_checked_vec_isa()
+    assert config.cpp.vec_isa_ok is None
+    assert not kernels.trust_checked_vec_isa()  # the stored no: still not trusted
+    assert config.cpp.vec_isa_ok is None
+
+
+def test_the_users_instruction_set_setting_is_kept(
+    medboard_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from torch._inductor import config
+
+    monkeypatch.setattr(config.cpp, "vec_isa_ok", False)
+    assert not kernels.trust_checked_vec_isa()
+    assert config.cpp.vec_isa_ok is False
+    assert not (medboard_home / "verdicts.json").exists()

@@ -8,7 +8,7 @@ window are cut from the left. When every choice of a question is one token, the 
 one forward pass (all choices read the same position).
 """
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,7 @@ from medboard.backends.kernels import (
 )
 from medboard.backends.last_layer import LastLayerRows, last_layer_rows
 from medboard.backends.packing import plan_packed
+from medboard.backends.verdicts import remembered, software
 from medboard.errors import ModelError
 
 DEFAULT_MAX_LENGTH = 2048  # lm-eval's default when neither config nor tokenizer says
@@ -152,7 +153,7 @@ class HFBackend(Scoring):
         if self.matmul == "float32":
             use_float32_matmul(self._model)
         self.window = max_length(self._model.config, self._tokenizer)
-        self._full_forward = not self._head_matches_forward()
+        self._full_forward = not self._verdict("head-matches-forward", self._head_matches_forward)
         self._eos = eos_token_ids(self._model, self._tokenizer)
         # What scoring passes switch on: compiled layers, the AMX attention kernel, the gated
         # activation kernel.
@@ -173,10 +174,18 @@ class HFBackend(Scoring):
         self._last_rows: LastLayerRows | None = (
             None
             if self._full_forward
-            else last_layer_rows(self._model, self.compile, self.device, self._tolerance)
+            else last_layer_rows(
+                self._model, self.compile, self.device, self._tolerance, self._verdict
+            )
         )
         if self._last_rows is not None:
             self._scoring.append(self._last_rows)
+
+    def _verdict(self, question: str, work: Callable[[], bool]) -> bool:
+        """`work()`, a check of the loaded model, answered once per machine for this model (its
+        identity and device) and software (verdicts.remembered)."""
+        depends = {**self.identity(), "device": self.device, **software()}
+        return remembered(question, depends, work)
 
     def _head_matches_forward(self) -> bool:
         """Whether projecting selected hidden states gives the model's own logits.

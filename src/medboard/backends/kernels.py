@@ -8,11 +8,14 @@ CPUs without AMX run native bfloat16 GEMMs slower than float32 ones (measured he
 layers in float32.
 """
 
+import platform
+import shutil
 import types
 from functools import cache
 from pathlib import Path
 from typing import Any, Literal
 
+from medboard.backends.verdicts import remembered
 from medboard.errors import ModelError
 
 MatmulMode = Literal["native", "float32"]
@@ -192,6 +195,48 @@ COMPILED_ARITHMETIC = "inductor-4"
 RECOMPILE_LIMIT = 64
 
 
+def trust_checked_vec_isa() -> bool:
+    """Spare inductor its per-process check of the CPU's vector instruction sets once every one of
+    them has passed it on this machine, with this torch and this C++ compiler; returns whether it
+    is spared.
+
+    Before it writes C++ for the CPU, inductor checks each set the CPU reports (AVX2, AVX-512,
+    AMX tiles) by compiling a test program and loading it in a child Python, in every process:
+    0.9-1.0 s of each `medboard eval` on the AVX2 EPYC. When all passed, inductor's
+    `cpp.vec_isa_ok` tells later processes they pass; inductor then picks the same set, and
+    writes the same code. When one failed, inductor goes on checking. The setting is part of
+    inductor's cache keys, so it is set in the first process too, once its check has passed.
+    """
+    import torch
+    from torch._inductor import config
+
+    if config.cpp.vec_isa_ok is not None or platform.machine() not in ("x86_64", "AMD64"):
+        return False  # the user decided (TORCHINDUCTOR_VEC_ISA_OK), or not a CPU known here
+    from torch._inductor import cpu_vec_isa
+    from torch._inductor.cpp_builder import get_cpp_compiler
+
+    reported = set(cpu_vec_isa.x86_isa_checker())
+    wanted = [
+        isa
+        for isa in cpu_vec_isa.supported_vec_isa_list
+        if all(flag in reported for flag in str(isa).split())
+    ]
+    compiler = shutil.which(get_cpp_compiler())
+    if not wanted or compiler is None:
+        return False
+    binary = Path(compiler).resolve()
+    stat = binary.stat()
+    depends = {
+        "torch": torch.__version__,
+        "sets": [str(isa) for isa in wanted],
+        "compiler": f"{binary}:{stat.st_size}:{stat.st_mtime_ns}",
+    }
+    if not remembered("vec-isa", depends, lambda: all(bool(isa) for isa in wanted)):
+        return False
+    config.cpp.vec_isa_ok = True
+    return True
+
+
 QUERY_KEY_NORMS = ("q_norm", "k_norm")  # Gemma-3, Qwen3
 # The norms around the feed-forward block: Gemma 2 and 3 (last_layer splits layers by them too).
 FEED_FORWARD_NORMS = ("pre_feedforward_layernorm", "post_feedforward_layernorm")
@@ -282,6 +327,7 @@ class CompiledLayers:
 
         config = torch._dynamo.config
         config.recompile_limit = max(config.recompile_limit, RECOMPILE_LIMIT)
+        trust_checked_vec_isa()
         self.specialize_float = not has_extra_norms(model)
         self._config: Any = None
         self.layers = decoder_layers(model)

@@ -12,6 +12,7 @@ mlp; Gemma's pre/post_feedforward_layernorm around the MLP when it has them) the
 own forward runs it; `matches` checks that on the model before scoring relies on it.
 """
 
+from collections.abc import Callable
 from typing import Any
 
 from medboard.backends.kernels import FEED_FORWARD_NORMS, INDUCTOR_OPTIONS, decoder_layers
@@ -99,12 +100,18 @@ class LastLayerRows:
 
 
 def last_layer_rows(
-    model: Any, compiled: bool, device: str, tolerance: float
+    model: Any,
+    compiled: bool,
+    device: str,
+    tolerance: float,
+    verdict: Callable[[str, Callable[[], bool]], bool] = lambda question, work: work(),
 ) -> LastLayerRows | None:
     """LastLayerRows for `model` when its last decoder layer has the parts forward_at computes
-    and the split gives the model's own numbers (`matches`), else None."""
+    and the split gives the model's own numbers (`matches`, asked through `verdict`, which may
+    answer from an earlier process), else None."""
     layers = decoder_layers(model)
     if not layers or not splits(layers[-1]):
         return None
     last = LastLayerRows(model, compiled)
-    return last if last.matches(model.base_model, device, tolerance) else None
+    matches = verdict("last-layer-rows", lambda: last.matches(model.base_model, device, tolerance))
+    return last if matches else None

@@ -1,0 +1,64 @@
+"""Yes-or-no answers that take a process a second to work out and stay the same until what they
+depend on changes, kept under the medboard home so that later processes skip the work.
+
+Every `medboard eval` asked them again: whether inductor's compiler builds and loads code for
+each vector instruction set the CPU reports (a test program compiled and loaded in a child
+Python per set: 0.9-1.0 s), whether projecting a model's hidden states gives its own logits and
+whether its last decoder layer splits (eager forward passes: 0.3-0.4 s each on SmolLM2-135M).
+Each answer is stored under a digest of everything it depends on, so a change to any of them (a
+torch or transformers upgrade, other weights, medboard's backend code) asks again.
+"""
+
+import hashlib
+import json
+import platform
+import sys
+from collections.abc import Callable, Mapping
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from medboard.paths import home, read_json_object, write_json_object
+
+FILE_NAME = "verdicts.json"
+
+
+def remembered(question: str, depends: Mapping[str, Any], work: Callable[[], bool]) -> bool:
+    """The answer to `question` given `depends` (JSON-able): stored, or worked out and stored."""
+    text = json.dumps(dict(depends), sort_keys=True, default=str)
+    key = f"{question}:{hashlib.sha256(text.encode()).hexdigest()[:32]}"
+    path = home() / FILE_NAME
+    answer = read_json_object(path).get(key)
+    if isinstance(answer, bool):
+        return answer
+    answer = bool(work())
+    answers = read_json_object(path)  # again: another process may have added answers since
+    answers[key] = answer
+    write_json_object(path, answers)
+    return answer
+
+
+@cache
+def backend_code() -> str:
+    """A digest of medboard's backend sources (Python and C): what scoring runs besides the
+    libraries."""
+    digest = hashlib.sha256()
+    for file in sorted(Path(__file__).parent.iterdir()):
+        if file.suffix in (".py", ".c", ".h"):
+            digest.update(file.name.encode() + b"\0" + file.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def software() -> dict[str, str]:
+    """The versions a model check's answer depends on besides the model: Python, torch,
+    transformers, medboard's backend code, and the kind of machine."""
+    import torch
+    import transformers
+
+    return {
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "medboard_backends": backend_code(),
+        "machine": platform.machine(),
+    }
