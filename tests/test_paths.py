@@ -1,5 +1,6 @@
 """The medboard home and its small JSON files."""
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,14 @@ def test_a_json_object_round_trips_and_leaves_no_temporary_file(tmp_path: Path) 
     write_json_object(path, {"a": [1, 2], "b": True})
     assert read_json_object(path) == {"a": [1, 2], "b": True}
     assert [p.name for p in path.parent.iterdir()] == ["x.json"]
+
+
+def test_writers_in_threads_leave_one_whole_file(tmp_path: Path) -> None:
+    path = tmp_path / "x.json"
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda i: write_json_object(path, {"writer": i}), range(200)))
+    assert read_json_object(path)["writer"] in range(200)
+    assert [p.name for p in tmp_path.iterdir()] == ["x.json"]
 
 
 @pytest.mark.parametrize("text", [None, "", "{broken", "[1, 2]", '"text"'])
