@@ -199,6 +199,19 @@ def test_eval_tiny_model_real_backend(home: Path, tiny_model: Path, tmp_path: Pa
     assert any(s["n_tokens"][0] > 1 for s in samples)
 
 
+def test_compile_on_without_a_cpp_compiler_is_one_line(
+    home: Path, tiny_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CXX", str(home / "no-such-g++"))  # inductor's compiler, and its only one
+    args = ["eval", "--model", str(tiny_model), "--tasks", "medqa_4options", "--limit", "2"]
+    result = medboard(home, *args, "--dtype", "bfloat16", "--compile", "on")
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "error: --compile on needs a C++ compiler for the kernels torch.compile writes for the "
+        "CPU ($CXX, else g++), and none works here: install g++ or pass --compile off"
+    ]
+
+
 def test_kill_9_then_resume_gives_identical_results(home: Path, tmp_path: Path) -> None:
     args = ["eval", "--model", "fake:delay=0.3,batch=1", "--allow-data-mismatch", "--tasks"]
     tasks = "careqa_en,medqa_4options,headqa_en"

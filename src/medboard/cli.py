@@ -248,7 +248,8 @@ def eval_command(
         typer.Option(
             "--compile",
             help="Run the decoder layers through torch.compile while scoring choices: auto "
-            "(on for bfloat16 and float16 on the CPU; 6-20 s to compile), on or off.",
+            "(on for bfloat16 and float16 on the CPU when a C++ compiler is found; 6-20 s to "
+            "compile), on or off.",
         ),
     ] = "auto",
     attention: Annotated[

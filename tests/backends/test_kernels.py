@@ -150,6 +150,26 @@ def test_compile_by_dtype_and_device() -> None:
         compile_wanted("bfloat16", "cpu", "fast")
 
 
+def test_without_a_cpp_compiler_auto_stays_eager_and_on_says_why(
+    tiny_model: Path, medboard_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from torch._inductor import config
+
+    monkeypatch.setattr(config.cpp, "cxx", (str(medboard_home / "no-such-g++"),))
+    monkeypatch.setattr(config.cpp, "vec_isa_ok", None)
+    assert kernels.cpp_compiler() is None
+    assert not compile_wanted("bfloat16", "cpu")
+    assert not compile_wanted("bfloat16", "cpu", "off")
+    with pytest.raises(ModelError, match=r"needs a C\+\+ compiler .* --compile off"):
+        compile_wanted("bfloat16", "cpu", "on")
+    assert not kernels.trust_checked_vec_isa()  # nothing to check, nothing stored
+    assert not (medboard_home / "verdicts.json").exists()
+    backend = create_backend(str(tiny_model), dtype="bfloat16")
+    assert backend.identity()["compiled"] is None  # the run key says: eager layers
+    request = ChoiceRequest("Question: Which nerve?\nAnswer:", (" A", " B"))
+    assert len(backend.loglikelihood([request])[0].logprobs) == 2
+
+
 def test_compiled_layers_score_as_eager_ones_and_generation_stays_eager(
     tiny_model: Path, medboard_home: Path
 ) -> None:

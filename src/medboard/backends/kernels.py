@@ -148,16 +148,35 @@ def compile_wanted(dtype: str, device: str, requested: str = "auto") -> bool:
 
     auto: for bfloat16 and float16 on the CPU, where eager elementwise work (norms, rotary
     embeddings, activations) took more time than the matrix products (measured on SmolLM2-135M:
-    1.3 s of elementwise against 1.0 s of GEMMs for 8,192 tokens). float32 stays eager, the
-    path the parity check compares with the reference.
+    1.3 s of elementwise against 1.0 s of GEMMs for 8,192 tokens), when there is a C++ compiler
+    to build the kernels with (without one: eager layers). float32 stays eager, the path the
+    parity check compares with the reference. on: compiled, or an error naming what is missing.
     """
     if requested not in COMPILE_CHOICES:
         raise ModelError(
             f"unknown compile mode '{requested}' (choose from {', '.join(COMPILE_CHOICES)})"
         )
-    if requested != "auto":
-        return requested == "on"
-    return device == "cpu" and dtype != "float32"
+    wanted = requested == "on" if requested != "auto" else (device == "cpu" and dtype != "float32")
+    if not wanted or device != "cpu" or cpp_compiler() is not None:
+        return wanted
+    if requested == "on":
+        raise ModelError(
+            "--compile on needs a C++ compiler for the kernels torch.compile writes for the CPU "
+            "($CXX, else g++), and none works here: install g++ or pass --compile off"
+        )
+    return False
+
+
+def cpp_compiler() -> str | None:
+    """The C++ compiler torch.compile builds CPU kernels with ($CXX, else g++), or None when
+    none of them works."""
+    from torch._inductor.cpp_builder import get_cpp_compiler
+    from torch._inductor.exc import InvalidCxxCompiler
+
+    try:
+        return get_cpp_compiler()
+    except InvalidCxxCompiler:
+        return None
 
 
 def decoder_layers(model: Any) -> list[Any]:
@@ -213,7 +232,6 @@ def trust_checked_vec_isa() -> bool:
     if config.cpp.vec_isa_ok is not None or platform.machine() not in ("x86_64", "AMD64"):
         return False  # the user decided (TORCHINDUCTOR_VEC_ISA_OK), or not a CPU known here
     from torch._inductor import cpu_vec_isa
-    from torch._inductor.cpp_builder import get_cpp_compiler
 
     reported = set(cpu_vec_isa.x86_isa_checker())
     wanted = [
@@ -221,7 +239,7 @@ def trust_checked_vec_isa() -> bool:
         for isa in cpu_vec_isa.supported_vec_isa_list
         if all(flag in reported for flag in str(isa).split())
     ]
-    compiler = shutil.which(get_cpp_compiler())
+    compiler = shutil.which(cpp_compiler() or "")
     if not wanted or compiler is None:
         return False
     binary = Path(compiler).resolve()
