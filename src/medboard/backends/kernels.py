@@ -8,8 +8,10 @@ CPUs without AMX run native bfloat16 GEMMs slower than float32 ones (measured he
 layers in float32.
 """
 
+import os
 import platform
 import shutil
+import sys
 import types
 from functools import cache
 from pathlib import Path
@@ -169,7 +171,18 @@ def compile_wanted(dtype: str, device: str, requested: str = "auto") -> bool:
 
 def cpp_compiler() -> str | None:
     """The C++ compiler torch.compile builds CPU kernels with ($CXX, else g++), or None when
-    none of them works."""
+    there is none.
+
+    Once inductor is imported, its own search (its `cpp.cxx` setting, each candidate run with
+    --version). Before, the default that search will start from, found on the PATH: importing
+    inductor takes 2-3 s, which a process that decides not to compile, or finds its runs
+    finished, should not spend. (TORCH_INDUCTOR_INSTALL_GXX, which lets inductor install g++
+    itself, is left to inductor's search.)
+    """
+    if "torch._inductor.config" not in sys.modules and not os.environ.get(
+        "TORCH_INDUCTOR_INSTALL_GXX"
+    ):
+        return shutil.which(os.environ.get("CXX", "g++"))
     from torch._inductor.cpp_builder import get_cpp_compiler
     from torch._inductor.exc import InvalidCxxCompiler
 
@@ -300,8 +313,6 @@ def rotary_modules(model: Any) -> list[types.ModuleType]:
     the rotation, which moved 22 of 272 professional-medicine answers on Gemma-3-270M (+2.6
     points against the reference, past the 1-point band).
     """
-    import sys
-
     import torch
 
     if normalizes_queries_or_keys(model):
