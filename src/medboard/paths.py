@@ -33,10 +33,18 @@ def read_json_object(path: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def write_json_object(path: Path, data: dict[str, Any]) -> None:
-    """Write `data` whole or not at all (a temporary file renamed over `path`; one per process
-    and thread, so that two writers never share one)."""
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write `text` to `path` whole or not at all: a temporary file (one per process and thread,
+    so two writers never share one), synced, then renamed over `path`."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    tmp.write_text(json.dumps(data), encoding="utf-8")
+    with tmp.open("w", encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
     os.replace(tmp, path)
+
+
+def write_json_object(path: Path, data: dict[str, Any]) -> None:
+    """Write `data` as JSON, whole or not at all (atomic_write_text)."""
+    atomic_write_text(path, json.dumps(data))

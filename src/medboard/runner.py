@@ -18,8 +18,9 @@ from medboard.backends.base import Backend, ChoiceRequest
 from medboard.data.store import DataStore, TaskData
 from medboard.errors import MedboardError
 from medboard.heap import freeze, long_lived
+from medboard.paths import atomic_write_text
 from medboard.results.schema import RunResult, RunSpec, Score
-from medboard.results.store import RunStore, atomic_write_text
+from medboard.results.store import RunStore
 from medboard.scoring.choice import score_choices
 from medboard.scoring.metrics import METRICS
 from medboard.tasks.base import Sample, Task

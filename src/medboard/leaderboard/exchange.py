@@ -16,10 +16,9 @@ from sqlalchemy import select
 
 from medboard import __version__
 from medboard.errors import DataError
-from medboard.paths import home
+from medboard.paths import atomic_write_text, home
 from medboard.results.db import Database, Entry, Model, Run, TaskScore
 from medboard.results.lmeval import TaskOutput, read_lmeval, write_lmeval
-from medboard.results.store import atomic_write_text
 from medboard.tasks import REGISTRY, TRACKS
 
 

@@ -5,7 +5,6 @@ folder belongs to a run that can resume.
 """
 
 import json
-import os
 import sqlite3
 from collections.abc import Iterable
 from pathlib import Path
@@ -13,16 +12,6 @@ from typing import Any
 
 from medboard.paths import home
 from medboard.results.schema import RunResult
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with tmp.open("w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
 
 
 class AnswerCache:
