@@ -15,6 +15,12 @@ bench/parity.py, so a speedup that changed the numbers shows.
         --dtype bfloat16 --repeats 3 --ref-batch 1,8,32,auto --work /tmp/speed --out speed.json
 
 A .gguf model is dequantized once by medboard into a model directory both tools then load.
+
+--every N times both tools on every Nth question of each task's evaluated split (the first, the
+(N+1)th, ...) instead of the first --limit per task: a sample with the whole suite's mix of
+tasks, subjects and prompt lengths, for machines where the full suite takes hours. The sampled
+files are written under --work (few-shot pools whole), the reference's configs read them, and
+medboard's fresh homes share one data store they are imported into.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ BENCH = Path(__file__).resolve().parent
 if str(BENCH) not in sys.path:
     sys.path.insert(0, str(BENCH))
 
+from lmeval_tasks import default_benchmarks  # noqa: E402
 from parity_compare import compare_runs, criteria_for  # noqa: E402
 from parity_outputs import load_medboard, load_reference  # noqa: E402
 from runners import (  # noqa: E402
@@ -91,16 +98,55 @@ def non_embedding_parameters(directory: Path) -> int:
     return total - sum(m.weight.numel() for m in embeddings.values())
 
 
-def fresh_medboard_home(work: Path, name: str) -> Path:
-    """An empty run store over the user's data store, so medboard computes everything anew."""
+def fresh_medboard_home(work: Path, name: str, data_home: Path | None = None) -> Path:
+    """An empty run store over a data store (the user's by default), so medboard computes
+    everything anew."""
     from medboard.paths import home
 
     target = work / "homes" / name
     target.mkdir(parents=True, exist_ok=True)
     link = target / "data"
     if not link.exists():
-        link.symlink_to((home() / "data").resolve(), target_is_directory=True)
+        link.symlink_to(((data_home or home()) / "data").resolve(), target_is_directory=True)
     return target
+
+
+def sampled_benchmarks(source: Path, out: Path, tasks: list[str], every: int) -> Path:
+    """Every `every`-th line (from the first) of each split the tasks evaluate, copied from the
+    normalized benchmarks folder `source` into `out`; the datasets' other splits (few-shot
+    pools) are copied whole. Returns `out`."""
+    from medboard.tasks import REGISTRY
+
+    chosen = [REGISTRY.task(name) for name in tasks]
+    evaluated = {(t.dataset, t.split) for t in chosen}
+    for dataset in sorted({t.dataset for t in chosen}):
+        files = sorted((source / dataset).glob("*.jsonl"))
+        if not any(f.stem == split for f in files for d, split in evaluated if d == dataset):
+            raise SystemExit(f"{source / dataset}: no evaluated split to sample")
+        (out / dataset).mkdir(parents=True, exist_ok=True)
+        for file in files:
+            lines = file.read_text(encoding="utf-8").splitlines(keepends=True)
+            if (dataset, file.stem) in evaluated:
+                lines = lines[::every]
+            (out / dataset / file.name).write_text("".join(lines), encoding="utf-8")
+    return out
+
+
+def sampled_data_home(args: argparse.Namespace, env: dict[str, str]) -> Path | None:
+    """With --every: the sampled files under --work and a medboard home holding them."""
+    if args.every is None:
+        return None
+    source = (args.benchmarks or default_benchmarks()).resolve()
+    folder = args.work / f"benchmarks-every-{args.every}"
+    args.benchmarks = sampled_benchmarks(source, folder, args.tasks, args.every)
+    data_home = args.work / "homes" / f"data-every-{args.every}"
+    command = [sys.executable, "-c", "from medboard.cli import main; main()", "data", "import"]
+    run_logged(
+        [*command, str(folder)],
+        args.work / f"import-every-{args.every}.log",
+        {**env, "MEDBOARD_HOME": str(data_home)},
+    )
+    return data_home
 
 
 def run_summary(tool: str, batch: str, timed: Any, questions: int, tokens: int) -> dict:
@@ -128,7 +174,9 @@ def median_of(runs: list[dict], flops: float, peaks: dict[str, float]) -> dict[s
     }
 
 
-def bench_model(args: argparse.Namespace, model: str, peaks: dict[str, float]) -> dict[str, Any]:
+def bench_model(
+    args: argparse.Namespace, model: str, peaks: dict[str, float], data_home: Path | None
+) -> dict[str, Any]:
     tasks = args.tasks
     directory = model_directory(model)
     label = Path(model).name
@@ -139,8 +187,10 @@ def bench_model(args: argparse.Namespace, model: str, peaks: dict[str, float]) -
 
     def run_medboard(index: int) -> tuple[dict, Path]:
         out = work / f"medboard-{index}"
-        home = fresh_medboard_home(work, f"run-{index}-{time.time_ns()}")
+        home = fresh_medboard_home(work, f"run-{index}-{time.time_ns()}", data_home)
         extra = [*args.medboard_args, *(["--shots", str(args.shots)] if args.shots else [])]
+        if data_home is not None:  # a sample is not the published benchmark medboard checks for
+            extra.append("--allow-data-mismatch")
         command = medboard_command(
             directory, args.dtype, tasks, out, args.device, args.limit, extra
         )
@@ -221,6 +271,8 @@ def bench_model(args: argparse.Namespace, model: str, peaks: dict[str, float]) -
 
 
 def render(result: dict[str, Any]) -> str:
+    limit = result["selection_limit"]
+    selected_on = f"first {limit} per task" if limit else "on the timed questions"
     lines = [
         f"### {Path(result['model']).name}: {result['questions']} questions, "
         f"{result['prompt_tokens']:,} prompt tokens, "
@@ -242,8 +294,8 @@ def render(result: dict[str, Any]) -> str:
         "",
         f"speedup (questions/s): **{result['speedup_questions_per_s']:.2f}x**; "
         f"peak RSS ratio {result['rss_ratio']:.2f}; "
-        f"reference batch selection (wall s, first {result['selection_limit'] or 'all'} "
-        f"per task): {result['reference_batch_selection']}; "
+        f"reference batch selection (wall s, {selected_on}): "
+        f"{result['reference_batch_selection']}; "
         f"max |acc difference| {result['max_abs_acc_diff_points']:.2f} points",
     ]
     return "\n".join(lines)
@@ -260,6 +312,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--dtype", default="bfloat16", choices=("float32", "bfloat16"))
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--limit", type=int, default=None, help="first N questions per task")
+    parser.add_argument(
+        "--every",
+        type=int,
+        default=None,
+        help="every Nth question of each task (the suite's mix), instead of --limit",
+    )
     parser.add_argument("--repeats", type=int, default=3, help="runs per tool (median)")
     parser.add_argument(
         "--shots", type=int, default=0, help="few-shot examples (both tools; MMLU tasks)"
@@ -289,6 +347,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.work = args.work.resolve()
     if args.repeats < 1:
         parser.error("--repeats must be at least 1")
+    if args.every is not None and (args.every < 1 or args.limit or args.select_limit):
+        parser.error("--every must be at least 1, and takes the place of --limit/--select-limit")
     return args
 
 
@@ -314,9 +374,10 @@ def main(argv: list[str] | None = None) -> int:
     peaks = {dtype: matmul_peak(dtype) for dtype in ("bfloat16", "float32")}
     machine["matmul_tflops"] = {k: round(v / 1e12, 3) for k, v in peaks.items()}
     print(f"machine: {machine}", file=sys.stderr, flush=True)
+    data_home = sampled_data_home(args, offline_env())
     results = []
     for model in args.model:
-        result = bench_model(args, model, peaks)
+        result = bench_model(args, model, peaks, data_home)
         results.append(result)
         print(render(result), flush=True)
     report = {
@@ -324,6 +385,7 @@ def main(argv: list[str] | None = None) -> int:
         "dtype": args.dtype,
         "tasks": args.tasks,
         "limit": args.limit,
+        "every": args.every,
         "shots": args.shots,
         "repeats": args.repeats,
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),

@@ -40,6 +40,40 @@ def test_speed_options() -> None:
     assert args.ref_batch == ["1", "8", "auto"] and args.select_limit == 50 and args.shots == 0
     with pytest.raises(SystemExit):
         speed.parse_args(["--model", "m", "--work", "/tmp/w", "--repeats", "0"])
+    assert speed.parse_args(["--model", "m", "--work", "/w", "--every", "10"]).every == 10
+    for wrong in (["--every", "0"], ["--every", "5", "--limit", "20"]):
+        with pytest.raises(SystemExit):
+            speed.parse_args(["--model", "m", "--work", "/tmp/w", *wrong])
+
+
+def test_every_nth_question_of_the_evaluated_splits(tmp_path: Path) -> None:
+    from medboard.data.importer import import_path
+    from medboard.data.store import DataStore
+
+    speed = load("speed")
+    fixtures = Path(__file__).resolve().parents[1] / "fixtures" / "tasks"
+    source = tmp_path / "benchmarks"
+    for dataset, split, fixture in [
+        ("medmcqa", "validation", "medmcqa"),
+        ("mmlu_medical", "test", "mmlu_medical"),
+        ("mmlu_medical", "dev", "mmlu_medical_dev"),
+    ]:
+        (source / dataset).mkdir(parents=True, exist_ok=True)
+        (source / dataset / f"{split}.jsonl").write_bytes(
+            (fixtures / f"{fixture}.jsonl").read_bytes()
+        )
+    out = speed.sampled_benchmarks(source, tmp_path / "sampled", ["medmcqa", "mmlu_anatomy"], 2)
+
+    def lines(root: Path, rel: str) -> list[str]:
+        return (root / rel).read_text(encoding="utf-8").splitlines()
+
+    for rel in ("medmcqa/validation.jsonl", "mmlu_medical/test.jsonl"):
+        assert lines(out, rel) == lines(source, rel)[::2] and len(lines(out, rel)) >= 2
+    assert lines(out, "mmlu_medical/dev.jsonl") == lines(source, "mmlu_medical/dev.jsonl")
+    stored = {(i.dataset, i.split): i.count for i in import_path(out, DataStore(tmp_path / "d"))}
+    assert stored[("medmcqa", "validation")] == 2 and stored[("mmlu_medical", "dev")] == 4
+    with pytest.raises(SystemExit, match="no evaluated split"):
+        speed.sampled_benchmarks(source, tmp_path / "x", ["pubmedqa"], 2)
 
 
 def test_profile_groups() -> None:
