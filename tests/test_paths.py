@@ -1,11 +1,12 @@
 """The medboard home and its small JSON files."""
 
+import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
-from medboard.paths import home, read_json_object, write_json_object
+from medboard.paths import atomic_write_bytes, home, read_json_object, write_json_object
 
 
 def test_home_follows_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -26,6 +27,23 @@ def test_writers_in_threads_leave_one_whole_file(tmp_path: Path) -> None:
         list(pool.map(lambda i: write_json_object(path, {"writer": i}), range(200)))
     assert read_json_object(path)["writer"] in range(200)
     assert [p.name for p in tmp_path.iterdir()] == ["x.json"]
+
+
+def test_a_write_that_fails_keeps_the_file_and_leaves_no_temporary_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "x.bin"
+    atomic_write_bytes(path, b"before")
+
+    def crash(src: str, dst: str) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", crash)
+    with pytest.raises(OSError, match="disk full"):
+        atomic_write_bytes(path, b"after")
+    monkeypatch.undo()
+    assert path.read_bytes() == b"before"
+    assert [p.name for p in tmp_path.iterdir()] == ["x.bin"]
 
 
 @pytest.mark.parametrize("text", [None, "", "{broken", "[1, 2]", '"text"'])

@@ -5,8 +5,6 @@ what was stored before untouched.
 """
 
 import json
-import os
-import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -15,7 +13,7 @@ from typing import Any
 
 from medboard.data.records import check_record, content_hash, read_jsonl
 from medboard.errors import DataError
-from medboard.paths import home
+from medboard.paths import atomic_write_text, home
 from medboard.tasks.base import Task
 
 
@@ -35,20 +33,6 @@ class TaskData:
     records: list[dict[str, Any]]
     content_hash: str
     info: SplitInfo
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class DataStore:
@@ -87,8 +71,8 @@ class DataStore:
             imported_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         )
         lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
-        _atomic_write(data_path, lines)
-        _atomic_write(manifest_path, json.dumps(info.__dict__, indent=2) + "\n")
+        atomic_write_text(data_path, lines)
+        atomic_write_text(manifest_path, json.dumps(info.__dict__, indent=2) + "\n")
         return info
 
     def info(self, dataset: str, split: str) -> SplitInfo | None:

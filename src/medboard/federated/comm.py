@@ -15,7 +15,6 @@ with `CommBudgetExceeded`, its message naming the round and the sizes.
 """
 
 import json
-import os
 import random
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from typing import Any
 
 from medboard.errors import MedboardError
 from medboard.federated.config import BYTES_PER_GB
+from medboard.paths import atomic_write_text
 
 REPORT_FILE = "comm_report.json"
 PHASES = ("train", "evaluate")
@@ -138,10 +138,7 @@ class CommReport:
     def write(self) -> None:
         if self.path is None:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(self.as_dict(), indent=2) + "\n", encoding="utf-8")
-        os.replace(tmp, self.path)
+        atomic_write_text(self.path, json.dumps(self.as_dict(), indent=2) + "\n")
 
 
 class SortedGrid:

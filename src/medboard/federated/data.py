@@ -13,13 +13,12 @@ with the static partition seed, so every site and every run sees the same split.
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from medboard.errors import DataError, HubUnreachableError
-from medboard.paths import shared_benchmarks
+from medboard.paths import atomic_write_bytes, atomic_write_text, shared_benchmarks
 
 INSTRUCTIONS_FILE = "medical-instructions.jsonl"
 MANIFEST_FILE = "manifest.json"
@@ -103,7 +102,7 @@ def prepare_instructions(
     data = text.encode("utf-8")
     out.mkdir(parents=True, exist_ok=True)
     target = out / INSTRUCTIONS_FILE
-    _atomic_write(target, data)
+    atomic_write_bytes(target, data)
     manifest = {
         "file": INSTRUCTIONS_FILE,
         "sha256": hashlib.sha256(data).hexdigest(),
@@ -111,14 +110,8 @@ def prepare_instructions(
         "sources": counts,
         "benchmarks": str(benchmarks),
     }
-    _atomic_write(out / MANIFEST_FILE, (json.dumps(manifest, indent=2) + "\n").encode("utf-8"))
+    atomic_write_text(out / MANIFEST_FILE, json.dumps(manifest, indent=2) + "\n")
     return manifest
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 def file_sha256(path: Path) -> str:

@@ -13,7 +13,6 @@ learns goes to `out-dir`:
 """
 
 import json
-import os
 import random
 import time
 from dataclasses import asdict
@@ -35,6 +34,7 @@ from medboard.federated.lora import (
     resolve_base_model,
     to_arrays,
 )
+from medboard.paths import atomic_write_text
 
 RUN_FILE = "run.json"
 ADAPTER_DIR = "adapter"
@@ -44,10 +44,7 @@ app = ServerApp()
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(data, indent=2, default=str) + "\n")
 
 
 def _log(message: str, error: bool = False) -> None:
