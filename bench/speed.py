@@ -146,7 +146,23 @@ def sampled_data_home(args: argparse.Namespace, env: dict[str, str]) -> Path | N
         args.work / f"import-every-{args.every}.log",
         {**env, "MEDBOARD_HOME": str(data_home)},
     )
+    check_sample(data_home / "data", args.tasks, args.every)
     return data_home
+
+
+def check_sample(data: Path, tasks: list[str], every: int) -> None:
+    """Stop before timing anything if the sample leaves a task (an MMLU subject, which shares
+    its file with the others) without questions."""
+    from medboard.data.store import DataStore
+    from medboard.errors import DataError
+    from medboard.tasks import REGISTRY
+
+    store = DataStore(data)
+    for name in tasks:
+        try:
+            store.task_data(REGISTRY.task(name), allow_mismatch=True)
+        except DataError as error:
+            raise SystemExit(f"--every {every}: {error}; take a smaller N") from None
 
 
 def run_summary(tool: str, batch: str, timed: Any, questions: int, tokens: int) -> dict:
