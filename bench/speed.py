@@ -121,7 +121,7 @@ def sampled_benchmarks(source: Path, out: Path, tasks: list[str], every: int) ->
     evaluated = {(t.dataset, t.split) for t in chosen}
     for dataset in sorted({t.dataset for t in chosen}):
         files = sorted((source / dataset).glob("*.jsonl"))
-        if not any(f.stem == split for f in files for d, split in evaluated if d == dataset):
+        if not any((dataset, f.stem) in evaluated for f in files):
             raise SystemExit(f"{source / dataset}: no evaluated split to sample")
         (out / dataset).mkdir(parents=True, exist_ok=True)
         for file in files:
@@ -132,20 +132,18 @@ def sampled_benchmarks(source: Path, out: Path, tasks: list[str], every: int) ->
     return out
 
 
-def sampled_data_home(args: argparse.Namespace, env: dict[str, str]) -> Path | None:
+def sampled_data_home(args: argparse.Namespace) -> Path | None:
     """With --every: the sampled files under --work and a medboard home holding them."""
     if args.every is None:
         return None
+    from medboard.data.importer import import_path
+    from medboard.data.store import DataStore
+
     source = (args.benchmarks or default_benchmarks()).resolve()
     folder = args.work / f"benchmarks-every-{args.every}"
     args.benchmarks = sampled_benchmarks(source, folder, args.tasks, args.every)
     data_home = args.work / "homes" / f"data-every-{args.every}"
-    command = [sys.executable, "-c", "from medboard.cli import main; main()", "data", "import"]
-    run_logged(
-        [*command, str(folder)],
-        args.work / f"import-every-{args.every}.log",
-        {**env, "MEDBOARD_HOME": str(data_home)},
-    )
+    import_path(folder, DataStore(data_home / "data"))
     check_sample(data_home / "data", args.tasks, args.every)
     return data_home
 
@@ -390,7 +388,7 @@ def main(argv: list[str] | None = None) -> int:
     peaks = {dtype: matmul_peak(dtype) for dtype in ("bfloat16", "float32")}
     machine["matmul_tflops"] = {k: round(v / 1e12, 3) for k, v in peaks.items()}
     print(f"machine: {machine}", file=sys.stderr, flush=True)
-    data_home = sampled_data_home(args, offline_env())
+    data_home = sampled_data_home(args)
     results = []
     for model in args.model:
         result = bench_model(args, model, peaks, data_home)

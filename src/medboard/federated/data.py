@@ -100,7 +100,6 @@ def prepare_instructions(
         raise DataError(f"missing dataset: no records in {benchmarks}")
     text = "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in rows)
     data = text.encode("utf-8")
-    out.mkdir(parents=True, exist_ok=True)
     target = out / INSTRUCTIONS_FILE
     atomic_write_bytes(target, data)
     manifest = {
