@@ -151,7 +151,7 @@ def test_compile_by_dtype_and_device() -> None:
 
 
 def test_without_a_cpp_compiler_auto_stays_eager_and_on_says_why(
-    tiny_model: Path, medboard_home: Path, monkeypatch: pytest.MonkeyPatch
+    tiny_model: Path, medboard_home: Path, inductor_cache: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from torch._inductor import config
 
@@ -164,6 +164,7 @@ def test_without_a_cpp_compiler_auto_stays_eager_and_on_says_why(
         compile_wanted("bfloat16", "cpu", "on")
     assert not kernels.trust_checked_vec_isa()  # nothing to check, nothing stored
     assert not (medboard_home / "verdicts.json").exists()
+    assert not (inductor_cache / kernels.ISA_VERDICTS).exists()
     backend = create_backend(str(tiny_model), dtype="bfloat16")
     assert backend.identity()["compiled"] is None  # the run key says: eager layers
     request = ChoiceRequest("Question: Which nerve?\nAnswer:", (" A", " B"))
@@ -360,7 +361,15 @@ x86_with_compiler = pytest.mark.skipif(
 
 
 @pytest.fixture()
-def isa_checks(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+def inductor_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty inductor cache folder, where the instruction-set answer is kept."""
+    folder = tmp_path / "inductor-cache"
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(folder))
+    return folder
+
+
+@pytest.fixture()
+def isa_checks(inductor_cache: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
     """The instruction sets inductor checks from here on (its per-process answers forgotten)."""
     from torch._inductor import config, cpu_vec_isa
 
@@ -381,7 +390,10 @@ def isa_checks(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
 
 @x86_with_compiler
 def test_the_instruction_set_check_runs_once_per_machine(
-    medboard_home: Path, isa_checks: list[str], monkeypatch: pytest.MonkeyPatch
+    medboard_home: Path,
+    inductor_cache: Path,
+    isa_checks: list[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from torch._inductor import config, cpu_vec_isa
 
@@ -389,7 +401,11 @@ def test_the_instruction_set_check_runs_once_per_machine(
     assert isa_checks  # inductor's own check ran: compiled and loaded a test program
     assert config.cpp.vec_isa_ok is True  # and this process already uses the answer
     chosen = str(cpu_vec_isa.pick_vec_isa())
-    # a later process (its settings and answers fresh) trusts the stored answer
+    # kept beside inductor's cache, not in this medboard home: every home on the machine uses it
+    assert (inductor_cache / kernels.ISA_VERDICTS).exists()
+    assert not (medboard_home / "verdicts.json").exists()
+    # a later process (its settings and answers fresh), with another home, trusts it
+    monkeypatch.setenv("MEDBOARD_HOME", str(medboard_home.parent / "another-home"))
     monkeypatch.setattr(config.cpp, "vec_isa_ok", None)
     cpu_vec_isa.VecISA._VecISA__bool__impl.cache_clear()  # type: ignore[attr-defined]
     cpu_vec_isa.valid_vec_isa_list.cache_clear()
@@ -398,6 +414,13 @@ def test_the_instruction_set_check_runs_once_per_machine(
     assert config.cpp.vec_isa_ok is True
     assert str(cpu_vec_isa.pick_vec_isa()) == chosen  # the same set, so the same code
     assert isa_checks == []
+    cpu_vec_isa.valid_vec_isa_list.cache_clear()
+    # another inductor cache (cleared, or another TORCHINDUCTOR_CACHE_DIR) asks again
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(inductor_cache.parent / "other-cache"))
+    monkeypatch.setattr(config.cpp, "vec_isa_ok", None)
+    cpu_vec_isa.VecISA._VecISA__bool__impl.cache_clear()  # type: ignore[attr-defined]
+    assert kernels.trust_checked_vec_isa()
+    assert isa_checks
     cpu_vec_isa.valid_vec_isa_list.cache_clear()
 
 
@@ -415,11 +438,11 @@ def test_a_failed_instruction_set_check_keeps_inductor_checking(
 
 
 def test_the_users_instruction_set_setting_is_kept(
-    medboard_home: Path, monkeypatch: pytest.MonkeyPatch
+    inductor_cache: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from torch._inductor import config
 
     monkeypatch.setattr(config.cpp, "vec_isa_ok", False)
     assert not kernels.trust_checked_vec_isa()
     assert config.cpp.vec_isa_ok is False
-    assert not (medboard_home / "verdicts.json").exists()
+    assert not (inductor_cache / kernels.ISA_VERDICTS).exists()

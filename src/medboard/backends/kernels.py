@@ -225,6 +225,7 @@ COMPILED_ARITHMETIC = "inductor-4"
 # with eager rounding: a worker that scores several models, each with packed and padded
 # batches, needs more.
 RECOMPILE_LIMIT = 64
+ISA_VERDICTS = "medboard-verdicts.json"  # in inductor's cache folder: see trust_checked_vec_isa
 
 
 def trust_checked_vec_isa() -> bool:
@@ -238,6 +239,9 @@ def trust_checked_vec_isa() -> bool:
     `cpp.vec_isa_ok` tells later processes they pass; inductor then picks the same set, and
     writes the same code. When one failed, inductor goes on checking. The setting is part of
     inductor's cache keys, so it is set in the first process too, once its check has passed.
+    The answer is kept beside inductor's cache (TORCHINDUCTOR_CACHE_DIR, by default
+    /tmp/torchinductor_<user>), in ISA_VERDICTS: it is about inductor on this machine, so every
+    medboard home shares it as they share the compiled code, and clearing that cache asks again.
     """
     import torch
     from torch._inductor import config
@@ -262,7 +266,10 @@ def trust_checked_vec_isa() -> bool:
         "sets": [str(isa) for isa in wanted],
         "compiler": f"{binary}:{stat.st_size}:{stat.st_mtime_ns}",
     }
-    if not remembered("vec-isa", depends, lambda: all(bool(isa) for isa in wanted)):
+    from torch._inductor.runtime.cache_dir_utils import cache_dir
+
+    store = Path(cache_dir()) / ISA_VERDICTS
+    if not remembered("vec-isa", depends, lambda: all(bool(isa) for isa in wanted), store):
         return False
     config.cpp.vec_isa_ok = True
     return True

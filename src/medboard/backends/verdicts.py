@@ -1,5 +1,8 @@
 """Yes-or-no answers that take a process a second to work out and stay the same until what they
-depend on changes, kept under the medboard home so that later processes skip the work.
+depend on changes, kept in a file so that later processes skip the work: under the medboard home
+by default; the instruction-set answer, which is about inductor on this machine, beside
+inductor's compiled-code cache (kernels.trust_checked_vec_isa), so every medboard home on the
+machine shares it, as they share that cache.
 
 Every `medboard eval` asked them again: whether inductor's compiler builds and loads code for
 each vector instruction set the CPU reports (a test program compiled and loaded in a child
@@ -23,11 +26,17 @@ from medboard.paths import home, read_json_object, write_json_object
 FILE_NAME = "verdicts.json"
 
 
-def remembered(question: str, depends: Mapping[str, Any], work: Callable[[], bool]) -> bool:
-    """The answer to `question` given `depends` (JSON-able): stored, or worked out and stored."""
+def remembered(
+    question: str,
+    depends: Mapping[str, Any],
+    work: Callable[[], bool],
+    path: Path | None = None,
+) -> bool:
+    """The answer to `question` given `depends` (JSON-able): stored in `path` (default
+    `$MEDBOARD_HOME/verdicts.json`), or worked out and stored there."""
     text = json.dumps(dict(depends), sort_keys=True, default=str)
     key = f"{question}:{hashlib.sha256(text.encode()).hexdigest()[:32]}"
-    path = home() / FILE_NAME
+    path = path or home() / FILE_NAME
     answer = read_json_object(path).get(key)
     if isinstance(answer, bool):
         return answer
