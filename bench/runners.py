@@ -27,7 +27,10 @@ def reference_configs(out: Path, tasks: Sequence[str], benchmarks: Path | None) 
     if benchmarks is not None:
         command += ["--benchmarks", str(benchmarks)]
     print("$ " + " ".join(command), file=sys.stderr, flush=True)
-    done = subprocess.run(command, env=offline_env(), check=True, capture_output=True, text=True)
+    # its messages (a missing data file, an unknown task) go to the terminal as they are
+    done = subprocess.run(command, env=offline_env(), stdout=subprocess.PIPE, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"writing the reference's task configs failed (exit {done.returncode})")
     return done.stdout.strip().splitlines()[-1]
 
 

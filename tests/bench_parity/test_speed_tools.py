@@ -23,6 +23,15 @@ def test_both_tools_get_the_same_shots_and_limit() -> None:
     assert ours[ours.index("--shots") + 1] == "5" and ours[ours.index("--limit") + 1] == "20"
 
 
+def test_a_missing_data_file_is_named_not_hidden(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    runners = load("runners")
+    with pytest.raises(SystemExit, match="writing the reference's task configs failed"):
+        runners.reference_configs(tmp_path / "cfg", ["medqa_4options"], tmp_path / "empty")
+    assert f"missing data file {tmp_path / 'empty'}" in capfd.readouterr().err
+
+
 def test_speed_options() -> None:
     speed = load("speed")
     args = speed.parse_args(
