@@ -143,19 +143,18 @@ def sampled_data_home(args: argparse.Namespace) -> Path | None:
     folder = args.work / f"benchmarks-every-{args.every}"
     args.benchmarks = sampled_benchmarks(source, folder, args.tasks, args.every)
     data_home = args.work / "homes" / f"data-every-{args.every}"
-    import_path(folder, DataStore(data_home / "data"))
-    check_sample(data_home / "data", args.tasks, args.every)
+    store = DataStore(data_home / "data")
+    import_path(folder, store)
+    check_sample(store, args.tasks, args.every)
     return data_home
 
 
-def check_sample(data: Path, tasks: list[str], every: int) -> None:
+def check_sample(store: Any, tasks: list[str], every: int) -> None:
     """Stop before timing anything if the sample leaves a task (an MMLU subject, which shares
-    its file with the others) without questions."""
-    from medboard.data.store import DataStore
+    its file with the others) in the data store without questions."""
     from medboard.errors import DataError
     from medboard.tasks import REGISTRY
 
-    store = DataStore(data)
     for name in tasks:
         try:
             store.task_data(REGISTRY.task(name), allow_mismatch=True)

@@ -79,13 +79,14 @@ def test_every_nth_question_of_the_evaluated_splits(tmp_path: Path) -> None:
     for rel in ("medmcqa/validation.jsonl", "mmlu_medical/test.jsonl"):
         assert lines(out, rel) == lines(source, rel)[::2] and len(lines(out, rel)) >= 2
     assert lines(out, "mmlu_medical/dev.jsonl") == lines(source, "mmlu_medical/dev.jsonl")
-    stored = {(i.dataset, i.split): i.count for i in import_path(out, DataStore(tmp_path / "d"))}
+    store = DataStore(tmp_path / "d")
+    stored = {(i.dataset, i.split): i.count for i in import_path(out, store)}
     assert stored[("medmcqa", "validation")] == 2 and stored[("mmlu_medical", "dev")] == 4
-    speed.check_sample(tmp_path / "d", ["medmcqa", "mmlu_anatomy"], 2)
+    speed.check_sample(store, ["medmcqa", "mmlu_anatomy"], 2)
     with pytest.raises(
         SystemExit, match="--every 2: .*no records of subject 'medical_genetics'.*smaller"
     ):
-        speed.check_sample(tmp_path / "d", ["mmlu_medical_genetics"], 2)
+        speed.check_sample(store, ["mmlu_medical_genetics"], 2)
     with pytest.raises(SystemExit, match="no evaluated split"):
         speed.sampled_benchmarks(source, tmp_path / "x", ["pubmedqa"], 2)
 

@@ -249,6 +249,7 @@ def trust_checked_vec_isa() -> bool:
     if config.cpp.vec_isa_ok is not None or platform.machine() not in ("x86_64", "AMD64"):
         return False  # the user decided (TORCHINDUCTOR_VEC_ISA_OK), or not a CPU known here
     from torch._inductor import cpu_vec_isa
+    from torch._inductor.runtime.cache_dir_utils import cache_dir
 
     reported = set(cpu_vec_isa.x86_isa_checker())
     wanted = [
@@ -266,8 +267,6 @@ def trust_checked_vec_isa() -> bool:
         "sets": [str(isa) for isa in wanted],
         "compiler": f"{binary}:{stat.st_size}:{stat.st_mtime_ns}",
     }
-    from torch._inductor.runtime.cache_dir_utils import cache_dir
-
     store = Path(cache_dir()) / ISA_VERDICTS
     if not remembered("vec-isa", depends, lambda: all(bool(isa) for isa in wanted), store):
         return False
