@@ -2,14 +2,23 @@
 
 import gc
 import shutil
+import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import select
 
-from medboard.queue.submissions import SubmitRequest, claim, list_submissions, submit
-from medboard.queue.worker import run_worker
-from medboard.results.db import Entry, Run, open_database
+from medboard.queue.submissions import (
+    SubmitRequest,
+    claim,
+    finish,
+    get_submission,
+    list_submissions,
+    submit,
+)
+from medboard.queue.worker import evaluate_job, run_worker
+from medboard.results.db import Entry, Run, Submission, open_database
 from medboard.runner import EvalOptions
 from tests.conftest import import_fixture_tasks
 
@@ -86,3 +95,39 @@ def test_lost_claim_records_nothing(tiny_model: Path, home: Path, database, monk
     assert worker.run_job(database, job, "slow", options=OPTIONS) == "lost"
     with database.session() as session:
         assert session.scalars(select(Entry)).all() == []
+
+
+def test_the_heartbeat_stores_where_the_job_is(home: Path, database) -> None:
+    """While a job runs, its row says which task and how many of its questions are done (the
+    queue page shows it); finishing clears it."""
+    options = "delay=0.15,batch=1"
+    with database.session() as session:
+        session.add(Submission(model=f"fake:{options}", revision=options, dtype="none",
+                               track="open_medical", info={"kind": "fake"}))  # fmt: skip
+    job = claim(database, "w1")
+    assert job is not None and job.progress is None
+    seen: list[dict[str, Any]] = []
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.wait(0.02):
+            progress = get_submission(database, job.id).progress
+            if progress and (not seen or seen[-1] != progress):
+                seen.append(progress)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        entry_id = evaluate_job(database, job, "w1", lease_seconds=0.2, options=OPTIONS)
+    finally:
+        stop.set()
+        watcher.join()
+    assert all(p["tasks"] == 9 for p in seen)
+    inside = [p for p in seen if p["task"] is not None]
+    assert len({p["task"] for p in inside}) >= 3, seen  # several tasks seen as they ran
+    assert all(0 <= p["done"] <= p["total"] for p in inside)
+    assert any(p["done"] > 0 for p in inside)
+    order = [(p["tasks_done"], p["done"]) for p in seen]
+    assert order == sorted(order)  # it only moves forward
+    assert finish(database, job.id, "w1", entry_id)
+    assert get_submission(database, job.id).progress is None

@@ -167,6 +167,36 @@ def test_queue_states_reasons_filter_and_csv(client: TestClient, database: Datab
     assert client.get("/queue?status=nope").status_code == 200  # unknown: every state
 
 
+def test_the_queue_shows_where_a_job_is(client: TestClient, database: Database) -> None:
+    running = {"tasks_done": 1, "tasks": 9, "task": "medmcqa", "done": 1200, "total": 4183}
+    stopped = {"tasks_done": 2, "tasks": 9, "task": "pubmedqa", "done": 64, "total": 500}
+    loading = {"tasks_done": 0, "tasks": 9, "task": None, "done": 0, "total": 0}
+    with database.session() as session:
+        for name, status, progress in (
+            ("a", "running", running),
+            ("b", "failed", stopped),
+            ("c", "running", loading),
+            ("d", "running", {"tasks": "nine"}),  # nothing readable: nothing shown, no error
+        ):
+            session.add(
+                Submission(model=f"/models/{name}", dtype="bfloat16", track="open_medical",
+                           status=status, progress=progress, worker="w1", reason=None)
+            )  # fmt: skip
+    html = client.get("/queue").text
+    assert "task 2 of 9: medmcqa 1,200/4,183" in html
+    assert '<progress value="1200" max="4183"></progress>' in html
+    assert "stopped at task 3 of 9: pubmedqa 64/500" in html
+    assert "0 of 9 tasks done" in html
+    assert html.count("<progress ") == 1  # only the running job inside a task
+    jobs = {j["model"]: j for j in client.get("/api/queue").json()["submissions"]}
+    assert jobs["/models/a"]["progress"] == running and jobs["/models/d"]["progress"] == {
+        "tasks": "nine"
+    }
+    rows = {r["model"]: r for r in csv.DictReader(io.StringIO(client.get("/queue.csv").text))}
+    assert rows["/models/a"]["progress"] == "task 2 of 9: medmcqa 1,200/4,183"
+    assert rows["/models/d"]["progress"] == ""
+
+
 def test_openapi_docs_list_every_json_twin(client: TestClient) -> None:
     paths = client.get("/openapi.json").json()["paths"]
     for path in (

@@ -10,6 +10,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import func, or_, select, update
 
@@ -200,6 +201,7 @@ def claim(
                 heartbeat_at=now,
                 attempts=Submission.attempts + 1,
                 reason=None,
+                progress=None,
                 updated_at=now,
             )
         ).rowcount
@@ -223,13 +225,21 @@ def _update_claimed(database: Database, submission_id: int, worker: str, **value
     return changed == 1
 
 
-def heartbeat(database: Database, submission_id: int, worker: str) -> bool:
-    """Keep a claim alive; False when the job is no longer this worker's."""
-    return _update_claimed(database, submission_id, worker, heartbeat_at=utcnow())
+def heartbeat(
+    database: Database, submission_id: int, worker: str, progress: dict[str, Any] | None = None
+) -> bool:
+    """Keep a claim alive, and store where the job is when `progress` is given; False when the
+    job is no longer this worker's."""
+    values: dict[str, Any] = {"heartbeat_at": utcnow()}
+    if progress is not None:
+        values["progress"] = progress
+    return _update_claimed(database, submission_id, worker, **values)
 
 
 def finish(database: Database, submission_id: int, worker: str, entry_id: int) -> bool:
-    return _update_claimed(database, submission_id, worker, status="finished", entry_id=entry_id)
+    return _update_claimed(
+        database, submission_id, worker, status="finished", entry_id=entry_id, progress=None
+    )
 
 
 def fail(database: Database, submission_id: int, worker: str, reason: str) -> bool:

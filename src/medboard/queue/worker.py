@@ -37,13 +37,16 @@ def default_name() -> str:
 
 
 class _JobReporter(SilentReporter):
-    """Logs progress now and then and stops the evaluation once the claim is lost."""
+    """Logs progress now and then, keeps where the job is for the heartbeat to store (the queue
+    page shows it), and stops the evaluation once the claim is lost."""
 
-    def __init__(self, job_id: int, lost: threading.Event, every: float = 30.0) -> None:
+    def __init__(self, job_id: int, lost: threading.Event, tasks: int, every: float = 30.0) -> None:
         self.job_id = job_id
         self.lost = lost
         self.every = every
-        self.task = ""
+        self.tasks = tasks
+        self.tasks_done = 0
+        self.task: str | None = None
         self.total = 0
         self.done = 0
         self.last = 0.0
@@ -60,14 +63,29 @@ class _JobReporter(SilentReporter):
             self.last = time.monotonic()
             log.info("job #%d: %s %d/%d", self.job_id, self.task, self.done, self.total)
 
+    def finish(self, result: Any, cached: bool) -> None:
+        self.tasks_done += 1
+        self.task, self.total, self.done = None, 0, 0
+
+    def progress(self) -> dict[str, Any]:
+        """Where the job is: tasks finished of all, and the questions done in the current
+        task (task None between tasks, e.g. while the model loads)."""
+        return {
+            "tasks_done": self.tasks_done,
+            "tasks": self.tasks,
+            "task": self.task,
+            "done": self.done,
+            "total": self.total,
+        }
+
 
 def _beat(
     database: Database, job_id: int, worker: str, every: float, stop: threading.Event,
-    lost: threading.Event,
+    lost: threading.Event, progress: Callable[[], dict[str, Any]],
 ) -> None:  # fmt: skip
     while not stop.wait(every):
         try:
-            if not heartbeat(database, job_id, worker):
+            if not heartbeat(database, job_id, worker, progress()):
                 lost.set()
                 return
         except Exception:  # a database hiccup: try again at the next beat
@@ -92,14 +110,15 @@ def evaluate_job(
     if job.info.get("kind") != "hub" and backend.identity()["revision"] != job.revision:
         raise MedboardError(f"{job.model} changed since it was submitted (its hash differs)")
     stop, lost = threading.Event(), threading.Event()
+    reporter = _JobReporter(job.id, lost, len(tasks))
     beater = threading.Thread(
         target=_beat,
         args=(database, job.id, worker, max(lease_seconds / 4, 0.05), stop, lost),
+        kwargs={"progress": reporter.progress},
         daemon=True,
     )
     beater.start()
     try:
-        reporter = _JobReporter(job.id, lost)
         results = evaluate(tasks, backend, options=options or EvalOptions(), reporter=reporter)
     finally:
         stop.set()

@@ -45,6 +45,7 @@ def make_templates() -> Jinja2Templates:
         params=filters.human_params,
         dash=filters.dash,
         prob=filters.prob,
+        progress=filters.progress_text,
     )
     env.globals.update(tracks=[(t, TRACK_TITLES[t]) for t in TRACKS], version=__version__)
     return templates

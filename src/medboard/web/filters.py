@@ -1,6 +1,6 @@
 """Jinja2 filters: how numbers read on the pages (scores are fractions, shown in percent)."""
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 
@@ -29,3 +29,22 @@ def dash(value: Any) -> Any:
 
 def prob(value: float | None) -> str:
     return "" if value is None else f"{100 * value:.1f}%"
+
+
+def _count(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def progress_text(progress: Mapping[str, Any] | None) -> str:
+    """Where a job is, from what its worker stored (queue.worker): "task 2 of 9: medmcqa
+    1,200/4,183", or "3 of 9 tasks done" between tasks; "" when nothing readable is stored."""
+    if not isinstance(progress, Mapping):
+        return ""
+    tasks_done, tasks = _count(progress.get("tasks_done")), _count(progress.get("tasks"))
+    done, total = _count(progress.get("done")), _count(progress.get("total"))
+    task = progress.get("task")
+    if tasks_done is None or tasks is None:
+        return ""
+    if isinstance(task, str) and task and done is not None and total is not None:
+        return f"task {tasks_done + 1} of {tasks}: {task} {done:,}/{total:,}"
+    return f"{tasks_done} of {tasks} tasks done"

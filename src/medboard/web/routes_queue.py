@@ -14,13 +14,14 @@ from medboard.queue.submissions import SubmitRequest, list_submissions
 from medboard.results.db import SUBMISSION_STATES, Submission
 from medboard.web.app import render
 from medboard.web.board import safe_cell
+from medboard.web.filters import progress_text
 
 router = APIRouter()
 DTYPES = ("bfloat16", "float16", "float32")
 LIMITS = {"model": 500, "track": 50, "dtype": 20, "revision": 100, "adapter": 500, "submitter": 200}
 QUEUE_COLUMNS = (
     "id", "status", "approved", "model", "track", "dtype", "revision", "adapter", "submitter",
-    "reason", "worker", "attempts", "entry_id", "created_at", "updated_at",
+    "reason", "progress", "worker", "attempts", "entry_id", "created_at", "updated_at",
 )  # fmt: skip
 
 
@@ -64,6 +65,9 @@ def submission_json(job: Submission) -> dict[str, Any]:
         "worker": job.worker,
         "attempts": job.attempts,
         "entry_id": job.entry_id,
+        # where a running job is (or where a failed one stopped): tasks_done of tasks, and
+        # done of total questions in the current task (task null between tasks)
+        "progress": job.progress,
         "parameters": (job.info or {}).get("parameters"),
         "created_at": job.created_at.isoformat(timespec="seconds") if job.created_at else None,
         "updated_at": job.updated_at.isoformat(timespec="seconds") if job.updated_at else None,
@@ -192,9 +196,12 @@ def queue_csv(request: Request, status: StatusParam = None) -> Response:
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(QUEUE_COLUMNS)
     for job in data["submissions"]:
+        cells = {**job, "progress": progress_text(job["progress"])}
         writer.writerow(
             [
-                safe_cell(job[c]) if isinstance(job[c], str) else ("" if job[c] is None else job[c])
+                safe_cell(cells[c])
+                if isinstance(cells[c], str)
+                else ("" if cells[c] is None else cells[c])
                 for c in QUEUE_COLUMNS
             ]
         )
