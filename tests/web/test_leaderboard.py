@@ -10,6 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from medboard.leaderboard.published import import_published
+from medboard.results.db import open_database
 from medboard.web.app import create_app
 from tests.web.conftest import OPEN_TASKS, add_evaluated, entry_ids
 
@@ -162,6 +163,14 @@ def test_search_and_filters(client: TestClient) -> None:
     }
     html = client.get("/leaderboard/open_medical?q=nothing-like-this").text
     assert "No entry matches this view." in html
+
+
+def test_an_empty_board_points_to_submit_and_the_queue(tmp_path: Path) -> None:
+    """What `medboard serve --submit` shows first: a board with nothing evaluated yet."""
+    empty = TestClient(create_app(open_database(f"sqlite:///{tmp_path}/empty.sqlite")))
+    html = empty.get("/leaderboard/open_medical").text
+    assert "No entry on this board yet" in html and "No entry matches" not in html
+    assert 'href="/submit?track=open_medical"' in html and 'href="/queue"' in html
 
 
 def test_column_picker(client: TestClient) -> None:
