@@ -97,6 +97,17 @@ def test_tasks_lists_tasks_suites_and_presence(home: Path) -> None:
         assert name in result.stdout
 
 
+def test_a_long_path_stays_on_one_line(tmp_path: Path) -> None:
+    """Messages are not broken at the 80 columns of a log (a path split in two cannot be
+    copied); tables still fit them."""
+    home = tmp_path / ("a-folder-with-a-long-name-" * 4)
+    result = medboard(home, "tasks")
+    assert result.returncode == 0, result.stderr
+    assert f"data store: {home / 'data'}\n" in result.stdout
+    tables = [line for line in result.stdout.splitlines() if line[:1] in "┃│┏┡└"]
+    assert tables and max(len(line) for line in tables) <= 80
+
+
 @pytest.mark.parametrize(
     ("args", "fragments"),
     [

@@ -35,7 +35,9 @@ app.add_typer(data_app, name="data")
 app.add_typer(fl_app, name="fl")
 
 console = Console(stderr=True)
-out = Console()
+# soft_wrap: a message line (a path, a URL) is never broken where the terminal, or a log's
+# 80 columns, ends; tables are printed with soft_wrap=False and still fit the width.
+out = Console(soft_wrap=True)
 
 
 class RichReporter:
@@ -138,7 +140,7 @@ def tasks_command() -> None:
             ", ".join(task.metrics),
             status,
         )
-    out.print(table)
+    out.print(table, soft_wrap=False)
     suites = Table(title="suites")
     suites.add_column("suite")
     suites.add_column("tasks")
@@ -146,7 +148,7 @@ def tasks_command() -> None:
     for name, members in REGISTRY.suites().items():
         size = sum(REGISTRY.task(t).expected_size or 0 for t in members)
         suites.add_row(name, ", ".join(members), str(size))
-    out.print(suites)
+    out.print(suites, soft_wrap=False)
     out.print(f"data store: {store.root}")
 
 
@@ -209,7 +211,7 @@ def data_list() -> None:
                 info.source,
                 info.imported_at,
             )
-    out.print(table)
+    out.print(table, soft_wrap=False)
 
 
 @app.command("eval")
@@ -349,7 +351,7 @@ def eval_command(
     title = f"{model} ({dtype})" if protocol == "loglik" else f"{model} ({dtype}, {protocol})"
     if shots:
         title = f"{title[:-1]}, {shots}-shot)"
-    out.print(results_table(results, title=title))
+    out.print(results_table(results, title=title), soft_wrap=False)
     out.print(f"wall time {time.time() - started:.1f} s")
     if output is not None:
         out.print(f"results: {output / 'results.json'}")

@@ -12,7 +12,9 @@ from rich.table import Table
 from medboard.cli_options import AllowMismatch
 from medboard.errors import DataError
 
-out = Console()
+# soft_wrap: a message line (a path, a URL) is never broken where the terminal, or a log's
+# 80 columns, ends; tables are printed with soft_wrap=False and still fit the width.
+out = Console(soft_wrap=True)
 
 
 def read_output(folder: Path) -> tuple[dict[str, Any], dict[str, list[dict[str, Any]]]]:
@@ -83,7 +85,7 @@ def compare_command(
             f"{test['a_only']} / {test['b_only']}, {test['p_value']:.4f}"
             + (" (exact)" if test["exact"] else ""),
         )
-    out.print(table)
+    out.print(table, soft_wrap=False)
     if json_out is not None:
         json_out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
         out.print(f"report: {json_out}")
@@ -124,7 +126,7 @@ def contamination_command(
             str(found["too_short"]),
             ", ".join(found["examples"]),
         )
-    out.print(table)
+    out.print(table, soft_wrap=False)
     if json_out is not None:
         json_out.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
         out.print(f"report: {json_out}")

@@ -9,7 +9,9 @@ from rich.console import Console
 
 from medboard.cli_options import AllowMismatch, DbOption, LeaseOption
 
-out = Console()
+# soft_wrap: a message line (a path, a URL) is never broken where the terminal, or a log's
+# 80 columns, ends; tables are printed with soft_wrap=False and still fit the width.
+out = Console(soft_wrap=True)
 
 
 def import_published_command(
