@@ -50,26 +50,9 @@ class _JobReporter(SilentReporter):
         self.total = 0
         self.done = 0
         self.last = 0.0
+        self._progress = self._snapshot()
 
-    def start(self, task: str, total: int, done: int) -> None:
-        self.task, self.total, self.done = task, total, done
-        log.info("job #%d: %s %d/%d", self.job_id, task, done, total)
-
-    def advance(self, n: int) -> None:
-        if self.lost.is_set():
-            raise LostClaimError(f"job #{self.job_id} was claimed by another worker")
-        self.done += n
-        if time.monotonic() - self.last >= self.every:
-            self.last = time.monotonic()
-            log.info("job #%d: %s %d/%d", self.job_id, self.task, self.done, self.total)
-
-    def finish(self, result: Any, cached: bool) -> None:
-        self.tasks_done += 1
-        self.task, self.total, self.done = None, 0, 0
-
-    def progress(self) -> dict[str, Any]:
-        """Where the job is: tasks finished of all, and the questions done in the current
-        task (task None between tasks, e.g. while the model loads)."""
+    def _snapshot(self) -> dict[str, Any]:
         return {
             "tasks_done": self.tasks_done,
             "tasks": self.tasks,
@@ -77,6 +60,31 @@ class _JobReporter(SilentReporter):
             "done": self.done,
             "total": self.total,
         }
+
+    def start(self, task: str, total: int, done: int) -> None:
+        self.task, self.total, self.done = task, total, done
+        self._progress = self._snapshot()
+        log.info("job #%d: %s %d/%d", self.job_id, task, done, total)
+
+    def advance(self, n: int) -> None:
+        if self.lost.is_set():
+            raise LostClaimError(f"job #{self.job_id} was claimed by another worker")
+        self.done += n
+        self._progress = self._snapshot()
+        if time.monotonic() - self.last >= self.every:
+            self.last = time.monotonic()
+            log.info("job #%d: %s %d/%d", self.job_id, self.task, self.done, self.total)
+
+    def finish(self, result: Any, cached: bool) -> None:
+        self.tasks_done += 1
+        self.task, self.total, self.done = None, 0, 0
+        self._progress = self._snapshot()
+
+    def progress(self) -> dict[str, Any]:
+        """Where the job is: tasks finished of all, and the questions done in the current
+        task (task None between tasks, e.g. while the model loads). Called from the heartbeat
+        thread: a snapshot the evaluating thread replaces whole, never one half-updated."""
+        return self._progress
 
 
 def _beat(
