@@ -161,8 +161,8 @@ class Submission(Base):
     approved: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     reason: Mapped[str | None] = mapped_column(Text, default=None)
     info: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # what validation found
-    # Where a running job is (queue.worker.Progress), written with its heartbeat; a failed job
-    # keeps where it stopped.
+    # Where a running job is (queue.worker._JobReporter.progress), written with its heartbeat; a
+    # failed job keeps where it stopped, a finished one clears it.
     progress: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     worker: Mapped[str | None] = mapped_column(String(200), default=None)
     heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime, default=None)
