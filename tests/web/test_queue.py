@@ -108,6 +108,7 @@ def test_refusals_leave_the_database_unchanged(queue_client: TestClient, databas
         ({"model": "/m", "dtype": "int3"}, "unknown dtype"),
         ({"model": "/m\x00x"}, "model contains control characters"),
         ({"model": "/m", "submitter": "x" * 201}, "submitter is too long"),
+        ({"model": "/" + "m" * 300}, "model is too long (301 characters, at most 300)"),
     ]
     for form, message in cases:
         response = queue_client.post("/submit", data=form)

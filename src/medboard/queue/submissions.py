@@ -44,7 +44,10 @@ def rate_limit() -> int:
     return int(os.environ.get("MEDBOARD_SUBMIT_LIMIT", "10"))
 
 
-FIELD_LIMITS = {"model": 500, "revision": 100, "adapter": 500, "submitter": 200}
+# What the database's columns hold: the model spec becomes the models table's name (300
+# characters; a longer one would pass validation and fail only when its entry is recorded, on
+# PostgreSQL, after the whole evaluation).
+FIELD_LIMITS = {"model": 300, "revision": 100, "adapter": 500, "submitter": 200}
 
 
 def _check_request(request: SubmitRequest) -> None:

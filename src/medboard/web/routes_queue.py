@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 
 from medboard.errors import DuplicateSubmissionError, SubmissionError
 from medboard.leaderboard.ranking import TRACKS
-from medboard.queue.submissions import SubmitRequest, list_submissions
+from medboard.queue.submissions import FIELD_LIMITS, SubmitRequest, list_submissions
 from medboard.results.db import SUBMISSION_STATES, Submission
 from medboard.web.app import render
 from medboard.web.board import safe_cell
@@ -18,7 +18,7 @@ from medboard.web.filters import progress_text
 
 router = APIRouter()
 DTYPES = ("bfloat16", "float16", "float32")
-LIMITS = {"model": 500, "track": 50, "dtype": 20, "revision": 100, "adapter": 500, "submitter": 200}
+LIMITS = {**FIELD_LIMITS, "track": 50, "dtype": 20}
 QUEUE_COLUMNS = (
     "id", "status", "approved", "model", "track", "dtype", "revision", "adapter", "submitter",
     "reason", "progress", "worker", "attempts", "entry_id", "created_at", "updated_at",
