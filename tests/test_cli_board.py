@@ -4,6 +4,7 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -58,10 +59,8 @@ def _answers(runs: Path) -> int:
     return total
 
 
-def test_worker_killed_mid_job_is_reclaimed_and_resumes(home: Path, tmp_path: Path) -> None:
-    db = f"sqlite:///{tmp_path / 'board.db'}"
-    database = open_database(db)
-    with database.session() as session:  # the fake model needs no validation: queue it directly
+def _queue_fake(db: str) -> None:
+    with open_database(db).session() as session:  # the fake model needs no validation
         session.add(
             Submission(
                 model="fake:delay=0.2,batch=1",
@@ -71,6 +70,12 @@ def test_worker_killed_mid_job_is_reclaimed_and_resumes(home: Path, tmp_path: Pa
                 info={"kind": "fake"},
             )
         )
+
+
+def test_worker_killed_mid_job_is_reclaimed_and_resumes(home: Path, tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'board.db'}"
+    database = open_database(db)
+    _queue_fake(db)
     command = [sys.executable, "-c", "from medboard.cli import main; main()", "worker"]
     command += ["--once", "--allow-data-mismatch", "--lease", "6", "--db", db]
     env = {**os.environ, "MEDBOARD_HOME": str(home)}
@@ -109,6 +114,86 @@ def test_worker_killed_mid_job_is_reclaimed_and_resumes(home: Path, tmp_path: Pa
     assert fresh.returncode == 0, fresh.stderr
     expected = json.loads((tmp_path / "fresh-out" / "results.json").read_text())["results"]
     assert resumed == {task: expected[task]["acc"] for task in resumed}
+
+
+def _job(db: str) -> Submission:
+    with open_database(db).session() as session:
+        return session.scalars(select(Submission)).one()
+
+
+def _interrupt_mid_job(
+    home: Path, tmp_path: Path, args: list[str], stop: signal.Signals, port: int | None = None
+) -> tuple[int, str]:
+    """Start `medboard ARGS`, stop it with `stop` once its job is part-way (and `port`, if
+    given, takes connections), return its exit code and output."""
+    command = [sys.executable, "-c", "from medboard.cli import main; main()", *args]
+    env = {**os.environ, "MEDBOARD_HOME": str(home), "HF_HUB_OFFLINE": "1", "NO_COLOR": "1"}
+    log = tmp_path / f"{args[0]}.log"
+    with log.open("w") as out:
+        # Ctrl-C as from a terminal (a shell running the suite in the background ignores SIGINT,
+        # and its children inherit that)
+        process = subprocess.Popen(
+            command, env=env, stdout=out, stderr=subprocess.STDOUT,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )  # fmt: skip
+        deadline = time.time() + 120
+        while time.time() < deadline and (_answers(home / "runs") < 3 or not _listens(port)):
+            assert process.poll() is None, log.read_text()
+            time.sleep(0.1)
+        assert _answers(home / "runs") >= 3, "the job did not get going: " + log.read_text()
+        process.send_signal(stop)
+        code = process.wait(timeout=60)
+    return code, log.read_text()
+
+
+def test_a_worker_stopped_mid_job_puts_it_back_at_once(home: Path, tmp_path: Path) -> None:
+    """Ctrl-C on `medboard worker`: the job is pending again (not running until its lease runs
+    out), and the next worker takes it at once and resumes it from the answer cache."""
+    db = f"sqlite:///{tmp_path / 'board.db'}"
+    _queue_fake(db)
+    worker = ["worker", "--allow-data-mismatch", "--lease", "600", "--db", db]
+    code, output = _interrupt_mid_job(home, tmp_path, [*worker, "--name", "first"], signal.SIGINT)
+    assert code == 130, output
+    assert "back in the queue" in output and "Traceback" not in output, output
+    job = _job(db)
+    assert (job.status, job.worker, job.attempts) == ("pending", None, 1)
+    done_before = _answers(home / "runs")
+    second = medboard(home, *worker, "--once", "--name", "second", timeout=300)
+    assert second.returncode == 0, second.stderr
+    job = _job(db)
+    assert (job.status, job.worker, job.attempts) == ("finished", "second", 2)
+    assert done_before <= _answers(home / "runs")
+
+
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
+def test_serve_stopped_mid_job_puts_it_back(
+    home: Path, tmp_path: Path, stop: signal.Signals
+) -> None:
+    db = f"sqlite:///{tmp_path / 'board.db'}"
+    _queue_fake(db)
+    port = _free_port()
+    serve = ["serve", "--port", str(port), "--db", db, "--allow-data-mismatch", "--lease", "600"]
+    code, output = _interrupt_mid_job(home, tmp_path, serve, stop, port)
+    assert code == 0, output  # a server stopped as asked (uvicorn's own way with Ctrl-C)
+    assert "back in the queue" in output and "Traceback" not in output, output
+    job = _job(db)
+    assert (job.status, job.worker) == ("pending", None), output
+
+
+def _listens(port: int | None) -> bool:
+    if port is None:
+        return True
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except OSError:
+        return False
+    return True
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def test_import_results_and_export_cli(home: Path, tmp_path: Path) -> None:

@@ -1,8 +1,10 @@
 """The leaderboard's commands: import-published, submit, worker (registered on the main app)."""
 
 import logging
+import signal
+import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -12,6 +14,9 @@ from medboard.cli_options import AllowMismatch, DbOption, LeaseOption
 # soft_wrap: a message line (a path, a URL) is never broken where the terminal, or a log's
 # 80 columns, ends; tables are printed with soft_wrap=False and still fit the width.
 out = Console(soft_wrap=True)
+# How long `serve` waits at shutdown for a busy worker to finish its batch and put its job back
+# in the queue (longer, and the job waits for its lease to run out instead).
+SHUTDOWN_WAIT = 60.0
 
 
 def import_published_command(
@@ -207,14 +212,40 @@ def serve_command(
         )  # fmt: skip
         for i in range(workers)
     ]
-    for thread in threads:
-        thread.start()
     token = admin_token or os.environ.get("MEDBOARD_ADMIN_TOKEN") or None
-    out.print(f"medboard at http://{host}:{port}/ ({database.url}, {workers} worker(s))")
+    # SIGTERM (a service manager's stop) ends the process as Ctrl-C does, through the finally
+    # below: uvicorn handles both while it runs, then raises the signal again with the handler it
+    # found, which by default would end the process on the spot, workers and all.
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
+        for thread in threads:
+            thread.start()
+        out.print(f"medboard at http://{host}:{port}/ ({database.url}, {workers} worker(s))")
         uvicorn.run(create_app(database, admin_token=token), host=host, port=port, log_level="info")
     finally:
-        stop.set()
+        _stop_workers(threads, stop)
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(0)
+
+
+def _stop_workers(threads: list[Any], stop: Any) -> None:
+    """Stop in-process workers: idle ones at once, a busy one after the batch in progress, when
+    it puts its job back in the queue (worker.run_worker); wait at most SHUTDOWN_WAIT."""
+    stop.set()
+    for thread in threads:
+        thread.join(1.0)
+    busy = [thread for thread in threads if thread.is_alive()]
+    if busy:
+        out.print(
+            "stopping: a worker busy with a job puts it back in the queue after its batch "
+            "(Ctrl-C again to quit now; the job is then taken again once its lease runs out)"
+        )
+    deadline = time.monotonic() + SHUTDOWN_WAIT
+    for thread in busy:
+        thread.join(max(deadline - time.monotonic(), 0))
 
 
 def register(app: typer.Typer) -> None:

@@ -15,6 +15,7 @@ from medboard.queue.submissions import (
     finish,
     get_submission,
     list_submissions,
+    release,
     submit,
 )
 from medboard.queue.worker import evaluate_job, run_worker
@@ -131,3 +132,17 @@ def test_the_heartbeat_stores_where_the_job_is(home: Path, database) -> None:
     assert order == sorted(order)  # it only moves forward
     assert finish(database, job.id, "w1", entry_id)
     assert get_submission(database, job.id).progress is None
+
+
+def test_release_gives_back_only_the_workers_own_running_job(home: Path, database) -> None:
+    with database.session() as session:
+        session.add(Submission(model="fake", revision="r", dtype="none", track="open_medical",
+                               info={"kind": "fake"}))  # fmt: skip
+    job = claim(database, "w1")
+    assert not release(database, job.id, "w2")  # not w2's
+    assert release(database, job.id, "w1")
+    back = get_submission(database, job.id)
+    assert (back.status, back.worker, back.heartbeat_at) == ("pending", None, None)
+    assert not release(database, job.id, "w1")  # not running any more
+    again = claim(database, "w2")  # taken at once, no lease to wait for
+    assert again is not None and again.id == job.id and again.attempts == 2

@@ -213,14 +213,16 @@ def claim(
     return get_submission(database, job_id)
 
 
-def _update_claimed(database: Database, submission_id: int, worker: str, **values: object) -> bool:
-    """Change a running job only if it is still this worker's."""
+def _update_claimed(
+    database: Database, submission_id: int, claimed_by: str, **values: object
+) -> bool:
+    """Change a running job only if it is still `claimed_by`'s."""
     with database.session() as session:
         changed = session.execute(
             update(Submission)
             .where(
                 Submission.id == submission_id,
-                Submission.worker == worker,
+                Submission.worker == claimed_by,
                 Submission.status == "running",
             )
             .values(updated_at=utcnow(), **values)
@@ -242,6 +244,15 @@ def heartbeat(
 def finish(database: Database, submission_id: int, worker: str, entry_id: int) -> bool:
     return _update_claimed(
         database, submission_id, worker, status="finished", entry_id=entry_id, progress=None
+    )
+
+
+def release(database: Database, submission_id: int, worker: str) -> bool:
+    """Give a job back to the queue (pending, no worker) when its worker is stopped mid-job:
+    the next worker, or this one restarted, takes it at once and resumes from the answer cache,
+    instead of after the lease. False when the job is no longer this worker's."""
+    return _update_claimed(
+        database, submission_id, worker, status="pending", worker=None, heartbeat_at=None
     )
 
 

@@ -20,6 +20,7 @@ from medboard.queue.submissions import (
     fail,
     finish,
     heartbeat,
+    release,
 )
 from medboard.results.db import Database, Submission
 from medboard.results.record import record_entry
@@ -32,6 +33,10 @@ class LostClaimError(Exception):
     """Another worker took the job over (this one's heartbeat had expired)."""
 
 
+class WorkerStopped(Exception):
+    """The worker was asked to stop (its `stop` event) while it evaluated a job."""
+
+
 def default_name() -> str:
     return f"{socket.gethostname()}:{threading.get_native_id()}"
 
@@ -40,9 +45,17 @@ class _JobReporter(SilentReporter):
     """Logs progress now and then, keeps where the job is for the heartbeat to store (the queue
     page shows it), and stops the evaluation once the claim is lost."""
 
-    def __init__(self, job_id: int, lost: threading.Event, tasks: int, every: float = 30.0) -> None:
+    def __init__(
+        self,
+        job_id: int,
+        lost: threading.Event,
+        tasks: int,
+        stopping: threading.Event | None = None,
+        every: float = 30.0,
+    ) -> None:
         self.job_id = job_id
         self.lost = lost
+        self.stopping = stopping
         self.every = every
         self.tasks = tasks
         self.tasks_done = 0
@@ -69,6 +82,8 @@ class _JobReporter(SilentReporter):
     def advance(self, n: int) -> None:
         if self.lost.is_set():
             raise LostClaimError(f"job #{self.job_id} was claimed by another worker")
+        if self.stopping is not None and self.stopping.is_set():
+            raise WorkerStopped(f"job #{self.job_id}: the worker is stopping")
         self.done += n
         self._progress = self._snapshot()
         if time.monotonic() - self.last >= self.every:
@@ -107,8 +122,12 @@ def evaluate_job(
     lease_seconds: float = DEFAULT_LEASE_SECONDS,
     options: EvalOptions | None = None,
     backend_factory: Callable[..., Any] | None = None,
+    stopping: threading.Event | None = None,
 ) -> int:
-    """Evaluate a claimed job on its track and record the entry; returns the entry id."""
+    """Evaluate a claimed job on its track and record the entry; returns the entry id.
+
+    Stopped mid-evaluation (Ctrl-C, or `stopping` set: seen after the batch in progress), it
+    gives the job back to the queue before it raises (`release`)."""
     from medboard.backends import create_backend
     from medboard.tasks import REGISTRY
 
@@ -118,7 +137,7 @@ def evaluate_job(
     if job.info.get("kind") != "hub" and backend.identity()["revision"] != job.revision:
         raise MedboardError(f"{job.model} changed since it was submitted (its hash differs)")
     stop, lost = threading.Event(), threading.Event()
-    reporter = _JobReporter(job.id, lost, len(tasks))
+    reporter = _JobReporter(job.id, lost, len(tasks), stopping)
     beater = threading.Thread(
         target=_beat,
         args=(database, job.id, worker, max(lease_seconds / 4, 0.05), stop, lost),
@@ -126,11 +145,18 @@ def evaluate_job(
         daemon=True,
     )
     beater.start()
+    interrupted: BaseException | None = None
     try:
         results = evaluate(tasks, backend, options=options or EvalOptions(), reporter=reporter)
+    except (KeyboardInterrupt, WorkerStopped) as exc:
+        interrupted = exc
     finally:
         stop.set()
         beater.join()
+    if interrupted is not None:
+        if release(database, job.id, worker):
+            log.warning("job #%d: stopped mid-job, back in the queue", job.id)
+        raise interrupted
     if lost.is_set() or not heartbeat(database, job.id, worker):
         raise LostClaimError(f"job #{job.id} was claimed by another worker")
     details = {
@@ -155,17 +181,21 @@ def run_job(
     worker: str,
     lease_seconds: float = DEFAULT_LEASE_SECONDS,
     options: EvalOptions | None = None,
+    stopping: threading.Event | None = None,
 ) -> str:
-    """Evaluate one claimed job and mark it finished or failed; returns the final status."""
+    """Evaluate one claimed job and mark it finished or failed; returns the final status
+    ("released" when `stopping` was set mid-job: the job is pending again)."""
     from medboard.backends.kernels import release_freed_memory
     from medboard.heap import thaw
 
     log.info("job #%d: %s (%s) on %s", job.id, job.model, job.dtype, job.track)
     try:
-        entry_id = evaluate_job(database, job, worker, lease_seconds, options)
+        entry_id = evaluate_job(database, job, worker, lease_seconds, options, stopping=stopping)
     except LostClaimError as exc:
         log.warning("%s", exc)
         return "lost"
+    except WorkerStopped:
+        return "released"
     except MedboardError as exc:
         fail(database, job.id, worker, str(exc))
         log.warning("job #%d failed: %s", job.id, exc)
@@ -193,7 +223,8 @@ def run_worker(
     stop: threading.Event | None = None,
     options: EvalOptions | None = None,
 ) -> int:
-    """Drain the queue; with `once`, stop when it is empty. Returns the jobs handled."""
+    """Drain the queue; with `once`, stop when it is empty; once `stop` is set, stop after the
+    batch in progress, giving its job back to the queue. Returns the jobs handled."""
     name = name or default_name()
     stop = stop or threading.Event()
     handled = 0
@@ -205,6 +236,6 @@ def run_worker(
                 break
             stop.wait(poll_seconds)
             continue
-        run_job(database, job, name, lease_seconds, options)
-        handled += 1
+        if run_job(database, job, name, lease_seconds, options, stopping=stop) != "released":
+            handled += 1
     return handled
