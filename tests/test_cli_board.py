@@ -27,7 +27,9 @@ def home(medboard_home: Path) -> Path:
 
 def test_submit_then_worker_once(home: Path, tiny_model: Path, tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path / 'board.db'}"
-    queued = medboard(home, "submit", str(tiny_model), "--dtype", "float32", "--db", db)
+    queued = medboard(
+        home, "submit", str(tiny_model), "--dtype", "float32", "--db", db, "--name", "tiny-llama"
+    )
     assert queued.returncode == 0, queued.stderr
     assert "queued #1" in queued.stdout
     duplicate = medboard(home, "submit", str(tiny_model), "--dtype", "float32", "--db", db)
@@ -38,7 +40,9 @@ def test_submit_then_worker_once(home: Path, tiny_model: Path, tmp_path: Path) -
     with open_database(db).session() as session:
         job = session.scalars(select(Submission)).one()
         assert job.status == "finished", job.reason
-        assert len(session.get(Entry, job.entry_id).scores) >= 9
+        entry = session.get(Entry, job.entry_id)
+        assert len(entry.scores) >= 9
+        assert entry.model.name == "tiny-llama"  # the board's name, not the path
 
 
 def test_submit_bad_model(home: Path, tmp_path: Path) -> None:

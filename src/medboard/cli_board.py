@@ -49,13 +49,16 @@ def submit_command(
     revision: Annotated[str, typer.Option(help="Hub revision (branch, tag or commit).")] = "",
     adapter: Annotated[str | None, typer.Option(help="A PEFT adapter directory.")] = None,
     submitter: Annotated[str, typer.Option(help="Who submits (for the rate limit).")] = "",
+    name: Annotated[
+        str, typer.Option(help="How the leaderboard names the model (default: MODEL as given).")
+    ] = "",
     db: DbOption = None,
 ) -> None:
     """Validate a model and queue it for evaluation; a worker picks it up."""
     from medboard.queue.submissions import SubmitRequest, submit
     from medboard.results.db import open_database
 
-    request = SubmitRequest(model, track, dtype, revision, adapter, submitter)
+    request = SubmitRequest(model, track, dtype, revision, adapter, submitter, name)
     job = submit(open_database(db), request)
     params = job.info.get("parameters")
     size = f", {params / 1e6:.1f}M parameters" if params else ""

@@ -44,7 +44,7 @@ def count(database: Database) -> int:
 
 def test_submit_form(client: TestClient) -> None:
     html = client.get("/submit?track=flowertune_medical").text
-    for name in ("model", "track", "dtype", "revision", "adapter", "submitter"):
+    for name in ("model", "track", "dtype", "revision", "adapter", "submitter", "name"):
         assert f'name="{name}"' in html
     assert '<option value="flowertune_medical" selected>' in html
     assert '<option value="bfloat16" selected>' in html
@@ -62,7 +62,7 @@ def test_submit_queues_and_the_queue_shows_it(queue_client: TestClient, database
     response = queue_client.post(
         "/submit",
         data={"model": "/models/good", "track": "open_medical", "dtype": "float16",
-              "submitter": "lab"},
+              "submitter": "lab", "name": " Good-7B "},
         follow_redirects=False,
     )  # fmt: skip
     assert response.status_code == 303
@@ -70,9 +70,11 @@ def test_submit_queues_and_the_queue_shows_it(queue_client: TestClient, database
     page = queue_client.get(response.headers["location"]).text
     assert "Submission #1 is queued." in page and 'id="submission-1"' in page
     assert "/models/good" in page and 'class="status pending"' in page
+    assert "<strong>Good-7B</strong>" in page
     jobs = queue_client.get("/api/queue").json()
     assert jobs["counts"] == {"pending": 1, "running": 0, "finished": 0, "failed": 0}
     job = jobs["submissions"][0]
+    assert job["name"] == "Good-7B"  # as the board will name the entry (worker tests)
     assert (job["model"], job["dtype"], job["status"], job["revision"], job["parameters"]) == (
         "/models/good", "float16", "pending", "rev-/models/good", 1_000_000_000,
     )  # fmt: skip
@@ -216,7 +218,9 @@ def test_openapi_docs_list_every_json_twin(client: TestClient) -> None:
 EVIL = "<script>alert('x')</script>'; DROP TABLE entries;--"
 
 
-@pytest.mark.parametrize("field", ["model", "track", "dtype", "revision", "adapter", "submitter"])
+@pytest.mark.parametrize(
+    "field", ["model", "track", "dtype", "revision", "adapter", "submitter", "name"]
+)
 def test_markup_and_sql_in_every_field(queue_client: TestClient, database, field: str) -> None:
     form = {"model": "/models/ok", "track": "open_medical", "dtype": "bfloat16", field: EVIL}
     before = count(database)

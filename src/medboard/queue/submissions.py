@@ -32,6 +32,7 @@ class SubmitRequest:
     revision: str = ""
     adapter: str | None = None
     submitter: str = ""
+    name: str = ""  # how the board names the model (default: `model` as given)
 
 
 def approval_required() -> bool:
@@ -47,7 +48,7 @@ def rate_limit() -> int:
 # What the database's columns hold: the model spec becomes the models table's name (300
 # characters; a longer one would pass validation and fail only when its entry is recorded, on
 # PostgreSQL, after the whole evaluation).
-FIELD_LIMITS = {"model": 300, "revision": 100, "adapter": 500, "submitter": 200}
+FIELD_LIMITS = {"model": 300, "revision": 100, "adapter": 500, "submitter": 200, "name": 300}
 
 
 def _check_request(request: SubmitRequest) -> None:
@@ -141,7 +142,7 @@ def submit(
         submitter=request.submitter,
         status="pending",
         approved=not approval_required(),
-        info=info.to_json(),
+        info={**info.to_json(), **({"name": request.name.strip()} if request.name.strip() else {})},
     )
     with database.session() as session:
         session.add(submission)

@@ -160,7 +160,7 @@ def evaluate_job(
     if lost.is_set() or not heartbeat(database, job.id, worker):
         raise LostClaimError(f"job #{job.id} was claimed by another worker")
     details = {
-        "name": job.model,
+        "name": job.info.get("name") or job.model,
         "parameters": job.info.get("parameters"),
         "license": job.info.get("license"),
         "model_type": job.info.get("model_type", "unknown"),

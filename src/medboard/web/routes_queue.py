@@ -32,6 +32,9 @@ class SubmitBody(BaseModel):
     revision: str = Field("", max_length=LIMITS["revision"])
     adapter: str | None = Field(None, max_length=LIMITS["adapter"])
     submitter: str = Field("", max_length=LIMITS["submitter"])
+    name: str = Field(
+        "", max_length=LIMITS["name"], description="how the board names it (default: model)"
+    )
 
 
 def check_fields(fields: dict[str, str | None]) -> str | None:
@@ -61,6 +64,7 @@ def submission_json(job: Submission) -> dict[str, Any]:
         "revision": job.revision,
         "adapter": job.adapter,
         "submitter": job.submitter,
+        "name": (job.info or {}).get("name"),
         "reason": job.reason,
         "worker": job.worker,
         "attempts": job.attempts,
@@ -94,6 +98,7 @@ def _submit(request: Request, fields: dict[str, str | None]) -> tuple[int, dict[
                 revision=(fields["revision"] or "").strip(),
                 adapter=(fields["adapter"] or "").strip() or None,
                 submitter=(fields["submitter"] or "").strip(),
+                name=(fields.get("name") or "").strip(),
             ),
         )
     except DuplicateSubmissionError as exc:
@@ -134,7 +139,7 @@ def submit_form(
     track: Annotated[str, Query(max_length=50)] = "open_medical",
 ) -> HTMLResponse:
     fields = {"model": "", "track": track, "dtype": "bfloat16", "revision": "", "adapter": ""}
-    return render(request, "submit.html", _form_context({**fields, "submitter": ""}))
+    return render(request, "submit.html", _form_context({**fields, "submitter": "", "name": ""}))
 
 
 @router.post("/submit", response_class=HTMLResponse, tags=["pages"])
@@ -146,6 +151,7 @@ def submit_post(
     revision: Annotated[str, Form()] = "",
     adapter: Annotated[str, Form()] = "",
     submitter: Annotated[str, Form()] = "",
+    name: Annotated[str, Form()] = "",
 ) -> Response:
     fields: dict[str, str | None] = {
         "model": model,
@@ -154,6 +160,7 @@ def submit_post(
         "revision": revision,
         "adapter": adapter,
         "submitter": submitter,
+        "name": name,
     }
     status, data = _submit(request, fields)
     if status == 201:
