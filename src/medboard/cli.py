@@ -19,7 +19,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from medboard.cli_options import AllowMismatch, DbOption
+from medboard.cli_options import AllowMismatch, DbOption, message_console
 from medboard.errors import MedboardError
 from medboard.federated.cli import fl_app
 from medboard.results.schema import RunResult
@@ -35,9 +35,7 @@ app.add_typer(data_app, name="data")
 app.add_typer(fl_app, name="fl")
 
 console = Console(stderr=True)
-# soft_wrap: a message line (a path, a URL) is never broken where the terminal, or a log's
-# 80 columns, ends; tables are printed with soft_wrap=False and still fit the width.
-out = Console(soft_wrap=True)
+out = message_console()
 
 
 class RichReporter:

@@ -6,15 +6,12 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from medboard.cli_options import AllowMismatch
+from medboard.cli_options import AllowMismatch, message_console
 from medboard.errors import DataError
 
-# soft_wrap: a message line (a path, a URL) is never broken where the terminal, or a log's
-# 80 columns, ends; tables are printed with soft_wrap=False and still fit the width.
-out = Console(soft_wrap=True)
+out = message_console()
 
 
 def read_output(folder: Path) -> tuple[dict[str, Any], dict[str, list[dict[str, Any]]]]:

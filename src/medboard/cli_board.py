@@ -2,18 +2,16 @@
 
 import logging
 import signal
+import threading
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
-from rich.console import Console
 
-from medboard.cli_options import AllowMismatch, DbOption, LeaseOption
+from medboard.cli_options import AllowMismatch, DbOption, LeaseOption, message_console
 
-# soft_wrap: a message line (a path, a URL) is never broken where the terminal, or a log's
-# 80 columns, ends; tables are printed with soft_wrap=False and still fit the width.
-out = Console(soft_wrap=True)
+out = message_console()
 # How long `serve` waits at shutdown for a busy worker to finish its batch and put its job back
 # in the queue (longer, and the job waits for its lease to run out instead).
 SHUTDOWN_WAIT = 60.0
@@ -174,7 +172,6 @@ def serve_command(
 ) -> None:
     """The leaderboard: web app and in-process workers on one database (SQLite by default)."""
     import os
-    import threading
 
     import uvicorn
 
@@ -234,7 +231,7 @@ def _exit_on_sigterm(signum: int, frame: object) -> None:
     raise SystemExit(0)
 
 
-def _stop_workers(threads: list[Any], stop: Any) -> None:
+def _stop_workers(threads: list[threading.Thread], stop: threading.Event) -> None:
     """Stop in-process workers: idle ones at once, a busy one after the batch in progress, when
     it puts its job back in the queue (worker.run_worker); wait at most SHUTDOWN_WAIT."""
     stop.set()

@@ -133,6 +133,7 @@ def submit(
     except MedboardError as exc:
         raise SubmissionError(f"{request.model} cannot be submitted: {exc}") from None
     _duplicate(database, request, info)
+    name = request.name.strip()
     submission = Submission(
         model=request.model,
         revision=info.revision,
@@ -142,7 +143,7 @@ def submit(
         submitter=request.submitter,
         status="pending",
         approved=not approval_required(),
-        info={**info.to_json(), **({"name": request.name.strip()} if request.name.strip() else {})},
+        info=info.to_json() | ({"name": name} if name else {}),
     )
     with database.session() as session:
         session.add(submission)

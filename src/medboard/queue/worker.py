@@ -57,43 +57,35 @@ class _JobReporter(SilentReporter):
         self.lost = lost
         self.stopping = stopping
         self.every = every
-        self.tasks = tasks
-        self.tasks_done = 0
-        self.task: str | None = None
-        self.total = 0
-        self.done = 0
         self.last = 0.0
-        self._progress = self._snapshot()
+        # Replaced whole, never changed in place: the heartbeat thread reads it (progress).
+        self._progress: dict[str, Any] = {
+            "tasks_done": 0, "tasks": tasks, "task": None, "done": 0, "total": 0,
+        }  # fmt: skip
 
-    def _snapshot(self) -> dict[str, Any]:
-        return {
-            "tasks_done": self.tasks_done,
-            "tasks": self.tasks,
-            "task": self.task,
-            "done": self.done,
-            "total": self.total,
-        }
+    def _set(self, **changes: Any) -> None:
+        self._progress = {**self._progress, **changes}
+
+    def _log(self) -> None:
+        p = self._progress
+        log.info("job #%d: %s %d/%d", self.job_id, p["task"], p["done"], p["total"])
 
     def start(self, task: str, total: int, done: int) -> None:
-        self.task, self.total, self.done = task, total, done
-        self._progress = self._snapshot()
-        log.info("job #%d: %s %d/%d", self.job_id, task, done, total)
+        self._set(task=task, total=total, done=done)
+        self._log()
 
     def advance(self, n: int) -> None:
         if self.lost.is_set():
             raise LostClaimError(f"job #{self.job_id} was claimed by another worker")
         if self.stopping is not None and self.stopping.is_set():
             raise WorkerStopped(f"job #{self.job_id}: the worker is stopping")
-        self.done += n
-        self._progress = self._snapshot()
+        self._set(done=self._progress["done"] + n)
         if time.monotonic() - self.last >= self.every:
             self.last = time.monotonic()
-            log.info("job #%d: %s %d/%d", self.job_id, self.task, self.done, self.total)
+            self._log()
 
     def finish(self, result: Any, cached: bool) -> None:
-        self.tasks_done += 1
-        self.task, self.total, self.done = None, 0, 0
-        self._progress = self._snapshot()
+        self._set(tasks_done=self._progress["tasks_done"] + 1, task=None, total=0, done=0)
 
     def progress(self) -> dict[str, Any]:
         """Where the job is: tasks finished of all, and the questions done in the current
