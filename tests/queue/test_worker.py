@@ -7,12 +7,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from medboard.queue.submissions import (
     SubmitRequest,
     claim,
-    finish,
     get_submission,
     list_submissions,
     release,
@@ -98,6 +97,33 @@ def test_lost_claim_records_nothing(tiny_model: Path, home: Path, database, monk
         assert session.scalars(select(Entry)).all() == []
 
 
+def test_a_job_taken_over_while_its_entry_is_recorded_leaves_no_entry(
+    tiny_model: Path, home: Path, database, monkeypatch
+) -> None:
+    """The entry and the job's "finished" are one transaction: when the job is no longer this
+    worker's at that moment (its lease ran out after the last heartbeat and another worker took
+    it), the entry is rolled back instead of recorded twice, once by each worker."""
+    import medboard.queue.worker as worker
+
+    submit(database, SubmitRequest(model=str(tiny_model), dtype="float32"))
+    job = claim(database, "slow")
+    real_heartbeat = worker.heartbeat
+
+    def taken_over_after_last_beat(*args: Any, **kwargs: Any) -> bool:
+        alive = real_heartbeat(*args, **kwargs)
+        if len(args) == 3:  # the last check, after the evaluation: then w2 takes the job over
+            with database.session() as other:
+                other.execute(update(Submission).where(Submission.id == job.id).values(worker="w2"))
+        return alive
+
+    monkeypatch.setattr(worker, "heartbeat", taken_over_after_last_beat)
+    assert worker.run_job(database, job, "slow", options=OPTIONS) == "lost"
+    with database.session() as session:
+        assert session.scalars(select(Entry)).all() == []
+    back = get_submission(database, job.id)
+    assert (back.status, back.worker, back.entry_id) == ("running", "w2", None)
+
+
 def test_the_heartbeat_stores_where_the_job_is(home: Path, database) -> None:
     """While a job runs, its row says which task and how many of its questions are done (the
     queue page shows it); finishing clears it."""
@@ -130,8 +156,8 @@ def test_the_heartbeat_stores_where_the_job_is(home: Path, database) -> None:
     assert any(p["done"] > 0 for p in inside)
     order = [(p["tasks_done"], p["done"]) for p in seen]
     assert order == sorted(order)  # it only moves forward
-    assert finish(database, job.id, "w1", entry_id)
-    assert get_submission(database, job.id).progress is None
+    done = get_submission(database, job.id)
+    assert (done.status, done.entry_id, done.progress) == ("finished", entry_id, None)
 
 
 def test_release_gives_back_only_the_workers_own_running_job(home: Path, database) -> None:

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import Update, func, or_, select, update
+from sqlalchemy.orm import Session
 
 from medboard.backends.hf_loading import DTYPES
 from medboard.errors import DuplicateSubmissionError, MedboardError, SubmissionError
@@ -215,20 +216,25 @@ def claim(
     return get_submission(database, job_id)
 
 
+def _claimed_update(submission_id: int, claimed_by: str, **values: object) -> Update:
+    """The UPDATE that changes a running job only if it is still `claimed_by`'s."""
+    return (
+        update(Submission)
+        .where(
+            Submission.id == submission_id,
+            Submission.worker == claimed_by,
+            Submission.status == "running",
+        )
+        .values(updated_at=utcnow(), **values)
+    )
+
+
 def _update_claimed(
     database: Database, submission_id: int, claimed_by: str, **values: object
 ) -> bool:
     """Change a running job only if it is still `claimed_by`'s."""
     with database.session() as session:
-        changed = session.execute(
-            update(Submission)
-            .where(
-                Submission.id == submission_id,
-                Submission.worker == claimed_by,
-                Submission.status == "running",
-            )
-            .values(updated_at=utcnow(), **values)
-        ).rowcount
+        changed = session.execute(_claimed_update(submission_id, claimed_by, **values)).rowcount
     return changed == 1
 
 
@@ -243,10 +249,18 @@ def heartbeat(
     return _update_claimed(database, submission_id, worker, **values)
 
 
-def finish(database: Database, submission_id: int, worker: str, entry_id: int) -> bool:
-    return _update_claimed(
-        database, submission_id, worker, status="finished", entry_id=entry_id, progress=None
+def finish(database: Database, submission_id: int, worker: str, entry_id: int | None) -> bool:
+    with database.session() as session:
+        return finish_in(session, submission_id, worker, entry_id)
+
+
+def finish_in(session: Session, submission_id: int, worker: str, entry_id: int | None) -> bool:
+    """Mark a job finished inside the caller's transaction (the worker's, which records the
+    job's entry: both happen or neither); False when the job is no longer this worker's."""
+    statement = _claimed_update(
+        submission_id, worker, status="finished", entry_id=entry_id, progress=None
     )
+    return session.execute(statement).rowcount == 1
 
 
 def release(database: Database, submission_id: int, worker: str) -> bool:

@@ -18,7 +18,7 @@ from medboard.queue.submissions import (
     DEFAULT_LEASE_SECONDS,
     claim,
     fail,
-    finish,
+    finish_in,
     heartbeat,
     release,
 )
@@ -116,7 +116,8 @@ def evaluate_job(
     backend_factory: Callable[..., Any] | None = None,
     stopping: threading.Event | None = None,
 ) -> int:
-    """Evaluate a claimed job on its track and record the entry; returns the entry id.
+    """Evaluate a claimed job on its track, record its entry and mark the job finished;
+    returns the entry id.
 
     Stopped mid-evaluation (Ctrl-C, or `stopping` set: seen after the batch in progress), it
     gives the job back to the queue before it raises (`release`)."""
@@ -157,14 +158,16 @@ def evaluate_job(
         "license": job.info.get("license"),
         "model_type": job.info.get("model_type", "unknown"),
     }
-    return record_entry(
-        database,
-        job.track,
-        results,
-        backend.identity(),
-        details,
-        source=f"submission #{job.id}",
-    )
+    # The entry and the job's "finished" are one transaction: a worker killed while recording
+    # leaves neither (the job is reclaimed and recorded once), and a worker whose job was taken
+    # over meanwhile records nothing.
+    with database.session() as session:
+        entry_id = record_entry(
+            session, job.track, results, backend.identity(), details, source=f"submission #{job.id}"
+        )
+        if not finish_in(session, job.id, worker, entry_id):
+            raise LostClaimError(f"job #{job.id} was claimed by another worker")
+    return entry_id
 
 
 def run_job(
@@ -201,7 +204,6 @@ def run_job(
         # (frozen while it evaluated: heap.py) and its peak heap for good.
         thaw()
         release_freed_memory()
-    finish(database, job.id, worker, entry_id)
     log.info("job #%d finished: entry %d", job.id, entry_id)
     return "finished"
 

@@ -3,12 +3,13 @@
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from medboard.results.db import Database, Entry, Model, Run, TaskScore
 from medboard.results.schema import RunResult
 
 
-def _model(session: Any, identity: dict[str, Any], details: dict[str, Any]) -> Model:
+def _model(session: Session, identity: dict[str, Any], details: dict[str, Any]) -> Model:
     adapter_hash = identity.get("adapter_hash") or ""
     found = session.scalars(
         select(Model).where(
@@ -36,7 +37,7 @@ def _model(session: Any, identity: dict[str, Any], details: dict[str, Any]) -> M
     return model
 
 
-def _run(session: Any, model: Model, result: RunResult) -> Run:
+def _run(session: Session, model: Model, result: RunResult) -> Run:
     found = session.scalars(select(Run).where(Run.key == result.key)).first()
     if found is not None:
         return found
@@ -63,7 +64,7 @@ def _run(session: Any, model: Model, result: RunResult) -> Run:
 
 
 def record_entry(
-    database: Database,
+    target: Database | Session,
     track: str,
     results: list[RunResult],
     identity: dict[str, Any],
@@ -74,36 +75,42 @@ def record_entry(
 ) -> int:
     """One entry on `track` with a score per task and metric; returns the entry id.
 
-    `identity` is the backend's (model, revision, dtype, adapter, adapter_hash); `details` may
-    add name, parameters, license, model_type, base_model, team, comm_cost_gb, code_url, date.
+    `target` is a database (the entry gets a transaction of its own) or a session (inside the
+    caller's transaction: the worker marks its job finished in the same one). `identity` is
+    the backend's (model, revision, dtype, adapter, adapter_hash); `details` may add name,
+    parameters, license, model_type, base_model, team, comm_cost_gb, code_url, date.
     """
+    if isinstance(target, Database):
+        with target.session() as session:
+            args = (track, results, identity, details, origin, source, extra)
+            return record_entry(session, *args)
+    session = target
     details = details or {}
-    with database.session() as session:
-        model = _model(session, identity, details)
-        entry = Entry(
-            track=track,
-            model=model,
-            origin=origin,
-            source=source,
-            team=details.get("team"),
-            comm_cost_gb=details.get("comm_cost_gb"),
-            code_url=details.get("code_url"),
-            date=details.get("date") or (results[0].finished_at[:10] if results else None),
-            extra=extra or {},
-        )
-        session.add(entry)
-        for result in results:
-            run = _run(session, model, result)
-            for metric, score in result.scores.items():
-                entry.scores.append(
-                    TaskScore(
-                        task=result.spec.task,
-                        metric=metric,
-                        value=score.value,
-                        stderr=score.stderr,
-                        n=result.n_samples,
-                        run_id=run.id,
-                    )
+    model = _model(session, identity, details)
+    entry = Entry(
+        track=track,
+        model=model,
+        origin=origin,
+        source=source,
+        team=details.get("team"),
+        comm_cost_gb=details.get("comm_cost_gb"),
+        code_url=details.get("code_url"),
+        date=details.get("date") or (results[0].finished_at[:10] if results else None),
+        extra=extra or {},
+    )
+    session.add(entry)
+    for result in results:
+        run = _run(session, model, result)
+        for metric, score in result.scores.items():
+            entry.scores.append(
+                TaskScore(
+                    task=result.spec.task,
+                    metric=metric,
+                    value=score.value,
+                    stderr=score.stderr,
+                    n=result.n_samples,
+                    run_id=run.id,
                 )
-        session.flush()
-        return entry.id
+            )
+    session.flush()
+    return entry.id
