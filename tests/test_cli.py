@@ -353,6 +353,7 @@ def test_eval_permute_and_record(home: Path, tmp_path: Path) -> None:
     result = medboard(
         home, "eval", "--model", "fake:bias=A", "--allow-data-mismatch", "--suite", "open_medical",
         "--permute", "1,2", "--record", "--db", db, "--output", str(tmp_path / "out"),
+        "--name", "Always-A",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "not permuted" in result.stdout and "pubmedqa" in result.stdout
@@ -368,6 +369,7 @@ def test_eval_permute_and_record(home: Path, tmp_path: Path) -> None:
 
     page = TestClient(create_app(open_database(db))).get("/api/model/1").json()
     assert page["entry"]["extra"] == {"protocol": "loglik/1"}
+    assert page["model"]["name"] == "Always-A"  # --name, not the model spec
     robust = page["insights"]["robustness"]
     assert set(robust) == {t for t in summary["results"] if "@" not in t} - {"pubmedqa"}
     assert robust["medqa_4options"]["pred_letters"] == {"A": 1.0}
@@ -378,4 +380,8 @@ def test_eval_record_and_permute_errors(home: Path, tmp_path: Path) -> None:
     assert_one_line_error(no_track, "--record needs --suite set to a track")
     bad = medboard(home, "eval", *FAKE, "--suite", "open_medical", "--permute", "1,x")
     assert_one_line_error(bad, "--permute takes shifts like 1,2,3")
+    unrecorded = medboard(home, "eval", *FAKE, "--suite", "open_medical", "--name", "x")
+    assert_one_line_error(unrecorded, "--name names the entry --record stores")
+    long = medboard(home, "eval", *FAKE, "--suite", "open_medical", "--record", "--name", "x" * 301)
+    assert_one_line_error(long, "name is too long (301 characters, at most 300)")
     assert no_finished_runs(home)

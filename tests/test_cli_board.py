@@ -3,6 +3,7 @@
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import sqlite3
@@ -182,6 +183,42 @@ def test_serve_stopped_mid_job_puts_it_back(
     assert "back in the queue" in output and "Traceback" not in output, output
     job = _job(db)
     assert (job.status, job.worker) == ("pending", None), output
+
+
+def test_serve_names_the_models_it_queues(home: Path, tiny_model: Path, tmp_path: Path) -> None:
+    """`serve --submit A --name NA --submit B`: A is queued under NA, B under its spec; a --name
+    with no --submit to pair with is refused before anything starts."""
+    db = f"sqlite:///{tmp_path / 'board.db'}"
+    copy = tmp_path / "second"  # another model: a copy with another hash
+    shutil.copytree(tiny_model, copy)
+    config = json.loads((copy / "config.json").read_text())
+    (copy / "config.json").write_text(json.dumps({**config, "rms_norm_eps": 1e-5}))
+    extra = medboard(home, "serve", "--db", db, "--submit", str(tiny_model), "--name", "a",
+                     "--name", "b")  # fmt: skip
+    assert_one_line_error(extra, "2 --name for 1 --submit")
+    port = _free_port()
+    command = [sys.executable, "-c", "from medboard.cli import main; main()", "serve", "--db", db,
+               "--port", str(port), "--workers", "0", "--submit", str(tiny_model),
+               "--name", "Tiny-A", "--submit", str(copy), "--dtype", "float32"]  # fmt: skip
+    env = {**os.environ, "MEDBOARD_HOME": str(home), "HF_HUB_OFFLINE": "1", "NO_COLOR": "1"}
+    log = tmp_path / "serve.log"
+    with log.open("w") as out:
+        process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.time() + 120
+            while time.time() < deadline and not _listens(port):
+                assert process.poll() is None, log.read_text()
+                time.sleep(0.1)
+        finally:
+            process.terminate()
+            process.wait(timeout=60)
+    output = log.read_text()
+    assert "queued #1: " in output and " as Tiny-A" in output, output
+    with open_database(db).session() as session:
+        jobs = session.scalars(select(Submission).order_by(Submission.id)).all()
+        assert [(job.model, job.info.get("name")) for job in jobs] == [
+            (str(tiny_model), "Tiny-A"), (str(copy), None),
+        ]  # fmt: skip
 
 
 def _listens(port: int | None) -> bool:

@@ -301,6 +301,10 @@ def eval_command(
             "--record", help="Store the results as a leaderboard entry on the --suite track."
         ),
     ] = False,
+    name: Annotated[
+        str,
+        typer.Option(help="With --record: how the leaderboard names the entry (default: MODEL)."),
+    ] = "",
     db: DbOption = None,
     allow_data_mismatch: AllowMismatch = False,
 ) -> None:
@@ -315,6 +319,13 @@ def eval_command(
     selected = REGISTRY.resolve(suite, tasks)
     if record and suite not in TRACKS:
         raise MedboardError(f"--record needs --suite set to a track ({', '.join(TRACKS)})")
+    if name and not record:
+        raise MedboardError("--name names the entry --record stores: give --record too")
+    name = name.strip() or model
+    if record:
+        from medboard.queue.submissions import check_field
+
+        check_field("name", name)  # the models table's limit, checked before the evaluation
     if shots and protocol != "loglik":
         raise MedboardError("--shots works with the loglik protocol only")
     if shots and record:
@@ -362,7 +373,7 @@ def eval_command(
             str(suite),
             results,
             backend.identity(),
-            {"name": model},
+            {"name": name},
             source=str(output or "medboard eval"),
             extra={"protocol": version},
         )

@@ -159,6 +159,14 @@ def serve_command(
             "--submit", help="Model to queue at start (repeatable), as `medboard submit`."
         ),
     ] = None,
+    name: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--name",
+            help="Leaderboard name of the model queued by the --submit in the same place "
+            "(repeatable; default: the model as given).",
+        ),
+    ] = None,
     dtype: Annotated[
         str, typer.Option(help="dtype of the models queued by --submit.")
     ] = "bfloat16",
@@ -175,7 +183,7 @@ def serve_command(
 
     import uvicorn
 
-    from medboard.errors import DuplicateSubmissionError
+    from medboard.errors import DuplicateSubmissionError, MedboardError
     from medboard.leaderboard.published import import_published
     from medboard.queue.submissions import SubmitRequest
     from medboard.queue.submissions import submit as queue_submit
@@ -184,16 +192,23 @@ def serve_command(
     from medboard.runner import EvalOptions
     from medboard.web.app import create_app
 
+    models, names = submit or [], name or []
+    if len(names) > len(models):
+        raise MedboardError(
+            f"{len(names)} --name for {len(models)} --submit: each --name names the model of "
+            "the --submit in the same place"
+        )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     database = open_database(db)
     for table in published if published is not None else _default_published():
         report = import_published(database, table)
         if not report.already_imported:
             out.print(f"loaded {report.added} published entries from {table}")
-    for model in submit or []:
+    for model, shown in zip(models, names + [""] * (len(models) - len(names)), strict=True):
         try:
-            job = queue_submit(database, SubmitRequest(model=model, dtype=dtype))
-            out.print(f"queued #{job.id}: {model} ({dtype})")
+            job = queue_submit(database, SubmitRequest(model=model, dtype=dtype, name=shown))
+            called = f" as {shown}" if shown else ""
+            out.print(f"queued #{job.id}: {model} ({dtype}){called}")
         except DuplicateSubmissionError as exc:
             out.print(f"not queued again: {exc}")
     stop = threading.Event()

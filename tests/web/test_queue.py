@@ -75,6 +75,8 @@ def test_submit_queues_and_the_queue_shows_it(queue_client: TestClient, database
     assert jobs["counts"] == {"pending": 1, "running": 0, "finished": 0, "failed": 0}
     job = jobs["submissions"][0]
     assert job["name"] == "Good-7B"  # as the board will name the entry (worker tests)
+    (row,) = csv.DictReader(io.StringIO(queue_client.get("/queue.csv").text))
+    assert (row["model"], row["name"]) == ("/models/good", "Good-7B")
     assert (job["model"], job["dtype"], job["status"], job["revision"], job["parameters"]) == (
         "/models/good", "float16", "pending", "rev-/models/good", 1_000_000_000,
     )  # fmt: skip

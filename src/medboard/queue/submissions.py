@@ -52,15 +52,21 @@ def rate_limit() -> int:
 FIELD_LIMITS = {"model": 300, "revision": 100, "adapter": 500, "submitter": 200, "name": 300}
 
 
+def check_field(field: str, value: str) -> None:
+    """A submission field (one of FIELD_LIMITS) within its length and without control
+    characters."""
+    limit = FIELD_LIMITS[field]
+    if len(value) > limit:
+        raise SubmissionError(f"{field} is too long ({len(value)} characters, at most {limit})")
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise SubmissionError(f"{field} contains control characters")
+
+
 def _check_request(request: SubmitRequest) -> None:
     if not request.model.strip():
         raise SubmissionError("no model given")
-    for name, limit in FIELD_LIMITS.items():
-        value = getattr(request, name) or ""
-        if len(value) > limit:
-            raise SubmissionError(f"{name} is too long ({len(value)} characters, at most {limit})")
-        if any(ord(c) < 32 or ord(c) == 127 for c in value):
-            raise SubmissionError(f"{name} contains control characters")
+    for field in FIELD_LIMITS:
+        check_field(field, getattr(request, field) or "")
     if request.track not in TRACKS:
         raise SubmissionError(f"unknown track '{request.track}' (choose from {', '.join(TRACKS)})")
     if request.dtype not in DTYPES:

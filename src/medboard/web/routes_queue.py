@@ -20,8 +20,9 @@ router = APIRouter()
 DTYPES = ("bfloat16", "float16", "float32")
 LIMITS = {**FIELD_LIMITS, "track": 50, "dtype": 20}
 QUEUE_COLUMNS = (
-    "id", "status", "approved", "model", "track", "dtype", "revision", "adapter", "submitter",
-    "reason", "progress", "worker", "attempts", "entry_id", "created_at", "updated_at",
+    "id", "status", "approved", "model", "name", "track", "dtype", "revision", "adapter",
+    "submitter", "reason", "progress", "worker", "attempts", "entry_id", "created_at",
+    "updated_at",
 )  # fmt: skip
 
 
