@@ -214,6 +214,7 @@ def test_serve_names_the_models_it_queues(home: Path, tiny_model: Path, tmp_path
             process.wait(timeout=60)
     output = log.read_text()
     assert "queued #1: " in output and " as Tiny-A" in output, output
+    assert "Running upgrade" in output and "setup plugin" not in output  # alembic's noise
     with open_database(db).session() as session:
         jobs = session.scalars(select(Submission).order_by(Submission.id)).all()
         assert [(job.model, job.info.get("name")) for job in jobs] == [

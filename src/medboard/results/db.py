@@ -9,6 +9,7 @@ A leaderboard row is an Entry: one model on one track, with where its numbers co
 TaskScore per task and metric. Runs are medboard evaluations, keyed by their run key.
 """
 
+import logging
 import os
 import threading
 from collections.abc import Iterator
@@ -208,6 +209,10 @@ class Database:
 
     def migrate(self) -> None:
         """Create or upgrade the schema to the newest migration."""
+        # alembic 1.16+ logs a "setup plugin ..." line per plugin at INFO as it is imported,
+        # on every start of `medboard serve` and `worker` (which log at INFO); its upgrade
+        # lines stay
+        logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
         from alembic import command
         from alembic.config import Config
 
