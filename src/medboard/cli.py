@@ -58,6 +58,9 @@ class RichReporter:
         if self.plain and done:
             self.progress.console.print(f"{task}: resuming at {done}/{total}")
 
+    def batches(self, pending: int) -> None:
+        pass  # the bars' ETA is rich's own, from their rate
+
     def advance(self, n: int) -> None:
         if self.current is None:
             return

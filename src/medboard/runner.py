@@ -34,6 +34,7 @@ class Reporter(Protocol):
 
     def status(self, message: str) -> None: ...
     def start(self, task: str, total: int, done: int) -> None: ...
+    def batches(self, pending: int) -> None: ...
     def advance(self, n: int) -> None: ...
     def finish(self, result: RunResult, cached: bool) -> None: ...
 
@@ -44,6 +45,10 @@ class SilentReporter:
 
     def start(self, task: str, total: int, done: int) -> None:
         pass
+
+    def batches(self, pending: int) -> None:
+        """The batches the current task has left to compute, once planned (each `advance`
+        is one of them)."""
 
     def advance(self, n: int) -> None:
         pass
@@ -176,10 +181,10 @@ def compute_answers(
             if sid in stored and stored[sid][0] == h
         }
         reporter.start(task_name, len(ids), sum(1 for sid in ids if sid in answers))
+        pending = [batch for batch in plan() if not all(ids[i] in answers for i in batch)]
+        reporter.batches(len(pending))
         first = True
-        for batch in plan():
-            if all(ids[i] in answers for i in batch):
-                continue
+        for batch in pending:
             # The whole batch is recomputed so its composition, and its numbers, never change.
             fresh = []
             for i, answer in zip(batch, answer_batch(batch), strict=True):

@@ -154,10 +154,35 @@ def test_the_heartbeat_stores_where_the_job_is(home: Path, database) -> None:
     assert len({p["task"] for p in inside}) >= 3, seen  # several tasks seen as they ran
     assert all(0 <= p["done"] <= p["total"] for p in inside)
     assert any(p["done"] > 0 for p in inside)
+    # each task's estimate comes once two of its batches are done (the first also compiles)
+    assert all(p["eta_seconds"] is None for p in inside if p["done"] == 0)
+    estimates = [p["eta_seconds"] for p in inside if p["eta_seconds"] is not None]
+    assert estimates and all(isinstance(e, int) and e >= 0 for e in estimates)
     order = [(p["tasks_done"], p["done"]) for p in seen]
     assert order == sorted(order)  # it only moves forward
     done = get_submission(database, job.id)
     assert (done.status, done.entry_id, done.progress) == ("finished", entry_id, None)
+
+
+def test_the_estimate_is_the_pace_of_the_batches_after_the_first(monkeypatch) -> None:
+    import medboard.queue.worker as worker
+
+    now = [0.0]
+    monkeypatch.setattr(worker.time, "monotonic", lambda: now[0])
+    reporter = worker._JobReporter(1, threading.Event(), tasks=9, every=1e9)
+    reporter.start("medqa_4options", total=100, done=0)
+    reporter.batches(10)
+    now[0] = 5.0
+    reporter.advance(20)  # batch 1 ends at 5 s: it compiled, so no pace yet
+    assert reporter.progress()["eta_seconds"] is None
+    now[0] = 6.0
+    reporter.advance(15)  # batch 2 took 1 s: 8 batches left
+    assert reporter.progress()["eta_seconds"] == 8
+    now[0] = 9.0
+    reporter.advance(10)  # batches 2-3 took 4 s: 2 s each, 7 left
+    assert reporter.progress()["eta_seconds"] == 14
+    reporter.finish(None, cached=False)
+    assert reporter.progress()["eta_seconds"] is None
 
 
 def test_release_gives_back_only_the_workers_own_running_job(home: Path, database) -> None:

@@ -13,6 +13,7 @@ from medboard.queue.submissions import submit
 from medboard.queue.validate import ModelInfo
 from medboard.results.db import Database, Submission
 from medboard.web.app import create_app
+from medboard.web.filters import eta_text
 
 
 def fake_validate(spec: str, revision: str = "", adapter: str | None = None) -> ModelInfo:
@@ -173,8 +174,10 @@ def test_queue_states_reasons_filter_and_csv(client: TestClient, database: Datab
 
 
 def test_the_queue_shows_where_a_job_is(client: TestClient, database: Database) -> None:
-    running = {"tasks_done": 1, "tasks": 9, "task": "medmcqa", "done": 1200, "total": 4183}
-    stopped = {"tasks_done": 2, "tasks": 9, "task": "pubmedqa", "done": 64, "total": 500}
+    running = {"tasks_done": 1, "tasks": 9, "task": "medmcqa", "done": 1200, "total": 4183,
+               "eta_seconds": 372}  # fmt: skip
+    stopped = {"tasks_done": 2, "tasks": 9, "task": "pubmedqa", "done": 64, "total": 500,
+               "eta_seconds": 90}  # fmt: skip
     loading = {"tasks_done": 0, "tasks": 9, "task": None, "done": 0, "total": 0}
     with database.session() as session:
         for name, status, progress in (
@@ -193,6 +196,8 @@ def test_the_queue_shows_where_a_job_is(client: TestClient, database: Database) 
     assert "stopped at task 3 of 9: pubmedqa 64/500" in html
     assert "0 of 9 tasks done" in html
     assert html.count("<progress ") == 1  # only the running job inside a task
+    assert "about 6 min left in this task" in html
+    assert html.count("left in this task") == 1  # not for the failed job
     jobs = {j["model"]: j for j in client.get("/api/queue").json()["submissions"]}
     assert jobs["/models/a"]["progress"] == running and jobs["/models/d"]["progress"] == {
         "tasks": "nine"
@@ -243,3 +248,21 @@ def test_markup_and_sql_in_every_field(queue_client: TestClient, database, field
     # the SQL stayed text: every table is still there
     assert queue_client.get("/api/leaderboard/open_medical").json()["entries"] == 6
     assert queue_client.get("/api/queue").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("progress", "text"),
+    [
+        ({"eta_seconds": 0}, "under a minute left in this task"),
+        ({"eta_seconds": 59}, "under a minute left in this task"),
+        ({"eta_seconds": 372}, "about 6 min left in this task"),
+        ({"eta_seconds": 2 * 3600 + 5 * 60}, "about 2 h 5 min left in this task"),
+        ({"eta_seconds": None}, ""),  # no estimate yet
+        ({"eta_seconds": "soon"}, ""),
+        ({"eta_seconds": -5}, ""),
+        ({}, ""),
+        (None, ""),
+    ],
+)
+def test_eta_text(progress: dict | None, text: str) -> None:
+    assert eta_text(progress) == text

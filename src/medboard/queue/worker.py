@@ -58,9 +58,12 @@ class _JobReporter(SilentReporter):
         self.stopping = stopping
         self.every = every
         self.last = 0.0
+        self._left = 0  # batches the current task has left
+        self._clock: tuple[float, int] | None = None  # (time, batches left) after its first
         # Replaced whole, never changed in place: the heartbeat thread reads it (progress).
         self._progress: dict[str, Any] = {
             "tasks_done": 0, "tasks": tasks, "task": None, "done": 0, "total": 0,
+            "eta_seconds": None,
         }  # fmt: skip
 
     def _set(self, **changes: Any) -> None:
@@ -71,21 +74,41 @@ class _JobReporter(SilentReporter):
         log.info("job #%d: %s %d/%d", self.job_id, p["task"], p["done"], p["total"])
 
     def start(self, task: str, total: int, done: int) -> None:
-        self._set(task=task, total=total, done=done)
+        self._set(task=task, total=total, done=done, eta_seconds=None)
         self._log()
+
+    def batches(self, pending: int) -> None:
+        self._left, self._clock = pending, None
 
     def advance(self, n: int) -> None:
         if self.lost.is_set():
             raise LostClaimError(f"job #{self.job_id} was claimed by another worker")
         if self.stopping is not None and self.stopping.is_set():
             raise WorkerStopped(f"job #{self.job_id}: the worker is stopping")
-        self._set(done=self._progress["done"] + n)
+        self._left -= 1
+        self._set(done=self._progress["done"] + n, eta_seconds=self._eta())
         if time.monotonic() - self.last >= self.every:
             self.last = time.monotonic()
             self._log()
 
+    def _eta(self) -> int | None:
+        """Seconds the current task has left: its batches hold about the same number of tokens
+        (packing.py), so each takes about as long as the ones since its first (which also
+        compiles); None until two batches are done."""
+        now = time.monotonic()
+        if self._clock is None:
+            self._clock = (now, self._left)
+            return None
+        since, left_then = self._clock
+        if left_then == self._left:
+            return None
+        return round((now - since) / (left_then - self._left) * self._left)
+
     def finish(self, result: Any, cached: bool) -> None:
-        self._set(tasks_done=self._progress["tasks_done"] + 1, task=None, total=0, done=0)
+        self._set(
+            tasks_done=self._progress["tasks_done"] + 1, task=None, total=0, done=0,
+            eta_seconds=None,
+        )  # fmt: skip
 
     def progress(self) -> dict[str, Any]:
         """Where the job is: tasks finished of all, and the questions done in the current

@@ -46,6 +46,7 @@ def make_templates() -> Jinja2Templates:
         dash=filters.dash,
         prob=filters.prob,
         progress=filters.progress_text,
+        eta=filters.eta_text,
     )
     env.globals.update(tracks=[(t, TRACK_TITLES[t]) for t in TRACKS], version=__version__)
     return templates

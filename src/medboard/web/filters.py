@@ -48,3 +48,20 @@ def progress_text(progress: Mapping[str, Any] | None) -> str:
     if isinstance(task, str) and task and done is not None and total is not None:
         return f"task {tasks_done + 1} of {tasks}: {task} {done:,}/{total:,}"
     return f"{tasks_done} of {tasks} tasks done"
+
+
+def eta_text(progress: Mapping[str, Any] | None) -> str:
+    """What a running job's worker estimates its current task has left: "about 6 min left in
+    this task"; "" when it has no estimate yet (the task's first two batches) or none readable.
+    """
+    seconds = _count(progress.get("eta_seconds")) if isinstance(progress, Mapping) else None
+    if seconds is None or seconds < 0:
+        return ""
+    if seconds < 60:
+        left = "under a minute"
+    elif seconds < 3600:
+        left = f"about {round(seconds / 60)} min"
+    else:
+        hours, minutes = divmod(round(seconds / 60), 60)
+        left = f"about {hours} h {minutes} min"
+    return f"{left} left in this task"
