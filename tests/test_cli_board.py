@@ -151,13 +151,17 @@ def _interrupt_mid_job(
     return code, log.read_text()
 
 
-def test_a_worker_stopped_mid_job_puts_it_back_at_once(home: Path, tmp_path: Path) -> None:
-    """Ctrl-C on `medboard worker`: the job is pending again (not running until its lease runs
-    out), and the next worker takes it at once and resumes it from the answer cache."""
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
+def test_a_worker_stopped_mid_job_puts_it_back_at_once(
+    home: Path, tmp_path: Path, stop: signal.Signals
+) -> None:
+    """Ctrl-C (or SIGTERM: docker stop, systemctl stop) on `medboard worker`: the job is pending
+    again (not running until its lease runs out), and the next worker takes it at once and
+    resumes it from the answer cache."""
     db = f"sqlite:///{tmp_path / 'board.db'}"
     _queue_fake(db)
     worker = ["worker", "--allow-data-mismatch", "--lease", "600", "--db", db]
-    code, output = _interrupt_mid_job(home, tmp_path, [*worker, "--name", "first"], signal.SIGINT)
+    code, output = _interrupt_mid_job(home, tmp_path, [*worker, "--name", "first"], stop)
     assert code == 130, output
     assert "back in the queue" in output and "Traceback" not in output, output
     job = _job(db)

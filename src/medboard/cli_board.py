@@ -80,6 +80,9 @@ def worker_command(
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     options = EvalOptions(allow_data_mismatch=allow_data_mismatch)
+    # SIGTERM (docker stop, systemctl stop, kill) as Ctrl-C: the job goes back to the queue
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _interrupt_on_sigterm)
     handled = run_worker(
         open_database(db), name, once=once, poll_seconds=poll, lease_seconds=lease, options=options
     )
@@ -244,6 +247,10 @@ def serve_command(
 
 def _exit_on_sigterm(signum: int, frame: object) -> None:
     raise SystemExit(0)
+
+
+def _interrupt_on_sigterm(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _stop_workers(threads: list[threading.Thread], stop: threading.Event) -> None:
