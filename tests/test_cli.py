@@ -318,6 +318,9 @@ def test_progress_lines_when_not_a_terminal(home: Path) -> None:
         del os.environ["MEDBOARD_LOG_EVERY"]
     assert result.returncode == 0, result.stderr
     assert "headqa_en: 1/3 (" in result.stderr and "q/s, ETA" in result.stderr
+    lines = {line.split(" (")[0]: line for line in result.stderr.splitlines() if " (" in line}
+    assert lines["headqa_en: 1/3"].endswith("ETA ?)")  # the first batch also compiles: no pace
+    assert lines["headqa_en: 3/3"].endswith("ETA 0 s)")
     assert "headqa_en: 3 done in" in result.stderr
 
 

@@ -15,7 +15,6 @@ from rich.progress import (
     TaskID,
     TextColumn,
     TimeElapsedColumn,
-    TimeRemainingColumn,
 )
 from rich.table import Table
 
@@ -48,23 +47,26 @@ class RichReporter:
         self.current: TaskID | None = None
         self.plain = not progress.console.is_terminal
         self.logged_at = 0.0
+        from medboard.runner import BatchPace
+
+        self.pace = BatchPace()
 
     def status(self, message: str) -> None:
         self.progress.console.print(f"[dim]{message}[/dim]")
 
     def start(self, task: str, total: int, done: int) -> None:
-        self.current = self.progress.add_task(task, total=total, completed=done)
+        self.current = self.progress.add_task(task, total=total, completed=done, eta=None)
         self.logged_at = time.time()
         if self.plain and done:
             self.progress.console.print(f"{task}: resuming at {done}/{total}")
 
     def batches(self, pending: int) -> None:
-        pass  # the bars' ETA is rich's own, from their rate
+        self.pace.plan(pending)
 
     def advance(self, n: int) -> None:
         if self.current is None:
             return
-        self.progress.advance(self.current, n)
+        self.progress.update(self.current, advance=n, eta=self.pace.step())
         if self.plain and time.time() - self.logged_at >= self.LOG_EVERY:
             self.logged_at = time.time()
             self.progress.console.print(_progress_line(self.progress.tasks[self.current]))
@@ -85,8 +87,9 @@ class RichReporter:
 def _progress_line(task: Any) -> str:
     done, total = int(task.completed), int(task.total or 0)
     speed = task.speed or 0.0
-    eta = f"{(total - done) / speed:.0f} s" if speed else "?"
-    return f"{task.description}: {done}/{total} ({speed:.1f} q/s, ETA {eta})"
+    eta = task.fields.get("eta")
+    left = "?" if eta is None else f"{eta} s"
+    return f"{task.description}: {done}/{total} ({speed:.1f} q/s, ETA {left})"
 
 
 class RateColumn(TextColumn):
@@ -101,6 +104,23 @@ class RateColumn(TextColumn):
         return Text(f"{task.speed:6.1f} q/s" if task.speed else "    - q/s")
 
 
+class EtaColumn(TextColumn):
+    """The time the task has left, from the pace of its batches (runner.BatchPace)."""
+
+    def __init__(self) -> None:
+        super().__init__("")
+
+    def render(self, task: "Any") -> "Any":
+        from rich.text import Text
+
+        eta = 0 if task.finished else task.fields.get("eta")
+        if eta is None:
+            return Text("-:--:--")
+        minutes, seconds = divmod(int(eta), 60)
+        hours, minutes = divmod(minutes, 60)
+        return Text(f"{hours}:{minutes:02d}:{seconds:02d}")
+
+
 def _progress() -> Progress:
     return Progress(
         TextColumn("{task.description:<28}"),
@@ -109,7 +129,7 @@ def _progress() -> Progress:
         RateColumn(),
         TimeElapsedColumn(),
         TextColumn("ETA"),
-        TimeRemainingColumn(),
+        EtaColumn(),
         console=console,
     )
 

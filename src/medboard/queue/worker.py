@@ -24,7 +24,7 @@ from medboard.queue.submissions import (
 )
 from medboard.results.db import Database, Submission
 from medboard.results.record import record_entry
-from medboard.runner import EvalOptions, SilentReporter, evaluate
+from medboard.runner import BatchPace, EvalOptions, SilentReporter, evaluate
 
 log = logging.getLogger("medboard.worker")
 
@@ -58,8 +58,7 @@ class _JobReporter(SilentReporter):
         self.stopping = stopping
         self.every = every
         self.last = 0.0
-        self._left = 0  # batches the current task has left
-        self._clock: tuple[float, int] | None = None  # (time, batches left) after its first
+        self._pace = BatchPace()
         # Replaced whole, never changed in place: the heartbeat thread reads it (progress).
         self._progress: dict[str, Any] = {
             "tasks_done": 0, "tasks": tasks, "task": None, "done": 0, "total": 0,
@@ -78,31 +77,17 @@ class _JobReporter(SilentReporter):
         self._log()
 
     def batches(self, pending: int) -> None:
-        self._left, self._clock = pending, None
+        self._pace.plan(pending)
 
     def advance(self, n: int) -> None:
         if self.lost.is_set():
             raise LostClaimError(f"job #{self.job_id} was claimed by another worker")
         if self.stopping is not None and self.stopping.is_set():
             raise WorkerStopped(f"job #{self.job_id}: the worker is stopping")
-        self._left -= 1
-        self._set(done=self._progress["done"] + n, eta_seconds=self._eta())
+        self._set(done=self._progress["done"] + n, eta_seconds=self._pace.step())
         if time.monotonic() - self.last >= self.every:
             self.last = time.monotonic()
             self._log()
-
-    def _eta(self) -> int | None:
-        """Seconds the current task has left: its batches hold about the same number of tokens
-        (packing.py), so each takes about as long as the ones since its first (which also
-        compiles); None until two batches are done."""
-        now = time.monotonic()
-        if self._clock is None:
-            self._clock = (now, self._left)
-            return None
-        since, left_then = self._clock
-        if left_then == self._left:
-            return None
-        return round((now - since) / (left_then - self._left) * self._left)
 
     def finish(self, result: Any, cached: bool) -> None:
         self._set(
