@@ -43,12 +43,12 @@ class RichReporter:
     LOG_EVERY = float(os.environ.get("MEDBOARD_LOG_EVERY", "30"))
 
     def __init__(self, progress: Progress) -> None:
+        from medboard.runner import BatchPace  # the runner's imports wait for a command using it
+
         self.progress = progress
         self.current: TaskID | None = None
         self.plain = not progress.console.is_terminal
         self.logged_at = 0.0
-        from medboard.runner import BatchPace
-
         self.pace = BatchPace()
 
     def status(self, message: str) -> None:

@@ -14,7 +14,7 @@ from medboard.queue.submissions import (
     SubmitRequest,
     claim,
     fail,
-    finish,
+    finish_in,
     heartbeat,
     list_submissions,
     submit,
@@ -118,9 +118,11 @@ def test_claim_is_oldest_first_and_exclusive(database) -> None:
     assert claim(database, "w3") is None
     assert heartbeat(database, first.id, "w1")
     assert not heartbeat(database, first.id, "w2")  # not w2's job
-    assert finish(database, first.id, "w1", entry_id=None)
+    with database.session() as session:
+        assert finish_in(session, first.id, "w1", entry_id=None)
     assert fail(database, second.id, "w2", "model broke")
-    assert not finish(database, second.id, "w2", entry_id=None)  # ended already
+    with database.session() as session:
+        assert not finish_in(session, second.id, "w2", entry_id=None)  # ended already
     states = {s.id: (s.status, s.reason) for s in list_submissions(database)}
     assert states == {ids[0]: ("finished", None), ids[1]: ("failed", "model broke")}
 

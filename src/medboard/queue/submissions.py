@@ -255,11 +255,6 @@ def heartbeat(
     return _update_claimed(database, submission_id, worker, **values)
 
 
-def finish(database: Database, submission_id: int, worker: str, entry_id: int | None) -> bool:
-    with database.session() as session:
-        return finish_in(session, submission_id, worker, entry_id)
-
-
 def finish_in(session: Session, submission_id: int, worker: str, entry_id: int | None) -> bool:
     """Mark a job finished inside the caller's transaction (the worker's, which records the
     job's entry: both happen or neither); False when the job is no longer this worker's."""
