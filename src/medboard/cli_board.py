@@ -1,5 +1,6 @@
 """The leaderboard's commands: import-published, submit, worker (registered on the main app)."""
 
+import itertools
 import logging
 import signal
 import threading
@@ -207,7 +208,7 @@ def serve_command(
         report = import_published(database, table)
         if not report.already_imported:
             out.print(f"loaded {report.added} published entries from {table}")
-    for model, shown in zip(models, names + [""] * (len(models) - len(names)), strict=True):
+    for model, shown in itertools.zip_longest(models, names, fillvalue=""):
         try:
             job = queue_submit(database, SubmitRequest(model=model, dtype=dtype, name=shown))
             called = f" as {shown}" if shown else ""
