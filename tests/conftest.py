@@ -136,3 +136,21 @@ def score_with_kernel(
         got = kernel.loglikelihood(requests)
     events = [e.name for e in profile.events()]
     return kernel, plain, got, plain.loglikelihood(requests), events
+
+
+def made_up_clock(monkeypatch: Any, seconds: dict[str, float]) -> list[list[str]]:
+    """probe.timings as a machine on which each candidate takes `seconds[name]`: the candidates
+    still run (kernels and compiled code included), only the clock is made up. Returns the
+    names of each set of candidates timed, as they are timed."""
+    from medboard.backends import probe
+
+    timed: list[list[str]] = []
+
+    def timings(candidates: dict, repeats: int = probe.REPEATS) -> dict[str, float]:
+        timed.append(list(candidates))
+        for call in candidates.values():
+            call()
+        return {name: seconds[name] for name in candidates}
+
+    monkeypatch.setattr(probe, "timings", timings)
+    return timed

@@ -262,8 +262,8 @@ def eval_command(
     bf16_matmul: Annotated[
         str,
         typer.Option(
-            help="How bfloat16 linear layers compute: auto (float32 on CPUs without AMX), "
-            "native or float32."
+            help="How bfloat16 linear layers compute: auto (native on CUDA; on the CPU the "
+            "faster of the two here, timed once), native or float32."
         ),
     ] = "auto",
     compile_mode: Annotated[
@@ -279,7 +279,8 @@ def eval_command(
         str,
         typer.Option(
             help="Attention while scoring choices: auto (medboard's AMX kernel for bfloat16 on "
-            "a CPU with AMX, built with the C compiler on first use; else torch's), torch or amx."
+            "a CPU with AMX where it is faster than torch's, timed once; built with the C "
+            "compiler on first use; else torch's), torch or amx."
         ),
     ] = "auto",
     activation: Annotated[
@@ -288,7 +289,8 @@ def eval_command(
             help="The gated MLPs (SiLU or tanh-GELU of gate, times up) while scoring choices: "
             "auto (medboard's kernels for bfloat16, built with the C compiler on first use: "
             "projections and activation in one on a CPU with AMX, the activation alone with "
-            "AVX-512 BF16; else torch's), torch or native."
+            "AVX-512 BF16, each where it is faster than torch's, timed once; else torch's), "
+            "torch or native."
         ),
     ] = "auto",
     protocol: Annotated[

@@ -11,9 +11,9 @@ from medboard.backends.attention import (
     packed_attention_forward,
     packs,
 )
-from medboard.backends.kernels import cpu_has_amx
+from medboard.backends.probe import cpu_has_amx
 from medboard.errors import ModelError
-from tests.conftest import build_tiny_llama, score_with_kernel
+from tests.conftest import build_tiny_llama, made_up_clock, score_with_kernel
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
@@ -177,7 +177,7 @@ def test_kernel_only_where_it_computes_what_sdpa_would() -> None:
     assert not applies(Module(), q, k, v, None, 0.0, is_causal=False)
 
 
-def test_attention_mode_choices(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_attention_mode_choices() -> None:
     assert attention_mode("float32", "cpu") is None
     assert attention_mode("bfloat16", "cuda:0") is None
     assert attention_mode("bfloat16", "cpu", "torch") is None
@@ -185,8 +185,18 @@ def test_attention_mode_choices(monkeypatch: pytest.MonkeyPatch) -> None:
         attention_mode("bfloat16", "cpu", "flash")
     with pytest.raises(ModelError, match="needs --dtype bfloat16"):
         attention_mode("float32", "cpu", "amx")
-    if cpu_has_amx():
-        assert attention_mode("bfloat16", "cpu") == AMX_ATTENTION
+
+
+@amx_only
+@pytest.mark.parametrize(("winner", "expected"), [("amx", AMX_ATTENTION), ("torch", None)])
+def test_auto_takes_the_kernel_where_this_machine_runs_it_faster(
+    winner: str, expected: str | None, medboard_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    timed = made_up_clock(monkeypatch, {"amx": 1.0, "torch": 1.0, winner: 0.5})
+    assert attention_mode("bfloat16", "cpu") == expected
+    assert attention_mode("bfloat16", "cpu") == expected  # kept
+    assert timed == [["amx", "torch"]]
+    assert attention_mode("bfloat16", "cpu", "amx") == AMX_ATTENTION  # asked for, it runs
 
 
 @pytest.fixture(scope="module")

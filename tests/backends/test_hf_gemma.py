@@ -7,7 +7,7 @@ import pytest
 
 from medboard.backends import ChoiceRequest, create_backend
 from medboard.backends.hf import HFBackend
-from medboard.backends.kernels import cpu_has_amx
+from medboard.backends.probe import cpu_has_amx
 from tests.conftest import build_tiny_model
 
 WINDOW = 64

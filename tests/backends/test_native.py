@@ -4,8 +4,8 @@ from pathlib import Path
 import pytest
 
 from medboard.backends import activation, attention
-from medboard.backends.kernels import cpu_flags
 from medboard.backends.native import kernel_mode
+from medboard.backends.probe import cpu_flags
 from medboard.errors import ModelError
 
 KERNELS = [

@@ -104,7 +104,7 @@ def test_floor_times_the_attention_medboard_runs(
     import torch
 
     from medboard.backends.hf import HFBackend
-    from medboard.backends.kernels import cpu_has_amx
+    from medboard.backends.probe import cpu_has_amx
     from tests.conftest import build_tiny_llama
 
     if not cpu_has_amx():

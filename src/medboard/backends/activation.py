@@ -21,11 +21,12 @@ does; any other MLP keeps its own forward.
 import ctypes
 import sys
 import types
+from collections.abc import Callable
 from functools import cache
 from typing import Any
 
-from medboard.backends.kernels import cpu_flags, cpu_has_amx
 from medboard.backends.native import AVX512, build, build_amx, kernel_mode
+from medboard.backends.probe import cpu_flags, cpu_has_amx, fastest
 from medboard.errors import ModelError
 
 ACTIVATION_CHOICES = ("auto", "torch", "native")
@@ -42,21 +43,39 @@ KINDS = {
 }
 
 
-def activation_mode(dtype: str, device: str, requested: str = "auto") -> str | None:
+def activation_mode(
+    dtype: str,
+    device: str,
+    requested: str = "auto",
+    compiled: bool = False,
+    matmul: str | None = None,
+) -> str | None:
     """What scoring passes run between a gated MLP's projections: FUSED_MLP (the AMX kernel,
-    products included) or NATIVE_ACTIVATION (gated_act.c) for `native` and `auto` where they
-    can, else None (torch's activation)."""
+    products included) or NATIVE_ACTIVATION (gated_act.c) for `native`, and for `auto` where
+    they can and are faster on this machine than what they replace (probe.fastest), else None
+    (torch's activation, `compiled` or eager).
+
+    `auto` leaves compiled layers with float32 products (`matmul`) to torch: the compiler fuses
+    the rounding of the products to bfloat16 away and feeds the activation their float32 values,
+    while the kernel takes them rounded (as it does everywhere else, where the compiled layers
+    round them too), so its numbers would differ from the layers' (by 0.07 in a log-likelihood
+    of -32.6 on a tiny random model, on every instruction set)."""
     flags = cpu_flags() or frozenset()
     usable = (
         dtype == "bfloat16"
         and device == "cpu"
         and sys.platform == "linux"
         and {"avx512f", "avx512bw", "avx512vl", "avx512_bf16"} <= flags
+        and not (requested == "auto" and compiled and matmul == "float32")
     )
     requirement = "--dtype bfloat16 on a Linux CPU with AVX-512 BF16"
     mode = kernel_mode(
-        "activation", requested, ACTIVATION_CHOICES, usable, requirement, library, NATIVE_ACTIVATION
-    )
+        "activation", requested, ACTIVATION_CHOICES, usable, requirement, library,
+        NATIVE_ACTIVATION,
+        faster=lambda: fastest(
+            "gated-activation", lambda: _activation_candidates(compiled), {"compiled": compiled}
+        ) == "native",
+    )  # fmt: skip
     if mode is None or not fused_usable():
         return mode
     try:
@@ -64,12 +83,58 @@ def activation_mode(dtype: str, device: str, requested: str = "auto") -> str | N
     except ModelError as exc:
         print(f"medboard: gated_act.c instead of the fused MLP kernel: {exc}", file=sys.stderr)
         return mode
+    if requested == "auto" and fastest("fused-mlp", _mlp_candidates) != "fused":
+        return mode
     return FUSED_MLP
 
 
 def fused_usable() -> bool:
     """Whether the CPU runs gated_mlp_amx.c (AMX bfloat16 tiles, which Linux grants)."""
     return sys.platform == "linux" and cpu_has_amx()
+
+
+# The probes' MLP: a batch of tokens through a gated MLP of a small model's size.
+PROBE_SHAPE = (2048, 1024, 2048)  # tokens, inputs, hidden units
+
+
+def _probe_tensors(*shapes: tuple[int, ...]) -> list[Any]:
+    import torch
+
+    generator = torch.Generator().manual_seed(0)
+    return [torch.randn(shape, generator=generator).bfloat16() for shape in shapes]
+
+
+def _activation_candidates(compiled: bool) -> dict[str, Callable[[], object]]:
+    """gated_act.c and torch's SiLU-times-up (compiled, as the compiled layers run it, or
+    eager) on the same inputs."""
+    import torch
+    import torch.nn.functional as F  # noqa: N812
+
+    tokens, _, hidden = PROBE_SHAPE
+    gate, up = _probe_tensors((tokens, hidden), (tokens, hidden))
+    kernel = _operator()
+
+    def theirs(g: Any, u: Any) -> Any:
+        return F.silu(g) * u
+
+    if compiled:
+        from medboard.backends.kernels import INDUCTOR_OPTIONS
+
+        theirs = torch.compile(theirs, dynamic=True, options=INDUCTOR_OPTIONS)
+    return {"native": lambda: kernel(gate, up, SILU), "torch": lambda: theirs(gate, up)}
+
+
+def _mlp_candidates() -> dict[str, Callable[[], object]]:
+    """gated_mlp_amx.c against torch's two products and gated_act.c, on the same MLP."""
+    import torch.nn.functional as F  # noqa: N812
+
+    tokens, inputs, hidden = PROBE_SHAPE
+    x, gate, up = _probe_tensors((tokens, inputs), (hidden, inputs), (hidden, inputs))
+    packed, fused, kernel = pack(gate, up), _mlp_operator(), _operator()
+    return {
+        "fused": lambda: fused(x, packed, SILU),
+        "products": lambda: kernel(F.linear(x, gate), F.linear(x, up), SILU),
+    }
 
 
 @cache

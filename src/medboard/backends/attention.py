@@ -15,11 +15,12 @@ every other call, generation with a KV cache included, goes to torch's SDPA as b
 
 import ctypes
 import sys
+from collections.abc import Callable
 from functools import cache
 from typing import Any
 
-from medboard.backends.kernels import cpu_has_amx
 from medboard.backends.native import build_amx, kernel_mode
+from medboard.backends.probe import cpu_has_amx, fastest
 from medboard.errors import ModelError
 
 ATTENTION_CHOICES = ("auto", "torch", "amx")
@@ -38,8 +39,31 @@ def attention_mode(dtype: str, device: str, requested: str = "auto") -> str | No
     usable = dtype == "bfloat16" and device == "cpu" and sys.platform == "linux" and cpu_has_amx()
     requirement = "--dtype bfloat16 on a CPU with AMX (amx_bf16)"
     return kernel_mode(
-        "attention", requested, ATTENTION_CHOICES, usable, requirement, library, AMX_ATTENTION
-    )
+        "attention", requested, ATTENTION_CHOICES, usable, requirement, library, AMX_ATTENTION,
+        faster=lambda: fastest("amx-attention", _candidates) == "amx",
+    )  # fmt: skip
+
+
+# The probe's attention: a batch of questions of a typical length (the kernel also lets scoring
+# pack them without padding, which this leaves out: the probe asks about the arithmetic alone).
+PROBE_SHAPE = (4, 8, 256, 64)  # questions, heads, tokens, head size
+
+
+def _candidates() -> dict[str, Callable[[], object]]:
+    """The kernel and torch's SDPA on the same causal attention."""
+    import torch
+    import torch.nn.functional as F  # noqa: N812
+
+    kernel = _operator()
+    generator = torch.Generator().manual_seed(0)
+    query, key, value = (torch.randn(PROBE_SHAPE, generator=generator).bfloat16() for _ in range(3))
+    scale = PROBE_SHAPE[-1] ** -0.5
+    return {
+        "amx": lambda: kernel(query, key, value, scale),
+        "torch": lambda: F.scaled_dot_product_attention(
+            query, key, value, is_causal=True, scale=scale
+        ),
+    }
 
 
 @cache

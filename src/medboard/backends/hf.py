@@ -101,7 +101,7 @@ class HFBackend(Scoring):
         self.matmul = matmul_mode(dtype, device, matmul)
         self.compile = compile_wanted(dtype, device, compile_mode)
         self.attention = attention_mode(dtype, device, attention)
-        self.activation = activation_mode(dtype, device, activation)
+        self.activation = activation_mode(dtype, device, activation, self.compile, self.matmul)
         self.spec = model
         self.dtype = dtype
         self.device = device

@@ -3,9 +3,9 @@
 A bfloat16 GEMM multiplies bfloat16 inputs, accumulates in float32 and rounds the result to
 bfloat16. A float32 GEMM on the same (exactly representable) values, rounded the same way, gives
 the same numbers up to summation order, the same freedom a change of batch shape already takes.
-CPUs without AMX run native bfloat16 GEMMs slower than float32 ones (measured here: 57 against
-92 GFLOP/s per core), so there medboard keeps the model in bfloat16 and computes its linear
-layers in float32.
+Some CPUs run native bfloat16 GEMMs slower than float32 ones (an AVX2 EPYC: 57 against 92
+GFLOP/s per core), most run them faster (AVX-512 BF16, AMX): `auto` takes whichever this
+machine measurably runs faster (probe.fastest), keeping the model in bfloat16 either way.
 """
 
 import os
@@ -13,10 +13,12 @@ import platform
 import shutil
 import sys
 import types
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 from typing import Any, Literal
 
+from medboard.backends.probe import fastest
 from medboard.backends.verdicts import remembered
 from medboard.errors import ModelError
 
@@ -24,27 +26,28 @@ MatmulMode = Literal["native", "float32"]
 MATMUL_CHOICES = ("auto", "native", "float32")
 
 
-@cache
-def cpu_flags() -> frozenset[str] | None:
-    """The CPU's feature flags from /proc/cpuinfo (Linux), or None where it cannot be read."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return None
-    for line in text.splitlines():
-        if line.startswith("flags"):
-            return frozenset(line.split(":", 1)[-1].split())
-    return None
+# The probe's product: a batch of tokens through a projection of a small model's size.
+PROBE_SHAPE = (2048, 1024, 2048)  # tokens, inputs, outputs
 
 
-def cpu_has_amx() -> bool:
-    """Whether the CPU has AMX bfloat16 tiles (Linux; elsewhere assume it has)."""
-    flags = cpu_flags()
-    return flags is None or "amx_bf16" in flags
+def _matmul_candidates() -> dict[str, Callable[[], object]]:
+    """The two ways of a bfloat16 product, as a model's linear layers run them."""
+    import torch
+    import torch.nn.functional as F  # noqa: N812
+
+    tokens, inputs, outputs = PROBE_SHAPE
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn((tokens, inputs), generator=generator).bfloat16()
+    weight = torch.randn((outputs, inputs), generator=generator).bfloat16()
+    return {
+        "native": lambda: F.linear(x, weight),
+        "float32": lambda: F.linear(x.float(), weight.float()).to(torch.bfloat16),
+    }
 
 
 def matmul_mode(dtype: str, device: str, requested: str = "auto") -> MatmulMode | None:
-    """The bf16 matmul path for a run: None when the dtype is not bfloat16."""
+    """The bf16 matmul path for a run: None when the dtype is not bfloat16. `auto`: native on
+    GPUs; on the CPU the faster of the two on this machine (timed once, then remembered)."""
     if requested not in MATMUL_CHOICES:
         raise ModelError(
             f"unknown bf16 matmul mode '{requested}' (choose from {', '.join(MATMUL_CHOICES)})"
@@ -53,9 +56,9 @@ def matmul_mode(dtype: str, device: str, requested: str = "auto") -> MatmulMode 
         return None
     if requested != "auto":
         return requested  # type: ignore[return-value]
-    if device.startswith("cuda") or cpu_has_amx():
+    if device != "cpu":
         return "native"
-    return "float32"
+    return fastest("bf16-matmul", _matmul_candidates)  # type: ignore[return-value]
 
 
 def use_float32_matmul(model: Any) -> int:

@@ -73,11 +73,12 @@ def kernel_mode(
     requirement: str,
     load: Callable[[], object],
     tag: str,
+    faster: Callable[[], bool] = lambda: True,
 ) -> str | None:
     """What a kernel's option (choices: auto, torch's, medboard's) resolves to: `tag` when the
-    kernel runs, None when torch's code does. `auto` takes the kernel wherever it is `usable`
-    and builds, and says on stderr when the build fails; asking for it where it cannot run or
-    build is an error."""
+    kernel runs, None when torch's code does. `auto` takes the kernel wherever it is `usable`,
+    builds, and is `faster` than torch's code on this machine (probe.fastest), and says on
+    stderr when the build fails; asking for it where it cannot run or build is an error."""
     if requested not in choices:
         raise ModelError(f"unknown {option} '{requested}' (choose from {', '.join(choices)})")
     auto, theirs, mine = choices
@@ -94,4 +95,4 @@ def kernel_mode(
             raise
         print(f"medboard: torch's {option} instead of medboard's kernel: {exc}", file=sys.stderr)
         return None
-    return tag
+    return tag if requested == mine or faster() else None

@@ -34,13 +34,30 @@ def remembered(
 ) -> bool:
     """The answer to `question` given `depends` (JSON-able): stored in `path` (default
     `$MEDBOARD_HOME/verdicts.json`), or worked out and stored there."""
+    return bool(_remember(question, depends, lambda: bool(work()), path, bool))
+
+
+def remembered_choice(
+    question: str, depends: Mapping[str, Any], work: Callable[[], str], path: Path | None = None
+) -> str:
+    """As `remembered`, for an answer that is a name (which of several ways is fastest)."""
+    return str(_remember(question, depends, work, path, str))
+
+
+def _remember(
+    question: str,
+    depends: Mapping[str, Any],
+    work: Callable[[], bool | str],
+    path: Path | None,
+    kind: type,
+) -> bool | str:
     text = json.dumps(dict(depends), sort_keys=True, default=str)
     key = f"{question}:{hashlib.sha256(text.encode()).hexdigest()[:32]}"
     path = path or home() / FILE_NAME
     answer = read_json_object(path).get(key)
-    if isinstance(answer, bool):
+    if isinstance(answer, kind):
         return answer
-    answer = bool(work())
+    answer = work()
     answers = read_json_object(path)  # again: another process may have added answers since
     answers[key] = answer
     write_json_object(path, answers)
