@@ -1,10 +1,10 @@
 """The generative protocols of evaluate(): a prompt per question, greedy decoding, extraction.
 
-Same contract as the log-likelihood path in runner.py: the run key holds the protocol's version
-(and a budget that overrides its own), each generated text is cached as soon as its batch is
-done, a killed run resumes with the same batches and so the same texts, and a finished run is
-returned without computing anything. What is cached is the raw text: extraction runs again when
-the run is scored, so it never goes stale in the cache.
+Same contract as the log-likelihood path in runner.py, on the same shared parts (runs.py): the
+run key holds the protocol's version (and a budget that overrides its own), each generated text
+is cached as soon as its batch is done, a killed run resumes with the same batches and so the
+same texts, and a finished run is returned without computing anything. What is cached is the raw
+text: extraction runs again when the run is scored, so it never goes stale in the cache.
 """
 
 import hashlib
@@ -17,7 +17,7 @@ from medboard.data.store import DataStore
 from medboard.errors import ModelError
 from medboard.results.schema import RunResult
 from medboard.results.store import RunStore
-from medboard.runner import (
+from medboard.runs import (
     EvalOptions,
     Reporter,
     compute_answers,
@@ -29,7 +29,8 @@ from medboard.scoring.extract import extract
 from medboard.tasks.base import Sample, Task
 from medboard.tasks.protocols import GenerationProtocol, generation_protocol, protocol_version
 
-METRICS = ("acc", "unparsed")
+# the names of medboard.scoring.metrics.METRICS that a generative run reports
+GENERATIVE_METRICS = ("acc", "unparsed")
 
 
 def request_hash(request: GenerateRequest) -> str:
@@ -162,7 +163,7 @@ def evaluate_generative(
         runs,
         task_data,
         sample_records,
-        METRICS,
+        GENERATIVE_METRICS,
         prompt_tokens=sum(answers[s.id]["n_prompt_tokens"] for s in samples),
         started=started,
         reporter=reporter,

@@ -13,62 +13,24 @@ from memory before routing (`fastpath.py`).
 
 import json
 from pathlib import Path
-from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
-from fastapi.templating import Jinja2Templates
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from medboard import __version__
-from medboard.leaderboard.ranking import TRACK_TITLES, TRACKS
 from medboard.queue.submissions import submit
 from medboard.results.db import Database
-from medboard.web import filters
+from medboard.web import routes_admin, routes_board, routes_model, routes_queue
 from medboard.web.cache import BoardCache
 from medboard.web.fastpath import CachedViews
+from medboard.web.rendering import make_templates, render
 
 HERE = Path(__file__).parent
 SWAGGER_UI = "/static/swagger-ui"  # swagger-ui-dist, vendored: see static/swagger-ui/README.md
-
-
-def make_templates() -> Jinja2Templates:
-    templates = Jinja2Templates(directory=str(HERE / "templates"))
-    env = templates.env
-    env.autoescape = True  # every template, whatever its name
-    env.filters.update(
-        pct=filters.pct,
-        interval=filters.interval_text,
-        params=filters.human_params,
-        dash=filters.dash,
-        prob=filters.prob,
-        progress=filters.progress_text,
-        eta=filters.eta_text,
-    )
-    env.globals.update(tracks=[(t, TRACK_TITLES[t]) for t in TRACKS], version=__version__)
-    return templates
-
-
-def render(
-    request: Request,
-    template: str,
-    context: dict[str, Any],
-    status_code: int = 200,
-    headers: dict[str, str] | None = None,
-) -> HTMLResponse:
-    templates: Jinja2Templates = request.app.state.templates
-    return templates.TemplateResponse(
-        request, template, context, status_code=status_code, headers=headers
-    )
-
-
-def render_text(request: Request, template: str, context: dict[str, Any]) -> str:
-    """A page as text (cacheable: the templates use no request-specific helpers)."""
-    templates: Jinja2Templates = request.app.state.templates
-    return templates.get_template(template).render(context)
 
 
 def wants_json(request: Request) -> bool:
@@ -118,8 +80,6 @@ async def validation_error(request: Request, exc: Exception) -> Response:
 
 def create_app(database: Database, admin_token: str | None = None) -> FastAPI:
     """The leaderboard app on `database` (migrated already: see `open_database`)."""
-    from medboard.web import routes_admin, routes_board, routes_model, routes_queue
-
     app = FastAPI(
         title="medboard",
         version=__version__,

@@ -25,40 +25,12 @@ from medboard.leaderboard.ranking import (
     rank_entries,
     sort_columns,
 )
+from medboard.web.cells import label, safe_cell
+from medboard.web.insights import row_uncertainty
 
 PER_PAGE = 100
 MAX_PER_PAGE = 1000
-TASK_LABELS = {
-    "medqa_4options": "MedQA",
-    "medmcqa": "MedMCQA",
-    "pubmedqa": "PubMedQA",
-    "mmlu_anatomy": "Anatomy",
-    "mmlu_clinical_knowledge": "Clinical knowledge",
-    "mmlu_college_biology": "College biology",
-    "mmlu_college_medicine": "College medicine",
-    "mmlu_medical_genetics": "Medical genetics",
-    "mmlu_professional_medicine": "Professional medicine",
-    "careqa_en": "CareQA",
-    "headqa_en": "HEAD-QA",
-}
-COLUMN_LABELS = {
-    "rank": "Rank",
-    "model": "Model",
-    "average": "Average",
-    "team": "Team",
-    "model_type": "Type",
-    "parameters": "Params",
-    "dtype": "Precision",
-    "date": "Date",
-    "origin": "Source",
-    "source": "Source",
-    "comm_cost_gb": "Comm. cost (GB)",
-}
 BILLION = 1e9
-
-
-def label(column: str) -> str:
-    return TASK_LABELS.get(column) or COLUMN_LABELS.get(column) or column
 
 
 def optional_columns(spec: LeaderboardSpec) -> list[str]:
@@ -231,8 +203,6 @@ def parse_query(
 
 
 def _with_uncertainty(row: dict[str, Any], found: dict[str, Any] | None) -> dict[str, Any]:
-    from medboard.web.insights import row_uncertainty
-
     row["rank_interval"] = None if found is None else row_uncertainty(found, row["entry_id"])
     return row
 
@@ -300,11 +270,6 @@ def board_data(
             "csv": query.url(f"{path}.csv", page=1, per_page=PER_PAGE),
         },
     }
-
-
-def safe_cell(text: str) -> str:
-    """Text a spreadsheet will not run as a formula (CSV injection)."""
-    return f"'{text}" if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
 def rows_csv(rows: list[RankedRow], spec: LeaderboardSpec, columns: Sequence[str]) -> str:

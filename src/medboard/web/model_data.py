@@ -21,7 +21,7 @@ from medboard.leaderboard.analysis import correct as score_of
 from medboard.leaderboard.analysis import split_shift
 from medboard.leaderboard.ranking import TRACKS, interval, track_spec
 from medboard.results.db import Entry, Run, TaskScore
-from medboard.web.board import label, safe_cell
+from medboard.web.cells import label, safe_cell
 
 SAMPLES_PER_PAGE = 20
 MAX_SAMPLES_PER_PAGE = 200

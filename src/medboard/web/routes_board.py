@@ -19,19 +19,13 @@ from medboard.leaderboard.ranking import (
     rank_entries,
     track_spec,
 )
-from medboard.web.app import render_text
-from medboard.web.board import (
-    BoardQuery,
-    board_data,
-    label,
-    optional_columns,
-    parse_query,
-    rows_csv,
-)
+from medboard.web.board import BoardQuery, board_data, optional_columns, parse_query, rows_csv
 from medboard.web.cache import BoardCache
+from medboard.web.cells import label
 from medboard.web.fastpath import CachedBody, url_key
 from medboard.web.insights import cached_board_uncertainty, paired_against_first
 from medboard.web.plots import Point, Series, grouped_bars, scatter
+from medboard.web.rendering import render_text
 
 router = APIRouter()
 MAX_COMPARE = 8

@@ -9,7 +9,6 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 
 from medboard.leaderboard.ranking import TRACKS, rank_entries, track_spec
 from medboard.tasks import REGISTRY
-from medboard.web.app import render_text
 from medboard.web.insights import cached_board_uncertainty, entry_insights, row_uncertainty
 from medboard.web.model_data import (
     MAX_SAMPLES_PER_PAGE,
@@ -23,6 +22,7 @@ from medboard.web.model_data import (
     samples_csv,
 )
 from medboard.web.plots import Series, grouped_bars
+from medboard.web.rendering import render_text
 
 router = APIRouter()
 
