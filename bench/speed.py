@@ -348,7 +348,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--medboard-args",
         default="",
-        help="extra medboard eval options, e.g. '--batch-tokens 4096'",
+        help="extra medboard eval options, e.g. '-M batch_tokens=4096'",
     )
     parser.add_argument("--benchmarks", type=Path, default=None, help="normalized JSONL folder")
     parser.add_argument("--work", type=Path, required=True, help="work folder (outputs, logs)")

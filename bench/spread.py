@@ -175,7 +175,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--benchmarks", type=Path, default=None, help="normalized JSONL folder")
     parser.add_argument("--medboard-dir", type=Path, default=None, help="existing medboard output")
     parser.add_argument(
-        "--medboard-args", default="", help="extra medboard eval options, e.g. '--compile off'"
+        "--medboard-args", default="", help="extra medboard eval options, e.g. '-M compile=off'"
     )
     parser.add_argument("--work", type=Path, required=True, help="outputs and logs (reused)")
     parser.add_argument("--out", type=Path, default=None, help="write the JSON report here")

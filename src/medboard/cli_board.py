@@ -10,7 +10,15 @@ from typing import Annotated
 
 import typer
 
-from medboard.cli_options import AllowMismatch, DbOption, LeaseOption, message_console
+from medboard.cli_options import (
+    AllowMismatch,
+    DbOption,
+    DeviceOption,
+    LeaseOption,
+    ModelArgs,
+    backend_args,
+    message_console,
+)
 
 out = message_console()
 # How long `serve` waits at shutdown for a busy worker to finish its batch and put its job back
@@ -40,13 +48,21 @@ def import_published_command(
 
 
 def submit_command(
-    model: Annotated[str, typer.Argument(help="Model directory, .gguf file or Hub id.")],
+    model: Annotated[
+        str,
+        typer.Argument(
+            help="Model directory, .gguf file, Hub id, or BACKEND:MODEL (`medboard backends`)."
+        ),
+    ],
     track: Annotated[
         str, typer.Option(help="open_medical or flowertune_medical.")
     ] = "open_medical",
-    dtype: Annotated[str, typer.Option(help="float32, bfloat16 or float16.")] = "bfloat16",
+    dtype: Annotated[
+        str, typer.Option(help="float32, bfloat16 or float16 (where the backend has a dtype).")
+    ] = "bfloat16",
     revision: Annotated[str, typer.Option(help="Hub revision (branch, tag or commit).")] = "",
     adapter: Annotated[str | None, typer.Option(help="A PEFT adapter directory.")] = None,
+    model_arg: ModelArgs = None,
     submitter: Annotated[str, typer.Option(help="Who submits (for the rate limit).")] = "",
     name: Annotated[
         str, typer.Option(help="How the leaderboard names the model (default: MODEL as given).")
@@ -57,11 +73,12 @@ def submit_command(
     from medboard.queue.submissions import SubmitRequest, submit
     from medboard.results.db import open_database
 
-    request = SubmitRequest(model, track, dtype, revision, adapter, submitter, name)
+    args = backend_args(model_arg)
+    request = SubmitRequest(model, track, dtype, revision, adapter, submitter, name, args)
     job = submit(open_database(db), request)
     params = job.info.get("parameters")
     size = f", {params / 1e6:.1f}M parameters" if params else ""
-    out.print(f"queued #{job.id}: {model} ({dtype}) on {track}{size}")
+    out.print(f"queued #{job.id}: {job.model} ({job.dtype}) on {track}{size}")
 
 
 def worker_command(
@@ -70,24 +87,37 @@ def worker_command(
     ] = False,
     name: Annotated[str | None, typer.Option(help="Worker name (default host:thread).")] = None,
     poll: Annotated[float, typer.Option(help="Seconds between polls of an empty queue.")] = 2.0,
+    device: DeviceOption = None,
+    model_arg: ModelArgs = None,
     lease: LeaseOption = 120.0,
     allow_data_mismatch: AllowMismatch = False,
     db: DbOption = None,
 ) -> None:
-    """Claim queued submissions one at a time, evaluate them and record their entries."""
+    """Claim queued submissions one at a time, evaluate them and record their entries; --device
+    and -M (how to run: batch size, kernels) apply to every job whose backend takes them."""
     from medboard.queue.worker import run_worker
     from medboard.results.db import open_database
     from medboard.runner import EvalOptions
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     options = EvalOptions(allow_data_mismatch=allow_data_mismatch)
+    args = _worker_args(model_arg, device)
     # SIGTERM (docker stop, systemctl stop, kill) as Ctrl-C: the job goes back to the queue
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _interrupt_on_sigterm)
     handled = run_worker(
-        open_database(db), name, once=once, poll_seconds=poll, lease_seconds=lease, options=options
-    )
+        open_database(db), name, once=once, poll_seconds=poll, lease_seconds=lease,
+        options=options, backend_args=args,
+    )  # fmt: skip
     out.print(f"worker stopped after {handled} job(s)")
+
+
+def _worker_args(items: list[str] | None, device: str | None) -> dict[str, str]:
+    """A worker's -M and --device, checked before it claims a job (registry.per_run_args: a
+    cuda device that is not there is one line, and no job is taken)."""
+    from medboard.backends import registry
+
+    return registry.per_run_args(backend_args(items, device=device))
 
 
 def import_results_command(
@@ -174,6 +204,8 @@ def serve_command(
     dtype: Annotated[
         str, typer.Option(help="dtype of the models queued by --submit.")
     ] = "bfloat16",
+    device: DeviceOption = None,
+    model_arg: ModelArgs = None,
     admin_token: Annotated[
         str | None,
         typer.Option(help="Token for admin actions (default: $MEDBOARD_ADMIN_TOKEN; none: off)."),
@@ -182,7 +214,8 @@ def serve_command(
     allow_data_mismatch: AllowMismatch = False,
     db: DbOption = None,
 ) -> None:
-    """The leaderboard: web app and in-process workers on one database (SQLite by default)."""
+    """The leaderboard: web app and in-process workers on one database (SQLite by default);
+    --device and -M are the workers' (as `medboard worker`)."""
     import os
 
     import uvicorn
@@ -202,6 +235,7 @@ def serve_command(
             f"{len(names)} --name for {len(models)} --submit: each --name names the model of "
             "the --submit in the same place"
         )
+    args = _worker_args(model_arg, device)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     database = open_database(db)
     for table in published if published is not None else _default_published():
@@ -212,7 +246,7 @@ def serve_command(
         try:
             job = queue_submit(database, SubmitRequest(model=model, dtype=dtype, name=shown))
             called = f" as {shown}" if shown else ""
-            out.print(f"queued #{job.id}: {model} ({dtype}){called}")
+            out.print(f"queued #{job.id}: {job.model} ({job.dtype}){called}")
         except DuplicateSubmissionError as exc:
             out.print(f"not queued again: {exc}")
     stop = threading.Event()
@@ -226,6 +260,7 @@ def serve_command(
                 "lease_seconds": lease,
                 "stop": stop,
                 "options": options,
+                "backend_args": args,
             },
             daemon=True,
         )  # fmt: skip

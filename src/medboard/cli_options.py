@@ -1,6 +1,6 @@
 """Options shared by several commands."""
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -28,3 +28,35 @@ def message_console() -> Console:
     broken where the terminal, or a log's 80 columns, ends; tables are printed with
     soft_wrap=False and still fit the width."""
     return Console(soft_wrap=True)
+
+
+ModelArgs = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--model-arg",
+        "-M",
+        metavar="KEY=VALUE",
+        help="A backend argument (repeatable), e.g. -M batch_tokens=8192 -M compile=off; "
+        "`medboard backends` lists what each backend takes.",
+    ),
+]
+
+DeviceOption = Annotated[
+    str | None, typer.Option(help="cpu, cuda or cuda:N (default cpu).", show_default=False)
+]
+
+
+def backend_args(items: list[str] | None, **named: Any) -> dict[str, Any]:
+    """-M items and the named options that stand for backend arguments (--dtype ...: None when
+    not given), as one dict; the same argument given twice, differently, is refused."""
+    from medboard.backends import parse_assignments
+    from medboard.errors import MedboardError
+
+    args: dict[str, Any] = parse_assignments(items)
+    for key, value in named.items():
+        if value is None:
+            continue
+        if key in args and str(args[key]) != str(value):
+            raise MedboardError(f"{key} is given twice: -M {key}={args[key]} and {value}")
+        args[key] = value
+    return args

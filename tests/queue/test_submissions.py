@@ -1,4 +1,4 @@
-"""Submissions: validation on real model files, duplicates, rate limit, atomic claims, leases."""
+"""Submissions: checked specs, duplicates, rate limit, atomic claims, leases."""
 
 import json
 import shutil
@@ -19,48 +19,12 @@ from medboard.queue.submissions import (
     list_submissions,
     submit,
 )
-from medboard.queue.validate import model_card_license, validate_model
 from medboard.results.db import Database, Submission, open_database, utcnow
 
 
 @pytest.fixture()
 def database(tmp_path: Path):
     return open_database(f"sqlite:///{tmp_path / 'q.db'}")
-
-
-def test_validate_a_local_model(tiny_model: Path, medboard_home: Path) -> None:
-    info = validate_model(str(tiny_model))
-    assert info.kind == "dir"
-    assert info.revision.startswith("sha256:")
-    assert info.architecture == "LlamaForCausalLM"
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    model = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32)
-    assert info.parameters == sum(p.numel() for p in model.parameters())
-
-
-def test_validate_refuses_pickle_weights(tiny_model: Path, tmp_path: Path, medboard_home) -> None:
-    copy = tmp_path / "pickled"
-    shutil.copytree(tiny_model, copy)
-    (copy / "model.safetensors").rename(copy / "pytorch_model.bin")
-    with pytest.raises(Exception, match="no safetensors weights \\(found pytorch_model.bin\\)"):
-        validate_model(str(copy))
-
-
-def test_validate_refuses_a_broken_tokenizer(tiny_model: Path, tmp_path: Path, medboard_home):
-    copy = tmp_path / "broken"
-    shutil.copytree(tiny_model, copy)
-    (copy / "tokenizer.json").write_text("{not json")
-    with pytest.raises(Exception, match="tokenizer of .* does not load"):
-        validate_model(str(copy))
-
-
-def test_model_card_license(tmp_path: Path) -> None:
-    (tmp_path / "README.md").write_text("---\nlicense: apache-2.0\ntags: [x]\n---\n# Model\n")
-    assert model_card_license(tmp_path) == "apache-2.0"
-    (tmp_path / "README.md").write_text("# no front matter\nlicense: mit\n")
-    assert model_card_license(tmp_path) is None
 
 
 def test_submit_queues_and_refuses_duplicates(tiny_model: Path, medboard_home, database) -> None:

@@ -8,22 +8,22 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
+from medboard.backends import ModelInfo, ModelSpec
 from medboard.errors import ModelError
 from medboard.queue.submissions import submit
-from medboard.queue.validate import ModelInfo
 from medboard.results.db import Database, Submission
 from medboard.web.app import create_app
 from medboard.web.filters import eta_text
 
 
-def fake_validate(spec: str, revision: str = "", adapter: str | None = None) -> ModelInfo:
+def fake_validate(spec: ModelSpec) -> ModelInfo:
     """A model check without a model: `bad...` fails, anything else is a 1B causal LM."""
-    if spec.startswith("bad"):
-        raise ModelError(f"{spec} is not a causal LM (architecture BertModel)")
+    if spec.model.startswith("bad"):
+        raise ModelError(f"{spec.model} is not a causal LM (architecture BertModel)")
     return ModelInfo(
         kind="dir",
-        location=spec,
-        revision=revision or f"rev-{spec}",
+        location=spec.model,
+        revision=spec.get("revision") or f"rev-{spec.model}",
         parameters=1_000_000_000,
         architecture="LlamaForCausalLM",
         license="apache-2.0",

@@ -4,7 +4,7 @@ A backend knows no benchmark: it scores continuations and decodes greedily until
 """
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, Protocol
 
 
@@ -104,3 +104,22 @@ class GenerativeBackend(Backend, Protocol):
     def generate(self, requests: Sequence[GenerateRequest]) -> list[GenerateResult]:
         """Answer one batch: greedy decoding, identical to decoding each request alone."""
         ...
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What checking a model as a submission found (registry.validate), stored with the job."""
+
+    kind: str  # how the backend found it: dir, gguf, hub, a server ...
+    location: str  # the local directory, file or address that was checked
+    revision: str  # a content hash, a Hub commit, or what a server reports
+    parameters: int | None = None
+    architecture: str = ""
+    license: str | None = None
+    adapter_hash: str = ""  # "" without an adapter
+    capabilities: tuple[str, ...] = ("loglikelihood", "generate")
+    max_context: int | None = None  # tokens, where the backend knows it
+    extra: dict[str, Any] = field(default_factory=dict)  # anything else the backend reports
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)

@@ -16,12 +16,16 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from medboard.backends.base import (
+    Backend,
     ChoiceRequest,
     ChoiceResult,
     GenerateRequest,
     GenerateResult,
+    ModelInfo,
     StopReason,
 )
+from medboard.backends.registry import BackendProvider
+from medboard.backends.spec import ModelSpec
 from medboard.errors import ModelError
 
 PHRASINGS = (
@@ -145,3 +149,22 @@ class FakeBackend:
                 )
             )
         return results
+
+
+class FakeProvider(BackendProvider):
+    """`fake` and `fake:key=value,...` (the options above, after the prefix)."""
+
+    summary = "the deterministic test model (options after the prefix: fake:bias=A,batch=4)"
+
+    def create(self, spec: ModelSpec) -> Backend:
+        return FakeBackend(spec.model)
+
+    def validate(self, spec: ModelSpec) -> ModelInfo:
+        backend = FakeBackend(spec.model)  # unknown options fail here, before queueing
+        return ModelInfo(
+            kind="fake", location="fake", revision=backend.identity()["revision"],
+            architecture="fake",
+        )  # fmt: skip
+
+
+PROVIDER = FakeProvider()

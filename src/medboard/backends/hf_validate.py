@@ -1,4 +1,4 @@
-"""What a submission must pass before it is queued.
+"""What a transformers model must pass before it is queued (the hf backend's `validate`).
 
 The config and tokenizer load with the Auto classes without remote code, the architecture is a
 causal LM, the weights are safetensors (or a GGUF file given by local path), a Hub model has a
@@ -10,10 +10,9 @@ import json
 import math
 import re
 import struct
-from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
+from medboard.backends.base import ModelInfo
 from medboard.backends.hf_loading import (
     check_adapter,
     check_causal_lm,
@@ -25,20 +24,6 @@ from medboard.backends.hf_loading import (
 from medboard.errors import MissingExtraError, ModelError
 
 _LICENSE = re.compile(r"^license:\s*['\"]?([^'\"\n]+?)['\"]?\s*$", re.MULTILINE)
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    kind: str  # dir, gguf or hub
-    location: str  # the local directory or file that was checked
-    revision: str  # a content hash, or the Hub commit
-    parameters: int
-    architecture: str
-    license: str | None
-    adapter_hash: str  # "" without an adapter
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def safetensors_parameters(files: list[Path]) -> int:
@@ -101,7 +86,7 @@ def _check_gguf(path: Path, label: str) -> tuple[int, str]:
     return gguf_parameters(path), architecture
 
 
-def _check_directory(directory: Path, label: str) -> tuple[int, str]:
+def _check_directory(directory: Path, label: str) -> tuple[int, str, int | None]:
     config = check_causal_lm(directory, label)
     weights = sorted(directory.glob("*.safetensors"))
     if not weights:
@@ -112,7 +97,8 @@ def _check_directory(directory: Path, label: str) -> tuple[int, str]:
         raise ModelError(f"{label} has no safetensors weights{found}: convert them to safetensors")
     _load_tokenizer(directory, label)
     architecture = (config.architectures or [config.model_type])[0]
-    return safetensors_parameters(weights), architecture
+    context = getattr(config, "max_position_embeddings", None)
+    return safetensors_parameters(weights), architecture, context
 
 
 def validate_model(spec: str, revision: str = "", adapter: str | None = None) -> ModelInfo:
@@ -121,12 +107,13 @@ def validate_model(spec: str, revision: str = "", adapter: str | None = None) ->
     from_hub = source.kind == "hub"
     source, exact_revision = source_revision(source)
     location = Path(source.location)
+    context = None
     if source.kind == "gguf":
         if from_hub:
             raise ModelError("a GGUF file is accepted from a local path only")
         parameters, architecture = _check_gguf(location, spec)
     else:
-        parameters, architecture = _check_directory(location, spec)
+        parameters, architecture, context = _check_directory(location, spec)
     license_name = model_card_license(location if location.is_dir() else location.parent)
     if from_hub and not (location / "README.md").is_file():
         raise ModelError(f"{spec} has no model card (README.md): a Hub model needs one")
@@ -146,4 +133,5 @@ def validate_model(spec: str, revision: str = "", adapter: str | None = None) ->
         architecture=architecture,
         license=license_name,
         adapter_hash=adapter_hash,
+        max_context=context if isinstance(context, int) else None,
     )

@@ -12,8 +12,10 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
+from medboard.cli_options import DeviceOption, ModelArgs, backend_args
 from medboard.errors import MedboardError
 
 fl_app = typer.Typer(
@@ -45,7 +47,8 @@ def _errors() -> Iterator[None]:
     try:
         yield
     except MedboardError as exc:
-        console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        # escaped: a message's brackets are text (pip install 'medboard[hf]'), not markup
+        console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
 
 
@@ -151,6 +154,8 @@ def evaluate_command(
         str | None, typer.Option(help="The base model (default: the run's).")
     ] = None,
     dtype: Annotated[str, typer.Option(help="float32, bfloat16 or float16.")] = "float32",
+    model_arg: ModelArgs = None,
+    device: DeviceOption = None,
     reference: Reference = None,
     allow_data_mismatch: AllowMismatch = False,
 ) -> None:
@@ -158,12 +163,16 @@ def evaluate_command(
     from medboard.federated.submit import check_run, evaluate_adapter
 
     with _errors():
+        args = backend_args(model_arg, device=device)
         run = check_run(run_dir, _reference(reference), base_model, allow_data_mismatch)
         n = limit if limit is not None else run.static.eval_limit
-        before, _ = evaluate_adapter(run.base.spec, None, run.static, n, dtype, allow_data_mismatch)
-        after, _ = evaluate_adapter(
-            run.base.spec, run.adapter, run.static, n, dtype, allow_data_mismatch
-        )
+        before, after = (
+            evaluate_adapter(
+                run.base.spec, adapter, run.static, n, dtype, allow_data_mismatch,
+                backend_args=args,
+            ).results
+            for adapter in (None, run.adapter)
+        )  # fmt: skip
     summary = {
         "limit": n or None,
         "before": {r.spec.task: r.scores["acc"].value for r in before},
@@ -187,6 +196,8 @@ def submit_command(
     name: Annotated[str | None, typer.Option(help="The entry's model name.")] = None,
     date: Annotated[str | None, typer.Option(help="YYYY-MM-DD (default: today).")] = None,
     dtype: Annotated[str, typer.Option(help="float32, bfloat16 or float16.")] = "float32",
+    model_arg: ModelArgs = None,
+    device: DeviceOption = None,
     reference: Reference = None,
     db: Annotated[str | None, typer.Option(help="The results database URL.")] = None,
     allow_data_mismatch: AllowMismatch = False,
@@ -195,6 +206,7 @@ def submit_command(
     from medboard.federated.submit import submit_run
 
     with _errors():
+        args = backend_args(model_arg, device=device)
         entry, run, results = submit_run(
             run_dir,
             team=team,
@@ -206,6 +218,7 @@ def submit_command(
             date=date,
             dtype=dtype,
             allow_data_mismatch=allow_data_mismatch,
+            backend_args=args,
         )
     _print_results(f"entry {entry} on flowertune_medical", {"acc %": results})
     out.print(f"comm. cost {run.comm_bytes} B = {run.comm_bytes / (1000 * 1024**2):.6f} GB")

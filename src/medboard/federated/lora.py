@@ -40,15 +40,21 @@ _MODELS: dict[tuple[str, LoraSettings], tuple[Any, Any]] = {}
 
 
 def resolve_base_model(spec: str) -> BaseModel:
-    """A directory, a .gguf file (dequantized once, cached) or a Hub id, as medboard loads it."""
+    """A directory, a .gguf file (dequantized once, cached) or a Hub id, as medboard loads it:
+    the track fine-tunes transformers models, whose folder the sites train from."""
     if spec in _BASES:
         return _BASES[spec]
-    try:
-        from medboard.backends.hf import HFBackend
-    except ImportError as exc:
-        raise MissingExtraError(exc.name or "transformers", "hf") from None
-    backend = HFBackend(str(Path(spec).expanduser()) if spec.endswith(".gguf") else spec)
-    base = BaseModel(spec=spec, directory=str(backend.model_dir()), revision=backend.revision)
+    from medboard.backends import registry
+
+    named = registry.resolve(str(Path(spec).expanduser()) if spec.endswith(".gguf") else spec)
+    backend = registry.create(named)
+    model_dir = getattr(backend, "model_dir", None)
+    if model_dir is None:
+        raise ModelError(
+            f"the federated track fine-tunes transformers models: {spec} is a "
+            f"'{named.backend}' model"
+        )
+    base = BaseModel(spec=spec, directory=str(model_dir()), revision=backend.identity()["revision"])
     _BASES[spec] = base
     return base
 

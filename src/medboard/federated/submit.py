@@ -4,16 +4,18 @@
 the run finished; its static section equals the track's reference; its comm_report.json is
 complete, agrees with run.json and stays within the reference budget; the adapter fits the base
 model (same revision, every LoRA tensor the shape of the layer it adapts); the evaluation data
-of the suite is in the store. Only then is the adapter evaluated (`medboard.runner.evaluate`
-with the base model and the adapter merged, on the static suite and limit) and one entry
-recorded, with the team, base model, comm. cost, code link and date.
+of the suite is in the store. Only then is the adapter evaluated (`medboard.evaluation`, the
+path `medboard eval --record` and the workers take, with the base model and the adapter merged,
+on the static suite and limit) and one entry recorded, with the team, base model, comm. cost,
+code link and date.
 """
 
 import json
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from medboard.errors import SubmissionError
 from medboard.federated import TRACK
@@ -26,6 +28,9 @@ from medboard.federated.config import (
 )
 from medboard.federated.lora import BaseModel, check_adapter_fits, resolve_base_model
 from medboard.federated.server_app import ADAPTER_DIR, RUN_FILE
+
+if TYPE_CHECKING:
+    from medboard.evaluation import Evaluated
 
 
 @dataclass(frozen=True)
@@ -110,15 +115,19 @@ def evaluate_adapter(
     dtype: str = "float32",
     allow_data_mismatch: bool = False,
     reporter: Any = None,
-) -> tuple[list[Any], Any]:
-    """(results, backend) of the base model, with the adapter merged when given."""
-    from medboard.backends import create_backend
-    from medboard.runner import EvalOptions, evaluate
+    backend_args: Mapping[str, Any] | None = None,
+) -> "Evaluated":
+    """The base model's results, with the adapter merged when given (evaluation.evaluate_spec);
+    `backend_args` as -M (device, kernels)."""
+    from medboard.backends import registry
+    from medboard.evaluation import evaluate_spec
+    from medboard.runner import EvalOptions
 
     tasks = check_eval_data(static, allow_data_mismatch)
-    backend = create_backend(base, dtype=dtype, adapter=str(adapter) if adapter else None)
+    given = {**(backend_args or {}), "dtype": dtype, "adapter": str(adapter) if adapter else None}
+    spec = registry.resolve(base, given)
     options = EvalOptions(limit=limit or None, allow_data_mismatch=allow_data_mismatch)
-    return evaluate(tasks, backend, options=options, reporter=reporter), backend
+    return evaluate_spec(spec, tasks, options, reporter)
 
 
 def _existing_entry(database: Any, adapter_hash: str | None) -> int | None:
@@ -159,16 +168,16 @@ def submit_run(
     dtype: str = "float32",
     allow_data_mismatch: bool = False,
     reporter: Any = None,
+    backend_args: Mapping[str, Any] | None = None,
 ) -> tuple[int, CheckedRun, list[Any]]:
     """Check, evaluate and record one run; returns (entry id, the checked run, the results)."""
     from medboard.results.db import open_database
-    from medboard.results.record import record_entry
 
     if not team.strip():
         raise SubmissionError("--team is required (the name shown on the leaderboard)")
     run = check_run(folder, reference, base_model, allow_data_mismatch)
     database = open_database(db_url)
-    results, backend = evaluate_adapter(
+    evaluated = evaluate_adapter(
         run.base.spec,
         run.adapter,
         run.static,
@@ -176,9 +185,9 @@ def submit_run(
         dtype=dtype,
         allow_data_mismatch=allow_data_mismatch,
         reporter=reporter,
+        backend_args=backend_args,
     )
-    identity = backend.identity()
-    existing = _existing_entry(database, identity.get("adapter_hash"))
+    existing = _existing_entry(database, evaluated.identity.get("adapter_hash"))
     if existing is not None:
         raise SubmissionError(f"this adapter is on the {TRACK} track already (entry {existing})")
     base_name = Path(run.base.spec).name if run.base.spec.endswith(".gguf") else run.base.spec
@@ -192,7 +201,7 @@ def submit_run(
         "date": date or time.strftime("%Y-%m-%d"),
     }
     config = run.state.get("run_config", {})
-    extra = {
+    extra: dict[str, Any] = {
         "federated": {
             "comm_bytes": run.comm_bytes,
             "comm_tensor_bytes": run.report["total"]["tensor_bytes"],
@@ -213,14 +222,5 @@ def submit_run(
         extra["contamination"] = contamination_summary(
             corpus, TRACK, allow_mismatch=allow_data_mismatch
         )
-    entry = record_entry(
-        database,
-        TRACK,
-        results,
-        identity,
-        details,
-        origin="evaluated",
-        source=str(folder),
-        extra=extra,
-    )
-    return entry, run, results
+    entry = evaluated.record(database, TRACK, details, str(folder), extra=extra)
+    return entry, run, evaluated.results

@@ -7,33 +7,37 @@ which resumes the evaluation from its answer cache.
 """
 
 import os
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Update, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from medboard.backends.hf_loading import DTYPES
+from medboard.backends import ModelInfo, ModelSpec, registry
 from medboard.errors import DuplicateSubmissionError, MedboardError, SubmissionError
-from medboard.queue.validate import ModelInfo, validate_model
 from medboard.results.db import Database, Entry, Model, Submission, utcnow
 from medboard.tasks import TRACKS
 
 DEFAULT_LEASE_SECONDS = 120.0
+DEFAULT_DTYPE = "bfloat16"  # what the Open Medical-LLM board evaluates in
+# Spec arguments with a column of their own in the submissions table.
+COLUMNS = ("dtype", "revision", "adapter")
 ACTIVE = ("pending", "running", "finished")
 
 
 @dataclass(frozen=True)
 class SubmitRequest:
-    model: str  # local path, .gguf file or Hub id
+    model: str  # a model spec's text: local path, .gguf file, Hub id, or BACKEND:MODEL
     track: str = "open_medical"
-    dtype: str = "bfloat16"
+    # The precision, where the backend has one (a served model's is the server's).
+    dtype: str | None = DEFAULT_DTYPE
     revision: str = ""
     adapter: str | None = None
     submitter: str = ""
     name: str = ""  # how the board names the model (default: `model` as given)
+    args: Mapping[str, Any] = field(default_factory=dict)  # the backend's (-M key=value)
 
 
 def approval_required() -> bool:
@@ -62,24 +66,40 @@ def check_field(field: str, value: str) -> None:
         raise SubmissionError(f"{field} contains control characters")
 
 
-def _check_request(request: SubmitRequest) -> None:
+def request_spec(request: SubmitRequest) -> ModelSpec:
+    """The model spec a request names, its arguments checked by its backend. The dtype applies
+    where the backend takes one (a form or command always sends one); a revision or adapter
+    given to a backend without them is refused."""
     if not request.model.strip():
         raise SubmissionError("no model given")
-    for field in FIELD_LIMITS:
-        check_field(field, getattr(request, field) or "")
+    for name in FIELD_LIMITS:
+        check_field(name, getattr(request, name) or "")
     if request.track not in TRACKS:
         raise SubmissionError(f"unknown track '{request.track}' (choose from {', '.join(TRACKS)})")
-    if request.dtype not in DTYPES:
-        raise SubmissionError(f"unknown dtype '{request.dtype}' (choose from {', '.join(DTYPES)})")
+    given = {"revision": request.revision, "adapter": request.adapter}
+    args = {**request.args, **{k: v for k, v in given.items() if v}}
+    try:
+        return registry.resolve(request.model, args, defaults={"dtype": request.dtype})
+    except MedboardError as exc:
+        raise SubmissionError(str(exc)) from None
 
 
-def _duplicate(database: Database, request: SubmitRequest, info: ModelInfo) -> None:
+def spec_of(job: Submission) -> ModelSpec:
+    """The spec a submission was queued with, from its columns: the exact revision it was
+    validated at (a content hash or a commit) in place of the one asked for."""
+    columns = {"dtype": job.dtype, "revision": job.revision, "adapter": job.adapter}
+    return registry.resolve(job.model, job.args or {}, defaults=columns)
+
+
+def _duplicate(
+    database: Database, spec: ModelSpec, dtype: str, track: str, info: ModelInfo
+) -> None:
     with database.session() as session:
         queued = session.scalars(
             select(Submission).where(
                 Submission.revision == info.revision,
-                Submission.dtype == request.dtype,
-                Submission.track == request.track,
+                Submission.dtype == dtype,
+                Submission.track == track,
                 Submission.status.in_(ACTIVE),
             )
         ).all()
@@ -91,7 +111,7 @@ def _duplicate(database: Database, request: SubmitRequest, info: ModelInfo) -> N
                     else f"/queue#submission-{existing.id}"
                 )
                 raise DuplicateSubmissionError(
-                    f"{request.model} ({request.dtype}) is submitted already as #{existing.id} "
+                    f"{spec.text} ({dtype}) is submitted already as #{existing.id} "
                     f"({existing.status}): see {where}",
                     existing.id,
                     existing.entry_id,
@@ -101,16 +121,15 @@ def _duplicate(database: Database, request: SubmitRequest, info: ModelInfo) -> N
             .join(Model)
             .where(
                 Model.revision == info.revision,
-                Model.dtype == request.dtype,
+                Model.dtype == dtype,
                 Model.adapter_hash == info.adapter_hash,
-                Entry.track == request.track,
+                Entry.track == track,
                 Entry.origin == "evaluated",
             )
         ).first()
         if entry is not None:
             raise DuplicateSubmissionError(
-                f"{request.model} ({request.dtype}) is on the leaderboard already: "
-                f"see /model/{entry.id}",
+                f"{spec.text} ({dtype}) is on the leaderboard already: see /model/{entry.id}",
                 0,
                 entry.id,
             )
@@ -119,10 +138,10 @@ def _duplicate(database: Database, request: SubmitRequest, info: ModelInfo) -> N
 def submit(
     database: Database,
     request: SubmitRequest,
-    validate: Callable[[str, str, str | None], ModelInfo] = validate_model,
+    validate: Callable[[ModelSpec], ModelInfo] = registry.validate,
 ) -> Submission:
     """Validate the model and queue it (pending); SubmissionError says why it cannot be."""
-    _check_request(request)
+    spec = request_spec(request)
     since = utcnow() - timedelta(hours=1)
     with database.session() as session:
         recent = session.scalar(
@@ -136,21 +155,28 @@ def submit(
             f"(at most {rate_limit()}); try again later"
         )
     try:
-        info = validate(request.model, request.revision, request.adapter)
+        info = validate(spec)
     except MedboardError as exc:
         raise SubmissionError(f"{request.model} cannot be submitted: {exc}") from None
-    _duplicate(database, request, info)
+    if "loglikelihood" not in info.capabilities:  # every track is scored by log-likelihood
+        raise SubmissionError(
+            f"{request.model} cannot be submitted: the {request.track} track scores choices "
+            "by log-likelihood, which this model does not give"
+        )
+    dtype = str(spec.get("dtype", "none"))
+    _duplicate(database, spec, dtype, request.track, info)
     name = request.name.strip()
     submission = Submission(
-        model=request.model,
+        model=spec.text,
         revision=info.revision,
-        dtype=request.dtype,
-        adapter=request.adapter,
+        dtype=dtype,
+        adapter=spec.get("adapter"),
         track=request.track,
         submitter=request.submitter,
         status="pending",
         approved=not approval_required(),
         info=info.to_json() | ({"name": name} if name else {}),
+        args={k: v for k, v in spec.args if k not in COLUMNS} or None,
     )
     with database.session() as session:
         session.add(submission)

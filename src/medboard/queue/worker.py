@@ -10,10 +10,12 @@ import socket
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
+from medboard.backends import registry
 from medboard.errors import MedboardError
+from medboard.evaluation import evaluate_spec
 from medboard.queue.submissions import (
     DEFAULT_LEASE_SECONDS,
     claim,
@@ -21,10 +23,10 @@ from medboard.queue.submissions import (
     finish_in,
     heartbeat,
     release,
+    spec_of,
 )
 from medboard.results.db import Database, Submission
-from medboard.results.record import record_entry
-from medboard.runner import BatchPace, EvalOptions, SilentReporter, evaluate
+from medboard.runner import BatchPace, EvalOptions, SilentReporter
 
 log = logging.getLogger("medboard.worker")
 
@@ -121,22 +123,24 @@ def evaluate_job(
     worker: str,
     lease_seconds: float = DEFAULT_LEASE_SECONDS,
     options: EvalOptions | None = None,
-    backend_factory: Callable[..., Any] | None = None,
     stopping: threading.Event | None = None,
+    backend_args: Mapping[str, str] | None = None,
 ) -> int:
     """Evaluate a claimed job on its track, record its entry and mark the job finished;
-    returns the entry id.
+    returns the entry id. `backend_args`: the worker's own (device, kernels), for the jobs
+    whose backend takes them.
 
     Stopped mid-evaluation (Ctrl-C, or `stopping` set: seen after the batch in progress), it
     gives the job back to the queue before it raises (`release`)."""
-    from medboard.backends import create_backend
     from medboard.tasks import REGISTRY
 
     tasks = REGISTRY.resolve(job.track, None)
-    factory = backend_factory or create_backend
-    backend = factory(job.model, dtype=job.dtype, adapter=job.adapter, revision=job.revision)
-    if job.info.get("kind") != "hub" and backend.identity()["revision"] != job.revision:
-        raise MedboardError(f"{job.model} changed since it was submitted (its hash differs)")
+    spec = registry.for_job(spec_of(job), backend_args or {})
+
+    def unchanged(identity: dict[str, Any]) -> None:
+        if job.info.get("kind") != "hub" and identity["revision"] != job.revision:
+            raise MedboardError(f"{job.model} changed since it was submitted (its hash differs)")
+
     stop, lost = threading.Event(), threading.Event()
     reporter = _JobReporter(job.id, lost, len(tasks), stopping)
     beater = threading.Thread(
@@ -148,7 +152,7 @@ def evaluate_job(
     beater.start()
     interrupted: BaseException | None = None
     try:
-        results = evaluate(tasks, backend, options=options or EvalOptions(), reporter=reporter)
+        evaluated = evaluate_spec(spec, tasks, options or EvalOptions(), reporter, unchanged)
     except (KeyboardInterrupt, WorkerStopped) as exc:
         interrupted = exc
     finally:
@@ -170,9 +174,7 @@ def evaluate_job(
     # leaves neither (the job is reclaimed and recorded once), and a worker whose job was taken
     # over meanwhile records nothing.
     with database.session() as session:
-        entry_id = record_entry(
-            session, job.track, results, backend.identity(), details, source=f"submission #{job.id}"
-        )
+        entry_id = evaluated.record(session, job.track, details, f"submission #{job.id}")
         if not finish_in(session, job.id, worker, entry_id):
             raise LostClaimError(f"job #{job.id} was claimed by another worker")
     return entry_id
@@ -185,15 +187,17 @@ def run_job(
     lease_seconds: float = DEFAULT_LEASE_SECONDS,
     options: EvalOptions | None = None,
     stopping: threading.Event | None = None,
+    backend_args: Mapping[str, str] | None = None,
 ) -> str:
     """Evaluate one claimed job and mark it finished or failed; returns the final status
     ("released" when `stopping` was set mid-job: the job is pending again)."""
-    from medboard.backends.kernels import release_freed_memory
     from medboard.heap import thaw
 
     log.info("job #%d: %s (%s) on %s", job.id, job.model, job.dtype, job.track)
     try:
-        entry_id = evaluate_job(database, job, worker, lease_seconds, options, stopping=stopping)
+        entry_id = evaluate_job(
+            database, job, worker, lease_seconds, options, stopping, backend_args
+        )
     except LostClaimError as exc:
         log.warning("%s", exc)
         return "lost"
@@ -211,7 +215,7 @@ def run_job(
         # The job's model is gone; without these the worker would keep its reference cycles
         # (frozen while it evaluated: heap.py) and its peak heap for good.
         thaw()
-        release_freed_memory()
+        registry.release()
     log.info("job #%d finished: entry %d", job.id, entry_id)
     return "finished"
 
@@ -224,11 +228,15 @@ def run_worker(
     lease_seconds: float = DEFAULT_LEASE_SECONDS,
     stop: threading.Event | None = None,
     options: EvalOptions | None = None,
+    backend_args: Mapping[str, str] | None = None,
 ) -> int:
     """Drain the queue; with `once`, stop when it is empty; once `stop` is set, stop after the
-    batch in progress, giving its job back to the queue. Returns the jobs handled."""
+    batch in progress, giving its job back to the queue. `backend_args`: the worker's own
+    (registry.per_run_args), for every job whose backend takes them. Returns the jobs
+    handled."""
     name = name or default_name()
     stop = stop or threading.Event()
+    backend_args = registry.per_run_args(backend_args or {})  # a bad one: before any claim
     handled = 0
     log.info("worker %s polling %s", name, database.url)
     while not stop.is_set():
@@ -238,6 +246,7 @@ def run_worker(
                 break
             stop.wait(poll_seconds)
             continue
-        if run_job(database, job, name, lease_seconds, options, stopping=stop) != "released":
+        status = run_job(database, job, name, lease_seconds, options, stop, backend_args)
+        if status != "released":
             handled += 1
     return handled

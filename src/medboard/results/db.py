@@ -150,7 +150,7 @@ class Submission(Base):
     __tablename__ = "submissions"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    model: Mapped[str] = mapped_column(Text)  # path, .gguf file or Hub id
+    model: Mapped[str] = mapped_column(Text)  # a model spec's text (path, Hub id, BACKEND:...)
     revision: Mapped[str] = mapped_column(String(100), default="")
     dtype: Mapped[str] = mapped_column(String(20))
     adapter: Mapped[str | None] = mapped_column(Text, default=None)
@@ -162,6 +162,8 @@ class Submission(Base):
     approved: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     reason: Mapped[str | None] = mapped_column(Text, default=None)
     info: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # what validation found
+    # The spec's backend arguments without a column of their own (medboard.backends.spec).
+    args: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     # Where a running job is (queue.worker._JobReporter.progress), written with its heartbeat; a
     # failed job keeps where it stopped, a finished one clears it.
     progress: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)

@@ -8,30 +8,37 @@ from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field
 
-from medboard.errors import DuplicateSubmissionError, SubmissionError
+from medboard.backends import parse_assignments
+from medboard.errors import DuplicateSubmissionError, MedboardError
 from medboard.leaderboard.ranking import TRACKS
 from medboard.queue.submissions import FIELD_LIMITS, SubmitRequest, list_submissions
 from medboard.results.db import SUBMISSION_STATES, Submission
-from medboard.web.app import render
-from medboard.web.board import safe_cell
+from medboard.web.cells import safe_cell
 from medboard.web.filters import progress_text
+from medboard.web.rendering import render
 
 router = APIRouter()
 DTYPES = ("bfloat16", "float16", "float32")
-LIMITS = {**FIELD_LIMITS, "track": 50, "dtype": 20}
+LIMITS = {**FIELD_LIMITS, "track": 50, "dtype": 20, "args": 500}
 QUEUE_COLUMNS = (
     "id", "status", "approved", "model", "name", "track", "dtype", "revision", "adapter",
-    "submitter", "reason", "progress", "worker", "attempts", "entry_id", "created_at",
+    "args", "submitter", "reason", "progress", "worker", "attempts", "entry_id", "created_at",
     "updated_at",
 )  # fmt: skip
 
 
 class SubmitBody(BaseModel):
-    model: str = Field(max_length=LIMITS["model"], description="local path, .gguf file or Hub id")
+    model: str = Field(
+        max_length=LIMITS["model"],
+        description="a model spec: local path, .gguf file, Hub id, or BACKEND:MODEL",
+    )
     track: str = Field("open_medical", max_length=LIMITS["track"])
     dtype: str = Field("bfloat16", max_length=LIMITS["dtype"])
     revision: str = Field("", max_length=LIMITS["revision"])
     adapter: str | None = Field(None, max_length=LIMITS["adapter"])
+    args: str = Field(
+        "", max_length=LIMITS["args"], description="backend arguments: key=value, comma-separated"
+    )
     submitter: str = Field("", max_length=LIMITS["submitter"])
     name: str = Field(
         "", max_length=LIMITS["name"], description="how the board names it (default: model)"
@@ -64,6 +71,7 @@ def submission_json(job: Submission) -> dict[str, Any]:
         "dtype": job.dtype,
         "revision": job.revision,
         "adapter": job.adapter,
+        "args": job.args or {},
         "submitter": job.submitter,
         "name": (job.info or {}).get("name"),
         "reason": job.reason,
@@ -100,6 +108,7 @@ def _submit(request: Request, fields: dict[str, str | None]) -> tuple[int, dict[
                 adapter=(fields["adapter"] or "").strip() or None,
                 submitter=(fields["submitter"] or "").strip(),
                 name=(fields.get("name") or "").strip(),
+                args=parse_assignments([fields.get("args") or ""]),
             ),
         )
     except DuplicateSubmissionError as exc:
@@ -112,7 +121,7 @@ def _submit(request: Request, fields: dict[str, str | None]) -> tuple[int, dict[
             "entry_id": exc.entry_id,
             "link": link,
         }
-    except SubmissionError as exc:
+    except MedboardError as exc:  # a refused submission, or backend arguments that do not parse
         return 400, {"detail": str(exc)}
     return 201, {"submission": submission_json(job)}
 
@@ -139,7 +148,9 @@ def submit_form(
     request: Request,
     track: Annotated[str, Query(max_length=50)] = "open_medical",
 ) -> HTMLResponse:
-    fields = {"model": "", "track": track, "dtype": "bfloat16", "revision": "", "adapter": ""}
+    fields = {
+        "model": "", "track": track, "dtype": "bfloat16", "revision": "", "adapter": "", "args": ""
+    }  # fmt: skip
     return render(request, "submit.html", _form_context({**fields, "submitter": "", "name": ""}))
 
 
@@ -151,6 +162,7 @@ def submit_post(
     dtype: Annotated[str, Form()] = "bfloat16",
     revision: Annotated[str, Form()] = "",
     adapter: Annotated[str, Form()] = "",
+    args: Annotated[str, Form()] = "",
     submitter: Annotated[str, Form()] = "",
     name: Annotated[str, Form()] = "",
 ) -> Response:
@@ -160,6 +172,7 @@ def submit_post(
         "dtype": dtype,
         "revision": revision,
         "adapter": adapter,
+        "args": args,
         "submitter": submitter,
         "name": name,
     }
@@ -204,7 +217,8 @@ def queue_csv(request: Request, status: StatusParam = None) -> Response:
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(QUEUE_COLUMNS)
     for job in data["submissions"]:
-        cells = {**job, "progress": progress_text(job["progress"])}
+        given = ", ".join(f"{k}={v}" for k, v in sorted(job["args"].items()))
+        cells = {**job, "progress": progress_text(job["progress"]), "args": given}
         writer.writerow(
             [
                 safe_cell(cells[c])
