@@ -2,6 +2,7 @@
 checked and cleaned up after. Imports nothing heavy: torch and transformers come with `create`.
 """
 
+from collections.abc import Mapping
 from typing import Any
 
 from medboard.backends.activation import ACTIVATION_CHOICES
@@ -75,7 +76,10 @@ class TransformersProvider(BackendProvider):
         )
 
     def check(self, spec: ModelSpec) -> None:
-        device = str(spec.get("device", "cpu"))
+        self.check_run(spec.options)
+
+    def check_run(self, args: Mapping[str, Any]) -> None:
+        device = str(args.get("device") or "cpu")
         if device == "cpu":
             return
         if not device.startswith("cuda"):

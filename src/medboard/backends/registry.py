@@ -29,6 +29,7 @@ GROUP = "medboard.backends"
 BUILTIN = {
     "hf": "medboard.backends.hf_provider:PROVIDER",
     "fake": "medboard.backends.fake:PROVIDER",
+    "openai": "medboard.backends.openai_provider:PROVIDER",
 }
 
 
@@ -46,6 +47,10 @@ class Provider(Protocol):
 
     def check(self, spec: ModelSpec) -> None:
         """Fail with one line when `spec` cannot run here (a device that is missing ...)."""
+        ...
+
+    def check_run(self, args: Mapping[str, Any]) -> None:
+        """Fail with one line when a worker's per-run arguments cannot run here."""
         ...
 
     def validate(self, spec: ModelSpec) -> ModelInfo:
@@ -70,6 +75,9 @@ class BackendProvider:
         raise NotImplementedError
 
     def check(self, spec: ModelSpec) -> None:
+        pass
+
+    def check_run(self, args: Mapping[str, Any]) -> None:
         pass
 
     def validate(self, spec: ModelSpec) -> ModelInfo:
@@ -202,7 +210,7 @@ def per_run_args(args: Mapping[str, Any]) -> dict[str, Any]:
             declared[key] = declared.get(key, False) or arg.per_run
         taken = {k: chosen.args[k].parse(name, k, v) for k, v in args.items() if k in chosen.args}
         if taken and all(chosen.args[k].per_run for k in taken):
-            chosen.check(ModelSpec.of(name, "", taken))
+            chosen.check_run(taken)
     for key in args:
         if key not in declared:
             raise ModelError(f"no backend takes an argument '{key}' (-M {key}=...)")

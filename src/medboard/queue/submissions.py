@@ -163,7 +163,8 @@ def submit(
             f"{request.model} cannot be submitted: the {request.track} track scores choices "
             "by log-likelihood, which this model does not give"
         )
-    dtype = str(spec.get("dtype", "none"))
+    # A served model's precision is the server's: the entry says "served".
+    dtype = str(spec.get("dtype") or info.extra.get("dtype") or "none")
     _duplicate(database, spec, dtype, request.track, info)
     name = request.name.strip()
     submission = Submission(

@@ -138,7 +138,9 @@ def evaluate_job(
     spec = registry.for_job(spec_of(job), backend_args or {})
 
     def unchanged(identity: dict[str, Any]) -> None:
-        if job.info.get("kind") != "hub" and identity["revision"] != job.revision:
+        # A Hub model is pinned by its commit, a served one by what its server says (a worker
+        # may reach the model on its own server): a local file by its hash, checked again.
+        if job.info.get("kind") not in ("hub", "served") and identity["revision"] != job.revision:
             raise MedboardError(f"{job.model} changed since it was submitted (its hash differs)")
 
     stop, lost = threading.Event(), threading.Event()
