@@ -117,6 +117,7 @@ def run_spec(
         compiled=identity.get("compiled"),
         attention=identity.get("attention"),
         activation=identity.get("activation"),
+        backend=identity.get("backend"),
         adapter=identity.get("adapter"),
         adapter_hash=identity.get("adapter_hash"),
         shots=shots,

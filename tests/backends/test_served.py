@@ -41,6 +41,7 @@ def test_identity_and_log_likelihoods(stub: StubServer) -> None:
         "model": "openai:stub",
         "revision": "served:openai-compatible-stub:stub",
         "dtype": "served",
+        "backend": "openai",
         "server": "openai-compatible stub",
         "served_model": "stub",
     }

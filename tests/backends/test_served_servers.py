@@ -2,7 +2,6 @@
 (CPU build) and llama-cpp-python's, on SmolLM2-135M-Instruct, against the transformers backend
 on the same questions (the first of each task of the shared benchmarks)."""
 
-import os
 import re
 import urllib.request
 from collections.abc import Iterator
@@ -12,7 +11,6 @@ import pytest
 
 from medboard.backends import registry
 from medboard.evaluation import Evaluated, evaluate_spec
-from medboard.paths import shared_benchmarks
 from medboard.runner import EvalOptions
 from medboard.tasks import REGISTRY
 from tests.integration.test_parity_subset import smollm2
@@ -21,47 +19,6 @@ from tests.servers import llamacpp_server, vllm_server
 TASKS = REGISTRY.resolve("open_medical", None)
 LIMIT = 5  # the first questions of each task of the real benchmarks: 45 in all
 LLAMA_LIMIT = 2  # llama.cpp asks again, wider, for choices not in its top 20: slower
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """SmolLM2's GGUF dequantized into a transformers folder (what vLLM loads)."""
-    from medboard.backends.hf import HFBackend
-
-    home = tmp_path_factory.mktemp("served-home")
-    before = os.environ.get("MEDBOARD_HOME")
-    os.environ["MEDBOARD_HOME"] = str(home)
-    try:
-        return HFBackend(str(smollm2())).model_dir()
-    finally:
-        if before is None:
-            del os.environ["MEDBOARD_HOME"]
-        else:
-            os.environ["MEDBOARD_HOME"] = before
-
-
-@pytest.fixture(scope="module")
-def data_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A medboard home holding the shared benchmarks (the real questions)."""
-    from medboard.data.importer import import_path
-    from medboard.data.store import DataStore
-
-    benchmarks = shared_benchmarks()
-    if benchmarks is None:
-        pytest.skip("shared benchmarks not found (set MEDBOARD_BENCHMARKS)")
-    home = tmp_path_factory.mktemp("served-data")
-    import_path(benchmarks, DataStore(home / "data"))
-    return home
-
-
-@pytest.fixture()
-def home(data_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A fresh medboard home over the shared data store."""
-    home = tmp_path / "home"
-    home.mkdir()
-    (home / "data").symlink_to(data_home / "data")
-    monkeypatch.setenv("MEDBOARD_HOME", str(home))
-    return home
 
 
 @pytest.fixture(scope="module")

@@ -30,6 +30,7 @@ BUILTIN = {
     "hf": "medboard.backends.hf_provider:PROVIDER",
     "fake": "medboard.backends.fake:PROVIDER",
     "openai": "medboard.backends.openai_provider:PROVIDER",
+    "vllm": "medboard.backends.vllm_provider:PROVIDER",
 }
 
 

@@ -118,6 +118,7 @@ class ServedBackend:
             "model": f"openai:{self.name}",
             "revision": server.revision,
             "dtype": "served",
+            "backend": "openai",
             "server": f"{server.kind} {server.version}",
             "served_model": server.model,
         }

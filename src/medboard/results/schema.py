@@ -27,6 +27,9 @@ class RunSpec(BaseModel):
     compiled: str | None = None  # compiled layers' arithmetic (kernels.COMPILED_ARITHMETIC)
     attention: str | None = None  # the AMX attention kernel's arithmetic (attention.AMX_ATTENTION)
     activation: str | None = None  # the gated activation kernel's (activation.NATIVE_ACTIVATION)
+    # The backend, where it is not the transformers one: another engine's arithmetic on the same
+    # weights (vLLM in process reads the same folder) is another run.
+    backend: str | None = None
     adapter: str | None = None
     adapter_hash: str | None = None
     shots: int = 0
@@ -37,7 +40,7 @@ class RunSpec(BaseModel):
     def key(self) -> str:
         # The model path is a label: the revision (a content hash or a commit) identifies it.
         parts = self.model_dump(exclude={"model", "adapter"})
-        for field in ("matmul", "compiled", "attention", "activation"):
+        for field in ("matmul", "compiled", "attention", "activation", "backend"):
             if parts[field] is None:  # keys of runs from before the field existed stay valid
                 del parts[field]
         return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
