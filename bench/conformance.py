@@ -3,13 +3,16 @@
     python bench/conformance.py --a "MODEL_DIR -M dtype=float32" \\
         --b "openai:smollm2 -M base_url=http://127.0.0.1:8000/v1" \\
         --tasks medqa_4options,pubmedqa --limit 100 --work /tmp/conformance [--out report.json]
+    python bench/conformance.py --compare A_OUTPUT B_OUTPUT   # two `medboard eval --output` folders
 
 Each side is a model spec as `medboard eval` takes it (the model, then -M arguments). Both run
 `medboard eval` with the same tasks and limit (the data store of MEDBOARD_HOME); the report
 gives, per task and over all: per-choice log-likelihood differences (max, 99th percentile,
 mean), the share of questions where both pick the same choice (acc and acc_norm), and the
-accuracy of each side with their difference in points. No harness publishes this for served
-models; the float32 criterion of issue 32 is every choice within 1e-3 and identical answers.
+accuracy of each side with their difference in points. `--compare` reads two folders written
+before (a run with --limit against a full one compares the questions both have). No harness
+publishes this for served models; the float32 criterion of issue 32 is every choice within
+1e-3 and identical answers.
 """
 
 import argparse
@@ -111,13 +114,25 @@ def render(result: dict[str, Any]) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--a", required=True, help="the first side's model spec (-M included)")
-    parser.add_argument("--b", required=True, help="the second side's model spec")
-    parser.add_argument("--tasks", required=True, help="comma-separated medboard tasks")
+    parser.add_argument("--a", help="the first side's model spec (-M included)")
+    parser.add_argument("--b", help="the second side's model spec")
+    parser.add_argument("--tasks", help="comma-separated medboard tasks")
     parser.add_argument("--limit", type=int, help="first N questions per task")
-    parser.add_argument("--work", type=Path, required=True, help="folder for both outputs")
+    parser.add_argument("--work", type=Path, help="folder for both outputs")
+    parser.add_argument("--compare", nargs=2, type=Path, metavar=("A_OUTPUT", "B_OUTPUT"))
     parser.add_argument("--out", type=Path, help="write the report as JSON")
     args = parser.parse_args()
+    if args.compare:
+        missing = [str(p) for p in args.compare if not any(p.glob("samples_*.jsonl"))]
+        if missing:
+            parser.error(f"no samples_*.jsonl in {', '.join(missing)}")
+        result = report(*args.compare) | {"a": str(args.compare[0]), "b": str(args.compare[1])}
+        print(render(result))
+        if args.out is not None:
+            write_json(args.out, result)
+        return 0
+    if not (args.a and args.b and args.tasks and args.work):
+        parser.error("--a, --b, --tasks and --work are needed (or --compare A_OUTPUT B_OUTPUT)")
     timings = {}
     for side, spec in (("a", args.a), ("b", args.b)):
         command = eval_command(spec, args.tasks, args.limit, args.work / side)

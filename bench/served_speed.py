@@ -125,9 +125,9 @@ def main() -> int:
         "lm_eval_best_concurrent": best,
         "speedup_questions_per_s": round(theirs[best]["wall_seconds"] / ours["wall_seconds"], 2),
         "computed_tokens_per_question": per_question,
-        "answers_differ": sum(t.disagree for t in compared.tasks),
+        "answers_differ": sum(t.n_matched - t.agree for t in compared.tasks),
         "accuracy": {t.task: (t.acc_a, t.acc_b) for t in compared.tasks},
-        "max_abs_logprob_diff": max(t.max_abs for t in compared.tasks),
+        "max_abs_logprob_diff": max(t.max_abs_delta for t in compared.tasks),
     }
     print(json.dumps(result, indent=2))
     if args.out is not None:
