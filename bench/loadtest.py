@@ -1,4 +1,4 @@
-"""Load test of the leaderboard on loopback: the page and its JSON twin under wrk.
+"""Load test of the leaderboard on loopback: the board, model pages and searches under wrk.
 
 Wipes the database at --db (PostgreSQL; default $MEDBOARD_LOAD_DB, else the local medboard_load
 database), migrates it through the real schema (`open_database`) and seeds --models entries on
@@ -6,18 +6,22 @@ the open_medical track (default 1,000 models x 11 tasks: the track's 9 tasks plu
 headqa_en; realistic names, sizes, precisions, model types, origins and dates; a few partial
 entries). Then starts a real server (`medboard serve --workers 0`: no in-process queue worker,
 no published table loaded), waits until it answers, and runs wrk against each endpoint
-(`/leaderboard/open_medical` and `/api/leaderboard/open_medical` by default) with
+(`/leaderboard/open_medical` and `/api/leaderboard/open_medical` by default; `--set model` and
+`--set search` add a model page and a search, each as a page and its JSON twin, then many model
+pages or searches in turn: see loadtest_views.py; `--endpoint PATH` loads any path) with
 --connections connections on --threads threads for --duration seconds, after a short warm-up.
 Reports requests/s and the p50/p90/p99 latency wrk measured (`--latency`), with the machine's
 load average before and after, and optionally writes everything as JSON (--out). The server is
 stopped at the end, whatever happens.
 
     python bench/loadtest.py --duration 30 --out loadtest.json
+    python bench/loadtest.py --duration 10 --set board --set model --set search
 
 The target (docs/loadtest.md): p99 under 100 ms with 50 concurrent clients on a 2-core machine.
 Exit status 1 when an endpoint misses --target-p99-ms or answered with errors, or the server logged
 a traceback. `--mixed` adds a third run: 94 views (each sort column, pages 1-3, filters; HTML and
-JSON) asked for in turn, after each was asked for once (the time of a first render is reported).
+JSON) asked for in turn, after each was asked for once (the time of a first render is reported);
+the model pages and searches sent in turn are warmed and reported the same way.
 """
 
 from __future__ import annotations
@@ -42,9 +46,17 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
+from loadtest_views import (
+    SETS,
+    board_entry_ids,
+    mixed_paths,
+    rotation_paths,
+    rotation_script,
+    single_paths,
+)
+
 DEFAULT_DB = "postgresql+psycopg://medboard:medboard@localhost/medboard_load"
 TRACK = "open_medical"
-ENDPOINTS = ("/leaderboard/open_medical", "/api/leaderboard/open_medical")
 # Every task the seeded entries have a score for, with the size of its test split (for the
 # standard errors). The open_medical board ranks the first nine.
 TASK_SIZES = {
@@ -313,7 +325,7 @@ def parse_wrk(output: str) -> dict[str, Any]:
     if not rps:
         raise ValueError("no Requests/sec in wrk's output:\n" + output)
     result["requests_per_s"] = float(rps.group(1))
-    for percent, value in re.findall(r"^\s+(50|75|90|99)%\s+(\S+)$", output, re.M):
+    for percent, value in re.findall(r"^\s+(50|75|90|99)%\s+(\S+)\s*$", output, re.M):
         result[f"p{percent}_ms"] = round(_ms(value), 3)
     latency = re.search(r"^\s+Latency\s+(\S+)\s+(\S+)\s+(\S+)", output, re.M)
     if latency:
@@ -346,51 +358,6 @@ def run_wrk(
     if done.returncode != 0:
         raise RuntimeError(f"wrk failed ({done.returncode}): {done.stderr or done.stdout}")
     return done.stdout, parse_wrk(done.stdout)
-
-
-def mixed_paths() -> list[str]:
-    """Many views of the board, HTML and JSON: each sort column, pages 1-3, some filters (the
-    canonical URLs the pages link to, so none is a redirect)."""
-    from medboard.leaderboard.ranking import track_spec
-    from medboard.web.board import BoardQuery
-
-    spec = track_spec(TRACK)
-    views = [
-        BoardQuery(sort=column, page=page)
-        for column in ("average", "model", "parameters", "date", *spec.tasks)
-        for page in (1, 2, 3)
-    ]
-    views += [
-        BoardQuery(types=("fine-tuned",)),
-        BoardQuery(precisions=("bfloat16",), complete=True),
-        BoardQuery(q="llama"),
-        BoardQuery(q="qwen med", sort="medqa_4options"),
-        BoardQuery(min_b=1.0, max_b=10.0),
-        BoardQuery(sources=("evaluated", "imported")),
-        BoardQuery(per_page=50, page=4),
-        BoardQuery(desc=False),
-    ]
-    paths = []
-    for view in views:
-        paths.append(view.url(f"/leaderboard/{TRACK}"))
-        paths.append(view.url(f"/api/leaderboard/{TRACK}"))
-    return paths
-
-
-def mixed_script(paths: list[str], folder: Path) -> Path:
-    """A wrk Lua script sending `paths` in turn."""
-    quoted = ",\n  ".join(json.dumps(p) for p in paths)
-    script = folder / "mixed.lua"
-    script.write_text(
-        f"local paths = {{\n  {quoted}\n}}\n"
-        "local i = 0\n"
-        "request = function()\n"
-        "  i = i % #paths + 1\n"
-        '  return wrk.format("GET", paths[i])\n'
-        "end\n",
-        encoding="utf-8",
-    )
-    return script
 
 
 def warm(base: str, paths: list[str]) -> dict[str, float]:
@@ -431,14 +398,14 @@ def machine() -> dict[str, Any]:
 
 
 def table(results: list[dict[str, Any]]) -> str:
-    header = f"{'endpoint':<34} {'req/s':>9} " + " ".join(
+    header = f"{'endpoint':<44} {'req/s':>9} " + " ".join(
         f"{name:>8}" for name in ("p50 ms", "p90 ms", "p99 ms", "errors")
     )
     lines = [header, "-" * len(header)]
     for r in results:
         errors = r["non_2xx"] + r["socket_errors"]
         lines.append(
-            f"{r['endpoint']:<34} {r['requests_per_s']:>9.1f} {r.get('p50_ms', math.nan):>8.2f} "
+            f"{r['endpoint']:<44} {r['requests_per_s']:>9.1f} {r.get('p50_ms', math.nan):>8.2f} "
             f"{r.get('p90_ms', math.nan):>8.2f} {r.get('p99_ms', math.nan):>8.2f} {errors:>8}"
         )
     return "\n".join(lines)
@@ -457,6 +424,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--port", type=int, default=0, help="server port (default: a free one)")
     parser.add_argument("--endpoint", action="append", help="path to load (repeatable)")
     parser.add_argument(
+        "--set",
+        action="append",
+        choices=SETS,
+        dest="sets",
+        help="endpoints to load (repeatable; default: board): board, model pages, searches",
+    )
+    parser.add_argument(
         "--mixed", action="store_true", help="also load many views in turn (sorts, pages, filters)"
     )
     parser.add_argument("--wrk", default=shutil.which("wrk") or "/usr/bin/wrk")
@@ -470,7 +444,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    endpoints = args.endpoint or list(ENDPOINTS)
+    sets = args.sets or ([] if args.endpoint else ["board"])
     report: dict[str, Any] = {
         "database": re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", args.db),
         "machine": machine(),
@@ -491,11 +465,24 @@ def main(argv: list[str] | None = None) -> int:
         try:
             wait_ready(base, process)
             print(f"server ready at {base} (pid {process.pid})", flush=True)
+            ids = board_entry_ids(base) if "model" in sets else []
+            endpoints = list(args.endpoint or [])
+            endpoints += [p for name in sets for p in single_paths(name, ids)]
             runs: list[tuple[str, str, Path | None]] = [(e, base + e, None) for e in endpoints]
+            report["first_render_ms"] = {}
+            for name in sets:
+                paths = rotation_paths(name, ids)
+                if paths:
+                    script = rotation_script(paths, tmp, name)
+                    runs.append((f"{name}: {len(paths)} views in turn", base + "/", script))
+                    report["first_render_ms"][name] = warm(base, paths)
             if args.mixed:
                 paths = mixed_paths()
-                runs.append((f"mixed: {len(paths)} views", base + "/", mixed_script(paths, tmp)))
+                script = rotation_script(paths, tmp, "mixed")
+                runs.append((f"mixed: {len(paths)} views", base + "/", script))
                 report["mixed_first_render_ms"] = warm(base, paths)
+            for name, found in report["first_render_ms"].items():
+                print(f"{name}: first answer of each view (ms): {found}", flush=True)
             for name, url, script in runs:
                 size = response_size(url) if script is None else None
                 if args.warmup > 0:

@@ -66,6 +66,9 @@ def _serve(medboard_home: Path, tmp_path: Path) -> Iterator[str]:
     command += ["--published", str(tmp_path / "flowertune.csv")]
     command += ["--allow-data-mismatch", "--lease", "30"]
     env = {**os.environ, "MEDBOARD_HOME": str(medboard_home), "HF_HUB_OFFLINE": "1"}
+    # the operator's models folder, which the form takes paths from: pytest's base folder,
+    # where the tiny model is (tmp_path_factory)
+    env["MEDBOARD_MODELS_DIR"] = str(tmp_path.parent)
     log = (tmp_path / "serve.log").open("w")
     process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
@@ -249,4 +252,85 @@ def test_a_served_model_through_the_form(server: str, tmp_path: Path) -> None:
         page.wait_for_url("**/model/*")
         expect(page.locator("body")).to_contain_text("llama.cpp-0.3.36, model smollm2")
         expect(page.locator("body")).to_contain_text("no file hash")
+        browser.close()
+
+
+FLOWERTUNE_ROWS = FLOWERTUNE + (
+    "2,FL-finetune-JB-DC,Bio-Medical-Llama-3-8B,1.6,63.12,70.40,60.93,65.82,55.36,2025-04-12\n"
+    "13,Massimo R. Scamarcia,Qwen2.5-7B-Instruct,45.1,49.07,44.60,39.06,55.46,57.16,2024-11-23\n"
+)
+
+
+def _medboard(home: Path, *args: str) -> None:
+    command = [sys.executable, "-c", "from medboard.cli import main; main()", *args]
+    env = {**os.environ, "MEDBOARD_HOME": str(home), "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.fixture()
+def not_comparable(medboard_home: Path, tmp_path: Path) -> Iterator[str]:
+    """A board with what must not be ranked as if comparable (issue 33): an open_medical entry
+    recorded by `medboard eval --record --limit 1`, and a log-likelihood entry on the
+    flowertune_medical board, whose published rows were scored generatively."""
+    if not Path(CHROMIUM).exists() and not shutil.which("chromium"):
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    pytest.importorskip("playwright")
+    import_fixture_tasks(medboard_home)
+    (tmp_path / "open.csv").write_text(OPEN)
+    (tmp_path / "flowertune.csv").write_text(FLOWERTUNE_ROWS)
+    db = f"sqlite:///{tmp_path / 'board.db'}"
+    common = ["eval", "--allow-data-mismatch", "--record", "--db", db]
+    _medboard(medboard_home, *common, "--model", "fake", "--suite", "open_medical",
+              "--limit", "1", "--name", "lab/limited-run")  # fmt: skip
+    _medboard(medboard_home, *common, "--model", "fake:bias=A", "--suite", "flowertune_medical",
+              "--name", "lab/loglik-entry")  # fmt: skip
+    yield from _serve(medboard_home, tmp_path)
+
+
+def test_entries_are_ranked_only_where_comparable(not_comparable: str, tmp_path: Path) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        page.set_default_timeout(30_000)
+
+        # the --limit entry: after the ranked ones, under "Not ranked", marked, no rank or average
+        page.goto(not_comparable + "/leaderboard/open_medical")
+        assert _models(page) == ["org/big-70b", "org/mid-8b", "lab/tiny-1b", "lab/limited-run"]
+        limited = page.locator("#board tbody tr[data-entry-id]", has_text="lab/limited-run")
+        expect(limited.locator("td").nth(0)).to_have_text("—")
+        expect(limited.locator("td.avg")).to_have_text("—")
+        expect(limited.locator(".partial-mark")).to_be_visible()
+        expect(limited.locator(".partial-mark")).to_have_text("partial: 1 question per task")
+        unranked = page.locator("#board tbody tr.section[data-ranking=unranked]")
+        expect(unranked).to_be_visible()
+        expect(unranked).to_contain_text("Not ranked")
+        ranks = page.locator("#board tbody tr[data-entry-id] td:first-child").all_inner_texts()
+        assert ranks == ["1", "2", "3", "—"]
+        _screenshot(page, "leaderboard_partial_entry", tmp_path)
+
+        # the log-likelihood entry on the FlowerTune board: a ranking of its own, said on the page
+        page.goto(not_comparable + "/leaderboard/flowertune_medical")
+        rows = page.locator("#board tbody tr")
+        kinds = [
+            rows.nth(i).get_attribute("data-ranking") or rows.nth(i).get_attribute("data-entry-id")
+            for i in range(rows.count())
+        ]
+        assert kinds[0] == "flowertune" and kinds[4] == "loglik", kinds
+        assert len(kinds) == 6  # 2 section rows, 3 published rows, then the loglik entry
+        expect(rows.nth(4)).to_contain_text("apart from the flowertune ranking")
+        expect(rows.nth(5)).to_contain_text("lab/loglik-entry")
+        expect(page.locator("p.warning")).to_have_count(0)
+        expect(page.locator("p.lead")).to_contain_text("ranked separately")
+
+        # "all protocols together": one ranking, and the page warns that it mixes protocols
+        page.select_option("select[name=ranking]", "all")
+        page.wait_for_url("**ranking=all**")
+        warning = page.locator("p.warning")
+        expect(warning).to_be_visible()
+        expect(warning).to_contain_text("mixes evaluation protocols")
+        expect(warning).to_contain_text("flowertune (3 entries), loglik (1 entry)")
+        _screenshot(page, "leaderboard_mixed_protocols", tmp_path)
         browser.close()

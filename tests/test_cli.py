@@ -388,3 +388,145 @@ def test_eval_record_and_permute_errors(home: Path, tmp_path: Path) -> None:
     long = medboard(home, "eval", *FAKE, "--suite", "open_medical", "--record", "--name", "x" * 301)
     assert_one_line_error(long, "name is too long (301 characters, at most 300)")
     assert no_finished_runs(home)
+
+
+# Input errors: one line, no traceback, nothing stored (issue 33).
+
+LONG = "m" * 256  # a path component one byte over what a file name can be (ENAMETOOLONG)
+
+
+def assert_only_one_line(result: subprocess.CompletedProcess[str], *fragments: str) -> None:
+    """The whole of stderr is the one error line."""
+    assert_one_line_error(result, *fragments)
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("model", "fragment"),
+    [
+        (f"/tmp/{LONG}", "longer than 255 bytes"),
+        (f"org/{LONG}", "longer than 255 bytes"),  # no Hub id is that long either
+        (f"{LONG}.gguf", "longer than 255 bytes"),
+        ("~no-such-user-here/model", "does not exist"),  # was RuntimeError from expanduser
+    ],
+)
+def test_eval_of_a_model_name_the_system_cannot_look_up(
+    home: Path, model: str, fragment: str
+) -> None:
+    """Was a 51-line traceback (OSError ENAMETOOLONG from Path.is_dir())."""
+    result = medboard(home, "eval", "--model", model, "--tasks", "pubmedqa", *FAKE[2:])
+    assert_only_one_line(result, "does not exist", fragment)
+    assert no_finished_runs(home)
+
+
+def _submissions(db: Path) -> int:
+    with contextlib.closing(sqlite3.connect(db)) as connection:
+        return connection.execute("select count(*) from submissions").fetchone()[0]
+
+
+@pytest.mark.parametrize("model", [f"/tmp/{LONG}", f"org/{'m' * 290}", "/tmp/a\x01b"])
+def test_submit_of_a_model_name_the_system_cannot_look_up(
+    medboard_home: Path, tiny_model: Path, tmp_path: Path, model: str
+) -> None:
+    db = tmp_path / "board.db"
+    result = medboard(medboard_home, "submit", model, "--db", f"sqlite:///{db}")
+    assert_only_one_line(result, "cannot be submitted" if "\x01" not in model else "control")
+    assert _submissions(db) == 0
+    adapter = medboard(
+        medboard_home, "submit", str(tiny_model), "--adapter", f"/tmp/{LONG}", "--db",
+        f"sqlite:///{db}",
+    )  # fmt: skip
+    assert_only_one_line(adapter, "not a PEFT adapter directory")
+    assert _submissions(db) == 0
+
+
+def test_data_import_of_a_file_that_is_not_utf8(medboard_home: Path, tmp_path: Path) -> None:
+    """Was a 60-line UnicodeDecodeError; now the file, the line and the byte, and the split
+    stored before is kept as it was."""
+    lines = (FIXTURES / "tasks" / "pubmedqa.jsonl").read_text().splitlines(keepends=True)
+    good = tmp_path / "good" / "test.jsonl"
+    good.parent.mkdir()
+    good.write_text("".join(lines[:3]))
+    assert (
+        medboard(medboard_home, "data", "import", str(good), "--dataset", "pubmedqa").returncode
+        == 0
+    )
+    stored = medboard_home / "data" / "pubmedqa"
+    before = {p.name: p.read_bytes() for p in stored.iterdir()}
+    bad = tmp_path / "test.jsonl"
+    head = "".join(lines[:2]).encode()
+    bad.write_bytes(head + b'{"id": "x\xff"}\n' + lines[2].encode())
+    result = medboard(medboard_home, "data", "import", str(bad), "--dataset", "pubmedqa")
+    offset = len(head) + len(b'{"id": "x')
+    assert_only_one_line(result, f"{bad}:3: not UTF-8 text (byte 0xff at byte offset {offset})")
+    assert {p.name: p.read_bytes() for p in stored.iterdir()} == before
+
+
+def test_data_import_of_odd_paths(medboard_home: Path, tmp_path: Path) -> None:
+    for path in (f"/tmp/{LONG}/x.jsonl", f"/tmp/{LONG}", "/tmp/nowhere\x01.jsonl"):
+        assert_only_one_line(
+            medboard(medboard_home, "data", "import", path), "no such file or folder"
+        )
+    folder = tmp_path / "folder.jsonl"  # a folder where a file is expected
+    folder.mkdir()
+    assert_only_one_line(medboard(medboard_home, "data", "import", str(folder)), "no data")
+    assert not (medboard_home / "data").exists()
+
+
+def test_a_database_that_cannot_be_opened(medboard_home: Path, tmp_path: Path) -> None:
+    for url in (
+        f"sqlite:///{tmp_path}/no/such/folder/board.db",
+        "nosuchdriver://x/y",
+        f"sqlite:///{tmp_path}",  # a folder
+        "postgresql+psycopg://nobody:x@127.0.0.1:1/none",
+    ):
+        result = medboard(medboard_home, "submit", "fake", "--db", url)
+        assert_only_one_line(result, "database")
+
+
+def test_import_published_of_a_folder_or_a_file_that_is_not_utf8(
+    medboard_home: Path, tmp_path: Path
+) -> None:
+    db = f"sqlite:///{tmp_path / 'board.db'}"
+    assert_only_one_line(
+        medboard(medboard_home, "import-published", str(tmp_path), "--db", db), "does not exist"
+    )
+    table = tmp_path / "board.csv"
+    table.write_bytes(b"model,track,pubmedqa\norg/m\xe9,open_medical,55.0\n")
+    result = medboard(medboard_home, "import-published", str(table), "--db", db)
+    assert_only_one_line(result, f"{table}:2: not UTF-8 text (byte 0xe9 at byte offset 26)")
+    long = medboard(medboard_home, "import-published", f"/tmp/{LONG}.csv", "--db", db)
+    assert_only_one_line(long, "File name too long")
+
+
+def test_compare_of_broken_outputs(medboard_home: Path, tmp_path: Path) -> None:
+    first = tmp_path / "a"
+    first.mkdir()
+    (first / "results.json").write_text(json.dumps({"results": {"pubmedqa": {}}}))
+    (first / "samples_pubmedqa.jsonl").write_text('{"id": "q0"}\n{"id": \n')
+    result = medboard(medboard_home, "compare", str(first), str(first))
+    assert_only_one_line(result, "samples_pubmedqa.jsonl:2: invalid JSON")
+    (first / "samples_pubmedqa.jsonl").write_bytes(b'{"id": "q\xff"}\n')
+    assert_only_one_line(medboard(medboard_home, "compare", str(first), str(first)), "UTF-8")
+    (first / "results.json").write_text("[1, 2]")
+    result = medboard(medboard_home, "compare", str(first), str(first))
+    assert_only_one_line(result, "is not a results.json written by eval --output")
+
+
+def test_compare_report_into_a_folder(medboard_home: Path, tmp_path: Path) -> None:
+    output = tmp_path / "a"
+    output.mkdir()
+    (output / "results.json").write_text(json.dumps({"results": {"pubmedqa": {}}}))
+    sample = {"id": "q0", "pred": 0, "gold": 0, "acc": 1.0}
+    (output / "samples_pubmedqa.jsonl").write_text(json.dumps(sample) + "\n")
+    result = medboard(medboard_home, "compare", str(output), str(output), "--json", str(tmp_path))
+    assert_one_line_error(result, "cannot write the report to", "Is a directory")
+
+
+def test_contamination_corpus_that_is_not_utf8(home: Path, tmp_path: Path) -> None:
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_bytes(b"some text\nmore \xff text\n")
+    result = medboard(
+        home, "contamination", str(corpus), "--tasks", "pubmedqa", "--allow-data-mismatch"
+    )
+    assert_only_one_line(result, f"{corpus}:2: not UTF-8 text (byte 0xff at byte offset 15)")

@@ -2,7 +2,7 @@
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
@@ -173,14 +173,42 @@ def _register_commands() -> None:
 _register_commands()
 
 
+def one_line(message: str) -> str:
+    """A message as one line: a database driver's or a library's message may span several (the
+    SQL, a "Background on this error" link), and a path or a name given by a user may hold a
+    newline."""
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    kept = [line for line in lines if not line.startswith("(Background on this error")]
+    return " ".join(kept) or message.strip()
+
+
+def os_error_line(exc: OSError) -> str:
+    """What an OSError that reached the top says, as the shell would: the file, then why."""
+    why = exc.strerror or str(exc) or type(exc).__name__
+    if exc.filename is not None and exc.filename2 is not None:
+        return f"{exc.filename} -> {exc.filename2}: {why}"
+    return f"{exc.filename}: {why}" if exc.filename is not None else why
+
+
+def _fail(message: str) -> NoReturn:
+    # escaped: a message's brackets are text (pip install 'medboard[hf]'), not markup
+    console.print(f"[red]error:[/red] {escape(one_line(message))}", highlight=False, soft_wrap=True)
+    sys.exit(1)
+
+
 def main() -> None:
-    """Entry point: a MedboardError is one line on stderr and exit code 1, no traceback."""
+    """Entry point: a MedboardError is one line on stderr and exit code 1, no traceback. So is an
+    OSError (a file that is missing, a directory where a file is expected, a permission, a full
+    disk) and a file that is not UTF-8: they come from what the user pointed the command at, not
+    from a bug (the commands name the file and line where they can: cli_options.utf8_located)."""
     try:
         app()
     except MedboardError as exc:
-        # escaped: a message's brackets are text (pip install 'medboard[hf]'), not markup
-        console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
-        sys.exit(1)
+        _fail(str(exc))
+    except OSError as exc:
+        _fail(os_error_line(exc))
+    except UnicodeDecodeError as exc:  # a file read as text that is not UTF-8
+        _fail(f"a file is not UTF-8 text: {exc}")
     except KeyboardInterrupt:
         console.print("interrupted: run the same command again to resume")
         sys.exit(130)

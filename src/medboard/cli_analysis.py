@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from medboard.cli_options import AllowMismatch, message_console
+from medboard.cli_options import AllowMismatch, message_console, utf8_located
 from medboard.errors import DataError
 
 out = message_console()
@@ -19,17 +19,54 @@ def read_output(folder: Path) -> tuple[dict[str, Any], dict[str, list[dict[str, 
     results_file = folder / "results.json"
     if not results_file.is_file():
         raise DataError(f"{folder} has no results.json: give a folder written by eval --output")
-    try:
-        summary = json.loads(results_file.read_text(encoding="utf-8"))
-    except ValueError as exc:
-        raise DataError(f"{results_file} is not valid JSON: {exc}") from None
+    summary = _read_json(results_file)
+    if not isinstance(summary, dict) or not isinstance(summary.get("results", {}), dict):
+        raise DataError(f"{results_file} is not a results.json written by eval --output")
     samples = {}
     for task in summary.get("results", {}):
         path = folder / f"samples_{task}.jsonl"
         if path.is_file():
-            lines = path.read_text(encoding="utf-8").splitlines()
-            samples[task] = [json.loads(line) for line in lines if line.strip()]
+            samples[task] = _read_samples(path)
     return summary, samples
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise DataError(f"cannot read {path}: {exc.strerror}") from None
+    except ValueError as exc:  # invalid JSON, or bytes that are not UTF-8
+        raise DataError(f"{path} is not valid JSON: {exc}") from None
+
+
+def _read_samples(path: Path) -> list[dict[str, Any]]:
+    """The sample records of a samples_<task>.jsonl; a bad line fails with its place."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise DataError(f"cannot read {path}: {exc.strerror}") from None
+    except ValueError as exc:
+        raise DataError(f"{path} is not UTF-8 text: {exc}") from None
+    samples = []
+    for lineno, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            sample = json.loads(line)
+        except ValueError as exc:
+            raise DataError(f"{path}:{lineno}: invalid JSON ({exc})") from None
+        if not isinstance(sample, dict):
+            raise DataError(f"{path}:{lineno}: expected a JSON object (a sample record)")
+        samples.append(sample)
+    return samples
+
+
+def write_report(path: Path, report: dict[str, Any]) -> None:
+    """The report as JSON at `path`; one line when it cannot be written there."""
+    try:
+        path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    except OSError as exc:
+        raise DataError(f"cannot write the report to {path}: {exc.strerror}") from None
 
 
 def compare_outputs(
@@ -84,7 +121,7 @@ def compare_command(
         )
     out.print(table, soft_wrap=False)
     if json_out is not None:
-        json_out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        write_report(json_out, report)
         out.print(f"report: {json_out}")
 
 
@@ -108,9 +145,10 @@ def contamination_command(
     from medboard.checks import contamination_summary
 
     chosen = tasks or (None if suite else "open_medical")
-    summary = contamination_summary(
-        corpus, suite, chosen, field, allow_data_mismatch, n=n, min_ratio=min_ratio
-    )
+    with utf8_located(corpus):
+        summary = contamination_summary(
+            corpus, suite, chosen, field, allow_data_mismatch, n=n, min_ratio=min_ratio
+        )
     table = Table(title=f"{corpus}: {summary['distinct_ngrams']:,} distinct {n}-grams")
     for column in ("task", "items", "flagged", "share (%)", "too short", "examples"):
         table.add_column(column, justify="left" if column in ("task", "examples") else "right")
@@ -125,7 +163,7 @@ def contamination_command(
         )
     out.print(table, soft_wrap=False)
     if json_out is not None:
-        json_out.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+        write_report(json_out, summary)
         out.print(f"report: {json_out}")
 
 

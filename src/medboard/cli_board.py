@@ -18,6 +18,7 @@ from medboard.cli_options import (
     ModelArgs,
     backend_args,
     message_console,
+    utf8_located,
 )
 
 out = message_console()
@@ -40,7 +41,8 @@ def import_published_command(
     from medboard.leaderboard.published import import_published
     from medboard.results.db import open_database
 
-    report = import_published(open_database(db), file, track)
+    with utf8_located(file):
+        report = import_published(open_database(db), file, track)
     if report.already_imported:
         out.print(f"{file} ({report.format}) was imported already: nothing changed")
     else:
@@ -67,6 +69,17 @@ def submit_command(
     name: Annotated[
         str, typer.Option(help="How the leaderboard names the model (default: MODEL as given).")
     ] = "",
+    model_type: Annotated[
+        str, typer.Option(help="pretrained, fine-tuned, instruct, federated or unknown.")
+    ] = "unknown",
+    weight_type: Annotated[
+        str | None,
+        typer.Option(help="original or adapter (default: adapter with --adapter, else original)."),
+    ] = None,
+    description: Annotated[str, typer.Option(help="One line on the model (optional).")] = "",
+    protocol: Annotated[
+        str, typer.Option(help="loglik (log-likelihood, the default) or generative.")
+    ] = "loglik",
     db: DbOption = None,
 ) -> None:
     """Validate a model and queue it for evaluation; a worker picks it up."""
@@ -74,7 +87,11 @@ def submit_command(
     from medboard.results.db import open_database
 
     args = backend_args(model_arg)
-    request = SubmitRequest(model, track, dtype, revision, adapter, submitter, name, args)
+    request = SubmitRequest(
+        model, track, dtype, revision, adapter, submitter, name, args,
+        model_type=model_type, weight_type=weight_type, description=description,
+        protocol=protocol,
+    )  # fmt: skip
     job = submit(open_database(db), request)
     params = job.info.get("parameters")
     size = f", {params / 1e6:.1f}M parameters" if params else ""
@@ -134,7 +151,8 @@ def import_results_command(
     from medboard.leaderboard.exchange import import_results
     from medboard.results.db import open_database
 
-    report = import_results(open_database(db), path, track)
+    with utf8_located(path):
+        report = import_results(open_database(db), path, track)
     skipped = f"; skipped tasks medboard does not know: {', '.join(report.skipped)}"
     note = skipped if report.skipped else ""
     if report.entry_id is None:

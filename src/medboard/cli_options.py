@@ -1,5 +1,8 @@
-"""Options shared by several commands."""
+"""Options shared by several commands, and how their input errors are reported."""
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -60,3 +63,19 @@ def backend_args(items: list[str] | None, **named: Any) -> dict[str, Any]:
             raise MedboardError(f"{key} is given twice: -M {key}={args[key]} and {value}")
         args[key] = value
     return args
+
+
+@contextmanager
+def utf8_located(path: Path) -> Iterator[None]:
+    """A file that is not UTF-8, read by the code inside, fails with one line naming the file,
+    the line and the byte (data.formats.check_utf8, run only once the decoding failed): a bare
+    UnicodeDecodeError names neither."""
+    try:
+        yield
+    except UnicodeDecodeError as exc:
+        from medboard.data.formats import check_utf8
+        from medboard.errors import DataError
+
+        if path.is_file():
+            check_utf8(path)  # raises, with the place, where the file is the culprit
+        raise DataError(f"{path}: a file is not UTF-8 text ({exc.reason})") from None

@@ -44,6 +44,9 @@ class Evaluated:
         from medboard.results.record import record_entry
 
         named = {"name": self.spec.text, **{k: v for k, v in details.items() if v is not None}}
+        limits = [r.spec.limit for r in self.results if r.spec.limit is not None]
+        if limits:  # a --limit run: the board shows the entry as partial where it cut a task
+            extra = {**(extra or {}), "limit": max(limits)}
         return record_entry(
             target, track, self.results, self.identity, named, source=source, extra=extra
         )

@@ -1,5 +1,6 @@
 """Published tables: the FlowerTune medical table as is, medboard's CSV/JSON format, bad rows."""
 
+import csv
 import json
 from pathlib import Path
 
@@ -8,6 +9,7 @@ from sqlalchemy import func, select
 
 from medboard.errors import DataError
 from medboard.leaderboard.published import import_published, read_published
+from medboard.leaderboard.ranking import load_entries, percent_text, rank_entries, track_spec
 from medboard.paths import shared_benchmarks
 from medboard.results.db import Entry, Model, TaskScore, open_database
 
@@ -71,6 +73,23 @@ def test_the_shared_published_table(database) -> None:
     assert import_published(database, path).added == 23
     with database.session() as session:
         assert session.scalar(select(func.count()).select_from(TaskScore)) == 23 * 4
+    # the board shows each average as published; 6 rows' task columns average otherwise (at 2
+    # decimals, rounded half up: rank 2's 63.1275 reads 63.13, not 63.12; rank 22's 11.295
+    # 11.30; rank 20's 21.935 reads 21.94, as published, although 21.93499... in binary)
+    spec = track_spec("flowertune_medical")
+    with database.session() as session:
+        rows = rank_entries(load_entries(session, "flowertune_medical"), spec)
+    published = [float(r["average"]) for r in csv.DictReader(path.open(encoding="utf-8"))]
+    shown = [round(100 * r.average, 2) for r in rows if r.average is not None]
+    assert sorted(shown) == sorted(published)
+    flagged = [r for r in rows if r.recomputed_average is not None]
+    assert [r.rank for r in flagged] == [2, 4, 6, 9, 22, 23]
+    assert [percent_text(r.recomputed_average or 0) for r in flagged] == [
+        "63.13", "62.13", "61.76", "60.76", "11.30", "9.38",
+    ]  # fmt: skip
+    for row in flagged:
+        assert abs(100 * (row.recomputed_average or 0) - 100 * (row.average or 0)) < 0.015
+    assert [r.rank for r in rows] == sorted(r.rank for r in rows)  # ranked by those averages
 
 
 def test_medboard_csv_and_json(tmp_path: Path, database) -> None:

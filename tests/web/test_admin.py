@@ -56,3 +56,47 @@ def test_approve_and_rerun(database: Database, evaluated_id: int) -> None:
     assert client.post("/api/admin/submissions/999/approve", headers=TOKEN).status_code == 404
     with database.session() as session:
         assert session.scalars(select(Submission.status)).one() == "pending"
+
+
+def test_the_token_needs_the_bearer_scheme(database: Database, evaluated_id: int) -> None:
+    """A bare token (no `Bearer `) was accepted: every form but `Bearer <token>` is a 401 with
+    one line, and nothing changes."""
+    client = TestClient(create_app(database, admin_token="s3cret"))
+    alpha = entry_ids(database)["alpha-7b"]
+    for header in (
+        "s3cret",  # the bare token
+        "Basic s3cret",
+        "Token s3cret",
+        "Bearers3cret",
+        "Bearer  s3cret",
+        "Bearer s3cre",
+        "Bearer s3cretx",
+        "Bearer ",
+        "Bearer",
+        "",
+        "s3cret Bearer",
+    ):
+        response = client.post(
+            f"/api/admin/entries/{alpha}/hide", headers={"Authorization": header}
+        )
+        assert response.status_code == 401, header
+        detail = response.json()["detail"]
+        assert "\n" not in detail and "Authorization: Bearer <token>" in detail
+        assert response.headers["www-authenticate"] == "Bearer"
+    assert "alpha-7b" in names(client)  # nothing was hidden
+    for header in ("Bearer s3cret", "bearer s3cret", "BEARER s3cret"):  # RFC 7235: any case
+        response = client.post(
+            f"/api/admin/entries/{alpha}/hide?hidden=false", headers={"Authorization": header}
+        )
+        assert response.status_code == 200, header
+
+
+def test_odd_authorization_headers_are_401(database: Database, evaluated_id: int) -> None:
+    client = TestClient(create_app(database, admin_token="s3cret"))
+    alpha = entry_ids(database)["alpha-7b"]
+    for header in (b"Bearer s3cr\xe9t", b"Bearer " + b"x" * 10_000, b"Bearer \xff\x00"):
+        response = client.post(
+            f"/api/admin/entries/{alpha}/hide", headers={"Authorization": header}
+        )
+        assert response.status_code == 401, header[:20]
+    assert "alpha-7b" in names(client)

@@ -116,3 +116,31 @@ def test_rendered_bodies_are_bounded_in_bytes(database) -> None:
         cache.remember((f"url{i}",), CachedBody.of(bytes(3000), "text/plain"), generation)
     kept = [i for i in range(5) if cache.peek((f"url{i}",)) is not None]
     assert kept == [2, 3, 4]  # the least recently used went first
+
+
+def test_the_ranking_is_built_once_per_database_state(database) -> None:
+    from medboard.leaderboard.ranking import ViewOptions, track_spec
+
+    cache = BoardCache(database, check_seconds=60.0)
+    spec = track_spec("open_medical")
+    ranked = cache.ranked(spec)
+    assert [r.model for r in ranked if r.rank == 1] == ["alpha-7b"]
+    # a search, a filter or a sort asks for the same ranking: the same rows, not a new ranking
+    assert cache.ranked(spec, ViewOptions(search="gamma", sort="model")) is ranked
+    assert cache.ranked(spec, ViewOptions(include_hidden=True)) is not ranked
+    hide(database, entry_ids(database)["alpha-7b"])
+    cache.invalidate()
+    assert [r.model for r in cache.ranked(spec) if r.rank == 1] != ["alpha-7b"]
+
+
+def test_model_pages_never_push_the_board_views_out(database) -> None:
+    from medboard.web.cache import PAGES
+
+    cache = BoardCache(database, max_views=4, max_page_views=8)
+    generation = cache.generation()
+    cache.remember(("url", "/leaderboard/open_medical"), "board", generation)
+    for i in range(100):
+        cache.remember(("url", f"/model/{i}"), f"page {i}", generation, PAGES)
+    assert cache.peek(("url", "/leaderboard/open_medical")) == "board"
+    kept = [i for i in range(100) if cache.peek(("url", f"/model/{i}")) is not None]
+    assert kept == list(range(92, 100))  # the pages' own bound, least recently used first out

@@ -10,21 +10,28 @@ import pytest
 from fastapi.testclient import TestClient
 
 from medboard.leaderboard.published import import_published
+from medboard.leaderboard.ranking import track_spec
 from medboard.results.db import open_database
+from medboard.results.record import record_entry
+from medboard.results.schema import RunResult, RunSpec, Score
+from medboard.tasks import REGISTRY
 from medboard.web.app import create_app
 from tests.web.conftest import OPEN_TASKS, add_evaluated, entry_ids
 
 
 class BoardTable(HTMLParser):
-    """The rows of the table with id `board`: entry id and cell texts."""
+    """The rows of the table with id `board`: entry id and cell texts; the texts of the rows
+    that head its sections (a ranking, the unranked entries)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.inside = False
         self.headers: list[str] = []
         self.rows: list[tuple[int, list[str]]] = []
+        self.sections: list[str] = []
         self._cell: list[str] | None = None
         self._in_head = False
+        self._row = ""  # "entry", "section" or ""
 
     def handle_starttag(self, tag: str, attrs: list) -> None:
         found = dict(attrs)
@@ -36,6 +43,9 @@ class BoardTable(HTMLParser):
             self._in_head = True
         if tag == "tr" and "data-entry-id" in found:
             self.rows.append((int(found["data-entry-id"]), []))
+            self._row = "entry"
+        elif tag == "tr":
+            self._row = "section" if found.get("class") == "section" else ""
         if tag in ("td", "th"):
             self._cell = []
 
@@ -46,8 +56,10 @@ class BoardTable(HTMLParser):
             text = " ".join("".join(self._cell).split())
             if self._in_head:
                 self.headers.append(text)
-            elif self.rows:
+            elif self._row == "entry":
                 self.rows[-1][1].append(text)
+            elif self._row == "section":
+                self.sections.append(text)
             self._cell = None
         if tag == "thead":
             self._in_head = False
@@ -116,23 +128,27 @@ def test_ranking_order_ties_and_partial_entries(client: TestClient) -> None:
 
 
 def test_sort_by_any_column_and_the_header_links(client: TestClient) -> None:
+    # delta-8b has the best MedQA but misses tasks: unranked, it stays apart, after the ranking
     _, data = page(client, "/leaderboard/open_medical?sort=medqa_4options&desc=1")
-    assert models(data)[:3] == ["delta-8b", "alpha-7b", "beta-1.5b"]
+    assert models(data)[:3] == ["alpha-7b", "beta-1.5b", "Gamma-2b"]
+    assert models(data)[-1] == "delta-8b"
     _, data = page(client, "/leaderboard/open_medical?sort=medqa_4options&desc=0")
     assert models(data)[:2] == ["tiny-eval", "epsilon-med"]
     _, data = page(client, "/leaderboard/open_medical?sort=model&desc=0")
-    assert models(data) == sorted(models(data), key=str.casefold)
+    ranked = [r["model"] for r in data["rows"] if r["rank"] is not None]
+    assert ranked == sorted(ranked, key=str.casefold) and models(data)[-1] == "delta-8b"
     _, data = page(client, "/leaderboard/open_medical?sort=parameters")
     assert models(data) == [
-        "delta-8b",
         "alpha-7b",
         "Gamma-2b",
         "beta-1.5b",
         "tiny-eval",
         "epsilon-med",
+        "delta-8b",
     ]
     _, data = page(client, "/leaderboard/open_medical?sort=dtype&desc=0")
-    assert [r["dtype"] for r in data["rows"]][-1] == ""  # unknown precision last
+    ranked_dtypes = [r["dtype"] for r in data["rows"] if r["rank"] is not None]
+    assert ranked_dtypes[-1] == ""  # unknown precision last
     text = client.get("/leaderboard/open_medical?sort=medqa_4options&desc=1").text
     assert 'href="/leaderboard/open_medical?sort=medqa_4options&amp;desc=0"' in text
     assert 'href="/leaderboard/open_medical?sort=medmcqa"' in text
@@ -157,6 +173,7 @@ def test_search_and_filters(client: TestClient) -> None:
     assert "delta-8b" not in models(data) and data["matching"] == 5
     assert data["facets"] == {
         "model_types": ["fine-tuned", "instruct", "pretrained"],
+        "weight_types": ["original"],
         "precisions": ["bfloat16", "float16", "unknown"],
         "protocols": ["loglik"],
         "sources": ["evaluated", "published"],
@@ -179,7 +196,9 @@ def test_column_picker(client: TestClient) -> None:
     assert html.headers == ["Rank", "Model", "Average ▼", "MedQA", "Params", "Compare"]
     assert html.rows[0][1][4] == "7.0B"
     _, data = page(client, "/leaderboard/open_medical")
-    assert data["columns"] == [*OPEN_TASKS, "model_type", "parameters", "dtype", "date", "origin"]
+    assert data["columns"] == [
+        *OPEN_TASKS, "model_type", "weight_type", "parameters", "dtype", "date", "origin",
+    ]  # fmt: skip
 
 
 def test_form_submission_redirects_to_the_clean_shareable_url(client: TestClient) -> None:
@@ -221,15 +240,17 @@ def test_csv_export_honors_the_view(client: TestClient) -> None:
     assert response.headers["content-type"].startswith("text/csv")
     rows = list(csv.DictReader(io.StringIO(response.text)))
     assert [r["model"] for r in rows] == [
-        "alpha-7b", "beta-1.5b", "delta-8b", "epsilon-med", "Gamma-2b",
+        "alpha-7b", "beta-1.5b", "epsilon-med", "Gamma-2b", "delta-8b",
     ]  # fmt: skip
     alpha = rows[0]
     assert (
         alpha["rank"] == "1" and alpha["average"] == "70.00" and alpha["medqa_4options"] == "70.00"
     )
     assert alpha["parameters"] == "7000000000" and alpha["origin"] == "published"
-    delta = rows[2]
+    assert alpha["ranking"] == "loglik" and alpha["weight_type"] == "original"
+    delta = rows[4]
     assert delta["rank"] == "" and delta["average"] == "" and delta["mmlu_anatomy"] == ""
+    assert delta["ranking"] == "" and delta["partial"] == ""  # missing tasks, not a subset
     every = list(csv.DictReader(io.StringIO(client.get("/leaderboard/open_medical.csv").text)))
     assert len(every) == 6
 
@@ -347,9 +368,166 @@ def test_protocol_of_entries_and_its_filter(client: TestClient, database) -> Non
     assert data["facets"]["protocols"] == ["generative", "loglik"]
     protocols = {row["model"]: row["protocol"] for row in data["rows"]}
     assert protocols["tiny-eval"] == "generative"
+    # ranked apart from the loglik entries (the track's own protocol, first), nothing mixed
+    assert models(data) == [
+        "alpha-7b", "beta-1.5b", "Gamma-2b", "epsilon-med", "tiny-eval", "delta-8b",
+    ]  # fmt: skip
+    ranks = {row["model"]: (row["ranking"], row["rank"]) for row in data["rows"]}
+    assert ranks["tiny-eval"] == ("generative", 1) and ranks["epsilon-med"] == ("loglik", 4)
+    assert data["warnings"] == [] and data["view"]["ranking"] == "protocol"
+    assert [(s["ranking"], s["ranked"]) for s in data["sections"]] == [
+        ("loglik", 4), ("generative", 1), (None, 0),
+    ]  # fmt: skip
     _, only = page(client, "/leaderboard/open_medical?protocol=loglik")
     assert "tiny-eval" not in models(only) and only["view"]["protocol"] == ["loglik"]
     html = client.get("/leaderboard/open_medical").text
     assert 'name="protocol" value="generative"' in html
     flowertune = page(client, "/leaderboard/flowertune_medical")[1]
     assert {row["protocol"] for row in flowertune["rows"]} == {"flowertune"}
+
+
+def add_run_entry(
+    database, track: str, name: str, value: float, limit: int | None = None, protocol: str = ""
+) -> int:
+    """An evaluated entry with one medboard run per task of the track (as `medboard eval
+    --record` stores it), each scoring `value`, on `limit` questions when given."""
+    results = []
+    for task in track_spec(track).tasks:
+        size = REGISTRY.task(task).expected_size or 0
+        n = min(limit, size) if limit else size
+        spec = RunSpec(
+            task=task, task_version="1", protocol=protocol or "loglik/1", dataset=task,
+            split="test", data_hash=f"sha256:{task}", model=name, model_revision=name,
+            dtype="bfloat16", limit=limit, harness_version="0.1.0",
+        )  # fmt: skip
+        results.append(
+            RunResult(
+                key=spec.key(),
+                spec=spec,
+                scores={"acc": Score(value=value, stderr=0.01)},
+                n_samples=n,
+                prompt_tokens=0,
+                started_at="",
+                finished_at="2026-01-02T00:00",
+                wall_seconds=1.0,
+                data_source="test",
+                samples_file="",
+            )  # fmt: skip
+        )
+    identity = {"model": name, "revision": name, "dtype": "bfloat16"}
+    extra = {"protocol": protocol} if protocol else {}
+    return record_entry(database, track, results, identity, {"model_type": "instruct"}, extra=extra)
+
+
+def test_a_limited_run_is_shown_apart_and_marked_partial(client: TestClient, database) -> None:
+    """`medboard eval --record --limit 30`: the best scores on the board, on 30 questions per
+    task: listed apart, unranked, without an average, marked partial (issue 33)."""
+    limited = add_run_entry(database, "open_medical", "limited-run", 0.95, limit=30)
+    client.app.state.cache.invalidate()
+    html, data = page(client, "/leaderboard/open_medical")
+    assert models(data)[-2:] == ["delta-8b", "limited-run"]
+    assert [r["rank"] for r in data["rows"]] == [1, 2, 2, 4, 5, None, None]
+    assert (data["entries"], data["ranked"]) == (7, 5)
+    row = data["rows"][-1]
+    assert (row["rank"], row["average"], row["complete"], row["ranking"]) == (
+        None, None, False, None,
+    )  # fmt: skip
+    assert row["partial"] == {
+        "questions_per_task": 30,
+        "tasks": OPEN_TASKS,
+        "text": "partial: 30 questions per task",
+    }
+    assert row["scores"]["medqa_4options"] == pytest.approx(0.95)
+    assert row["rank_interval"] is None
+    cells = dict(html.rows)[limited]
+    assert cells[0] == "—" and cells[2] == "—"
+    assert cells[1] == "limited-run partial: 30 questions per task"
+    assert html.sections == [
+        "Ranked among loglik entries (5): this track's protocol",
+        "Not ranked: 2 partial entries (a task missing, or scored on a subset of its questions)",
+    ]
+    # a full run of the same scores is ranked first
+    add_run_entry(database, "open_medical", "full-run", 0.95)
+    client.app.state.cache.invalidate()
+    _, data = page(client, "/leaderboard/open_medical")
+    assert models(data)[0] == "full-run" and data["rows"][0]["rank"] == 1
+    exported = list(csv.DictReader(io.StringIO(client.get("/leaderboard/open_medical.csv").text)))
+    by_model = {r["model"]: r for r in exported}
+    assert by_model["limited-run"]["partial"] == "partial: 30 questions per task"
+    assert by_model["limited-run"]["rank"] == "" and by_model["full-run"]["partial"] == ""
+
+
+def test_a_loglik_entry_is_not_ranked_among_generative_published_rows(
+    client: TestClient, database
+) -> None:
+    """The FlowerTune rows were scored generatively: a log-likelihood entry gets a ranking of
+    its own; ranking every protocol together is a choice the page and its JSON warn about."""
+    loglik = add_run_entry(database, "flowertune_medical", "loglik-entry", 0.8, protocol="loglik/1")
+    client.app.state.cache.invalidate()
+    html, data = page(client, "/leaderboard/flowertune_medical")
+    ranks = [(r["entry_id"] == loglik, r["ranking"], r["rank"]) for r in data["rows"]]
+    assert ranks == [
+        (False, "flowertune", 1), (False, "flowertune", 2), (False, "flowertune", 3),
+        (True, "loglik", 1),
+    ]  # fmt: skip
+    assert data["warnings"] == [] and data["protocol"] == "flowertune"
+    assert html.sections == [
+        "Ranked among flowertune entries (3): this track's protocol",
+        "Ranked among loglik entries (1), apart from the flowertune ranking",
+    ]
+    text = client.get("/leaderboard/flowertune_medical").text
+    assert 'value="all"' in text and ">all protocols together</option>" in text
+    assert 'class="warning"' not in text
+
+    html, mixed = page(client, "/leaderboard/flowertune_medical?ranking=all")
+    assert [(r["entry_id"] == loglik, r["rank"]) for r in mixed["rows"]] == [
+        (True, 1), (False, 2), (False, 3), (False, 4),
+    ]  # fmt: skip
+    assert mixed["view"]["ranking"] == "all" and len(mixed["warnings"]) == 1
+    warning = mixed["warnings"][0]
+    assert "mixes evaluation protocols: flowertune (3 entries), loglik (1 entry)" in warning
+    shown = client.get("/leaderboard/flowertune_medical?ranking=all").text
+    assert re.search(r'<p class="warning" role="status">this ranking mixes evaluation', shown)
+    assert html.sections == ["One ranking over every protocol (flowertune, loglik): not comparable"]
+    assert mixed["links"]["json"] == "/api/leaderboard/flowertune_medical?ranking=all"
+    odd = client.get("/api/leaderboard/flowertune_medical?ranking=bogus").json()
+    assert odd["warnings"] == ["ranking 'bogus' is not 'protocol' or 'all': ranked per protocol"]
+    assert odd["view"]["ranking"] == "protocol"
+
+
+def test_published_averages_are_shown_as_published(client: TestClient) -> None:
+    """FL-finetune-JB-DC's columns average 63.1275 (63.13); its table says 63.12."""
+    html, data = page(client, "/leaderboard/flowertune_medical")
+    by_team = {r["team"]: r for r in data["rows"]}
+    flagged = by_team["FL-finetune-JB-DC"]
+    assert flagged["average"] == pytest.approx(0.6312)
+    assert flagged["recomputed_average"] == pytest.approx(0.631275)
+    assert by_team["ZeroOne.AI"]["recomputed_average"] is None  # 63.5725 reads 63.57
+    cells = dict(html.rows)[flagged["entry_id"]]
+    assert cells[2] == "63.12*"
+    text = client.get("/leaderboard/flowertune_medical").text
+    assert text.count('title="recomputed from the task columns: 63.13"') == 1
+    rows = list(csv.DictReader(io.StringIO(client.get("/leaderboard/flowertune_medical.csv").text)))
+    assert [(r["average"], r["recomputed_average"]) for r in rows] == [
+        ("63.57", ""), ("63.12", "63.13"), ("49.07", ""),
+    ]  # fmt: skip
+
+
+def test_weight_type_filter_and_column(client: TestClient, database) -> None:
+    from medboard.results.db import Entry
+
+    with database.session() as session:
+        entry = session.get(Entry, entry_ids(database)["tiny-eval"])
+        entry.extra = {**entry.extra, "weight_type": "adapter"}
+    client.app.state.cache.invalidate()
+    html, data = page(client, "/leaderboard/open_medical?weight_type=adapter")
+    assert models(data) == ["tiny-eval"] and data["rows"][0]["weight_type"] == "adapter"
+    assert data["facets"]["weight_types"] == ["adapter", "original"]
+    assert data["view"]["weight_type"] == ["adapter"]
+    assert "Weight type" in html.headers and "Type" in html.headers
+    assert html.rows[0][1][html.headers.index("Weight type")] == "adapter"
+    assert html.rows[0][1][html.headers.index("Type")] == "instruct"
+    _, original = page(client, "/leaderboard/open_medical?weight_type=original")
+    assert "tiny-eval" not in models(original) and len(models(original)) == 5
+    text = client.get("/leaderboard/open_medical").text
+    assert 'name="weight_type" value="adapter"' in text

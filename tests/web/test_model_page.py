@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.web.conftest import MEDQA_N, entry_ids
+from medboard.web.app import create_app
+from tests.web.conftest import MEDQA_N, OPEN_TASKS, entry_ids
 
 
 def test_scores_with_95_percent_intervals(client: TestClient, evaluated_id: int) -> None:
@@ -33,6 +34,7 @@ def test_scores_with_95_percent_intervals(client: TestClient, evaluated_id: int)
     assert data["rank"] == {
         "rank": 4,
         "of": 5,
+        "ranking": "loglik",
         "average": pytest.approx((1 / 3 + 0.5 + 3.85) / 9),
         "uncertainty": None,  # the only entry with per-question records: nothing to compare
     }
@@ -174,3 +176,178 @@ def test_calibration_from_choice_probabilities(client: TestClient, evaluated_id:
     assert data["insights"]["average"] is None  # 7 tasks have no samples file
     html = client.get(f"/model/{evaluated_id}").text
     assert 'id="calibration"' in html and f"{top - 1 / 3:.4f}" in html
+
+
+def _medqa_store(home: Path) -> str:
+    """The 30 medqa questions of the samples file in a data store under `home`; their hash."""
+    from medboard.data.records import content_hash
+    from medboard.data.store import DataStore
+
+    records = [
+        {
+            "id": f"medqa-{i}",
+            "question": f"Which drug treats condition {i}?",
+            "options": {key: f"drug {key}{i}" for key in "ABCD"},
+            "answer": "ABCD"[i % 4],
+        }
+        for i in range(MEDQA_N)
+    ]
+    DataStore(home / "data").put("medqa", "test", records, "test", "jsonl")
+    return content_hash(records)
+
+
+def _set_run_data_hash(database, task: str, digest: str) -> None:
+    from sqlalchemy import update
+
+    from medboard.results.db import Run
+
+    with database.session() as session:
+        session.execute(update(Run).where(Run.task == task).values(data_hash=digest))
+
+
+def test_samples_show_question_and_option_texts(
+    database, evaluated_id: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MEDBOARD_HOME", str(tmp_path / "home"))
+    _set_run_data_hash(database, "medqa_4options", _medqa_store(tmp_path / "home"))
+    client = TestClient(create_app(database))
+    samples = client.get(f"/api/model/{evaluated_id}?page=2").json()["samples"]
+    assert samples["text"] == {"shown": True, "note": "MedQA (Jin et al.), MIT license"}
+    row = samples["rows"][1]  # question 21
+    assert row["id"] == "medqa-21" and row["question"] == "Which drug treats condition 21?"
+    assert [c["option"] for c in row["choices"]] == [f"drug {k}21" for k in "ABCD"]
+    html = client.get(f"/model/{evaluated_id}?page=2").text
+    section = html[html.index('id="samples"') :]
+    assert "<th>Question</th>" in section and "Which drug treats condition 21?" in section
+    assert "drug C21" in section and "MedQA (Jin et al.), MIT license" in section
+    assert "condition 19?" not in section  # only the rows shown
+
+
+def test_no_texts_where_the_license_or_the_data_says_no(
+    database, evaluated_id: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from medboard.web import sample_text
+
+    monkeypatch.setenv("MEDBOARD_HOME", str(tmp_path / "home"))
+    digest = _medqa_store(tmp_path / "home")
+    # the store holds other data than the run evaluated (the fixture's made-up hash): no text
+    client = TestClient(create_app(database))
+    samples = client.get(f"/api/model/{evaluated_id}").json()["samples"]
+    assert samples["text"]["shown"] is False and "not the data this run" in samples["text"]["note"]
+    assert all(r["question"] is None for r in samples["rows"])
+    assert all(c["option"] is None for r in samples["rows"] for c in r["choices"])
+    html = client.get(f"/model/{evaluated_id}").text
+    assert "<th>Question</th>" not in html and "Question texts are not shown" in html
+    # the right data, but a license that forbids showing it
+    _set_run_data_hash(database, "medqa_4options", digest)
+    terms = sample_text.DatasetTerms("CC BY-NC 4.0", False, "its license is non-commercial")
+    monkeypatch.setitem(sample_text.TERMS, "medqa", terms)
+    samples = TestClient(create_app(database)).get(f"/api/model/{evaluated_id}").json()["samples"]
+    assert samples["text"] == {
+        "shown": False,
+        "note": "medqa: its license is non-commercial (CC BY-NC 4.0)",
+    }
+    assert all(r["question"] is None for r in samples["rows"])
+    # every registered task's dataset has a recorded decision
+    from medboard.tasks import REGISTRY
+
+    assert {t.dataset for t in REGISTRY.tasks()} <= set(sample_text.TERMS)
+
+
+def test_submission_metadata_is_shown(database, evaluated_id: int) -> None:
+    from sqlalchemy import update
+
+    from medboard.results.db import Entry
+
+    extra = {"weight_type": "adapter", "description": "A <b>LoRA</b> on clinical notes"}
+    with database.session() as session:
+        session.execute(update(Entry).where(Entry.id == evaluated_id).values(extra=extra))
+    client = TestClient(create_app(database))
+    data = client.get(f"/api/model/{evaluated_id}").json()
+    assert data["model"]["model_type"] == "instruct" and data["entry"]["extra"] == extra
+    html = client.get(f"/model/{evaluated_id}").text
+    assert "Type <strong>instruct</strong> · weights <strong>adapter</strong>" in html
+    assert "<dt>Weight type</dt><dd>adapter</dd>" in html
+    assert "A &lt;b&gt;LoRA&lt;/b&gt; on clinical notes" in html  # escaped
+    assert "<dt>weight_type</dt>" not in html  # not repeated among the other extras
+
+
+def _published_board(path: Path, count: int) -> Path:
+    tasks = ",".join(OPEN_TASKS)
+    lines = [f"model,model_type,parameters,dtype,{tasks}"]
+    for i in range(count):
+        scores = ",".join(f"{40 + (i * 7 + k) % 50}.0" for k in range(len(OPEN_TASKS)))
+        lines.append(f"bulk-{i}-7b,instruct,7000000000,bfloat16,{scores}")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def _queries(database, client: TestClient, url: str) -> int:
+    from sqlalchemy import event
+
+    statements: list[str] = []
+
+    def count(conn: object, cursor: object, statement: str, *args: object) -> None:
+        statements.append(statement)
+
+    event.listen(database.engine, "before_cursor_execute", count)
+    try:
+        assert client.get(url).status_code == 200
+    finally:
+        event.remove(database.engine, "before_cursor_execute", count)
+    return len(statements)
+
+
+def test_model_page_queries_do_not_grow_with_the_board(
+    database, evaluated_id: int, tmp_path: Path
+) -> None:
+    from medboard.leaderboard.published import import_published
+
+    def cold_and_warm() -> tuple[int, int]:
+        """Queries of a first model page on a new server, then of another entry's page."""
+        client = TestClient(create_app(database))
+        client.app.state.cache.check_seconds = 3600.0  # no fingerprint check between requests
+        first = _queries(database, client, f"/model/{evaluated_id}?task=medmcqa")
+        other = entry_ids(database)["alpha-7b"]
+        return first, _queries(database, client, f"/api/model/{other}")
+
+    small = cold_and_warm()
+    import_published(database, _published_board(tmp_path / "bulk.csv", 60), track="open_medical")
+    assert len(entry_ids(database)) > 60
+    large = cold_and_warm()
+    assert large == small  # the same queries whatever the number of entries
+    assert large[1] <= 4  # a model page reads its entry, scores and runs; the ranks are cached
+
+
+def test_texts_of_a_real_run_and_of_its_permuted_copy(medboard_home: Path, tmp_path: Path) -> None:
+    from medboard.backends.fake import FakeBackend
+    from medboard.data.store import DataStore
+    from medboard.results.db import open_database
+    from medboard.results.record import record_entry
+    from medboard.runner import EvalOptions, evaluate
+    from medboard.tasks import REGISTRY
+    from medboard.tasks.permute import permuted
+    from tests.conftest import import_fixture_tasks
+
+    import_fixture_tasks(medboard_home)
+    medqa = REGISTRY.task("medqa_4options")
+    backend = FakeBackend("")
+    options = EvalOptions(allow_data_mismatch=True)  # the fixture is a few questions
+    results = evaluate([medqa, permuted(medqa, 1)], backend, options=options)
+    database = open_database(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    entry_id = record_entry(database, "open_medical", results, backend.identity(), {"name": "f"})
+    records = {r["id"]: r for r in DataStore(medboard_home / "data").load("medqa", "test")}
+    client = TestClient(create_app(database))
+    for task, shift in (("medqa_4options", 0), ("medqa_4options@shift1", 1)):
+        samples = client.get(f"/api/model/{entry_id}", params={"task": task}).json()["samples"]
+        assert samples["task"] == task and samples["text"]["shown"] is True
+        for row in samples["rows"]:
+            record = records[row["id"]]
+            texts = list(record["options"].values())
+            n = len(texts)
+            assert row["question"] == record["question"]
+            assert [c["text"] for c in row["choices"]] == list(record["options"])  # the letters
+            # shown as the model saw them: rotated by `shift` in the permuted copy
+            assert [c["option"] for c in row["choices"]] == [
+                texts[(i - shift) % n] for i in range(n)
+            ]

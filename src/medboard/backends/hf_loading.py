@@ -13,11 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from medboard.backends.spec import NAME_MAX, local_kind, overlong_component, user_path
 from medboard.errors import HubUnreachableError, MissingExtraError, ModelError
 from medboard.paths import home, read_json_object, write_json_object
 
 DTYPES = ("float32", "bfloat16", "float16")
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+", re.ASCII)
+HUB_ID_MAX = 96  # huggingface_hub refuses longer repository ids
 
 
 @dataclass(frozen=True)
@@ -28,27 +30,50 @@ class ModelSource:
 
 
 def resolve_source(spec: str, revision: str | None = None) -> ModelSource:
-    """What `--model` names; fails with one line when it names nothing usable."""
-    path = Path(spec).expanduser()
+    """What `--model` names; fails with one line when it names nothing usable. A name the
+    file system cannot look up (too long, a NUL byte) names no local path (spec.local_kind)."""
+    path = user_path(spec)
+    kind = local_kind(path)
     if path.suffix == ".gguf":
-        if not path.is_file():
-            raise ModelError(f"model file {spec} does not exist")
+        if kind != "file":
+            raise ModelError(f"model file {spec} does not exist{_why_missing(spec)}")
         return ModelSource("gguf", str(path.resolve()))
-    if path.is_dir():
-        if (path / "config.json").is_file():
+    if kind == "dir":
+        if local_kind(path / "config.json") == "file":
             return ModelSource("dir", str(path.resolve()))
-        ggufs = sorted(path.glob("*.gguf"))
+        try:
+            ggufs = sorted(path.glob("*.gguf"))
+        except OSError as exc:
+            raise ModelError(f"cannot read model directory {spec}: {exc.strerror}") from None
         if len(ggufs) == 1:
             return ModelSource("gguf", str(ggufs[0].resolve()))
         if len(ggufs) > 1:
             names = ", ".join(g.name for g in ggufs)
             raise ModelError(f"{spec} holds several GGUF files ({names}): name one")
         raise ModelError(f"{spec} is not a model directory (no config.json and no .gguf file)")
-    if path.exists():
+    if kind is not None:
         raise ModelError(f"{spec} is not a model: give a model directory, a .gguf file or a Hub id")
-    if _HUB_ID.match(spec) and not spec.startswith((".", "/", "~")):
+    if is_hub_id(spec):
         return ModelSource("hub", spec, revision)
-    raise ModelError(f"model path {spec} does not exist")
+    raise ModelError(f"model path {spec} does not exist{_why_missing(spec)}")
+
+
+def is_hub_id(spec: str) -> bool:
+    """Whether `spec` can be a Hub model id (`org/name`, at most 96 characters, as the Hub
+    allows)."""
+    return (
+        len(spec) <= HUB_ID_MAX
+        and _HUB_ID.fullmatch(spec) is not None
+        and not spec.startswith((".", "/", "~"))
+    )
+
+
+def _why_missing(spec: str) -> str:
+    if overlong_component(spec):
+        return f" (a path component is longer than {NAME_MAX} bytes)"
+    if "\0" in spec:
+        return " (it holds a NUL character)"
+    return ""
 
 
 def _hash_file(path: Path) -> str:
@@ -71,8 +96,11 @@ def _hash_file(path: Path) -> str:
 def hash_dir(path: Path) -> str:
     """A hash of every file of a model or adapter directory that can change its numbers."""
     digest = hashlib.sha256()
-    for file in sorted(p for p in path.iterdir() if p.is_file() and p.suffix != ".md"):
-        digest.update(f"{file.name}:{_hash_file(file)}\n".encode())
+    try:
+        for file in sorted(p for p in path.iterdir() if p.is_file() and p.suffix != ".md"):
+            digest.update(f"{file.name}:{_hash_file(file)}\n".encode())
+    except OSError as exc:  # a folder or weight file that may not be read
+        raise ModelError(f"cannot read {exc.filename or path}: {exc.strerror}") from None
     return digest.hexdigest()
 
 
@@ -82,7 +110,10 @@ def source_revision(source: ModelSource) -> tuple[ModelSource, str]:
     A Hub model is downloaded here (snapshot), so it becomes a local directory.
     """
     if source.kind == "gguf":
-        return source, "sha256:" + _hash_file(Path(source.location))
+        try:
+            return source, "sha256:" + _hash_file(Path(source.location))
+        except OSError as exc:  # a file that may not be read
+            raise ModelError(f"cannot read {source.location}: {exc.strerror}") from None
     if source.kind == "dir":
         return source, "sha256:" + hash_dir(Path(source.location))
     try:
@@ -221,8 +252,8 @@ def load_model(
 
 
 def check_adapter(adapter: str) -> Path:
-    path = Path(adapter).expanduser()
-    if not (path / "adapter_config.json").is_file():
+    path = user_path(adapter)
+    if local_kind(path / "adapter_config.json") != "file":
         raise ModelError(
             f"adapter {adapter} is not a PEFT adapter directory (no adapter_config.json)"
         )

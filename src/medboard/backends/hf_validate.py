@@ -103,6 +103,14 @@ def _check_directory(directory: Path, label: str) -> tuple[int, str, int | None]
 
 def validate_model(spec: str, revision: str = "", adapter: str | None = None) -> ModelInfo:
     """Check a model (and adapter) as a submission; a ModelError says what is wrong."""
+    try:
+        return _validate(spec, revision, adapter)
+    except OSError as exc:  # a weight file or model card that may not be read, say
+        where = exc.filename or spec
+        raise ModelError(f"cannot read {where}: {exc.strerror or type(exc).__name__}") from None
+
+
+def _validate(spec: str, revision: str, adapter: str | None) -> ModelInfo:
     source = resolve_source(spec, revision or None)
     from_hub = source.kind == "hub"
     source, exact_revision = source_revision(source)
@@ -114,7 +122,7 @@ def validate_model(spec: str, revision: str = "", adapter: str | None = None) ->
         parameters, architecture = _check_gguf(location, spec)
     else:
         parameters, architecture, context = _check_directory(location, spec)
-    license_name = model_card_license(location if location.is_dir() else location.parent)
+    license_name = model_card_license(location if source.kind == "dir" else location.parent)
     if from_hub and not (location / "README.md").is_file():
         raise ModelError(f"{spec} has no model card (README.md): a Hub model needs one")
     if from_hub and license_name is None:

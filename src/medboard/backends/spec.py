@@ -13,10 +13,11 @@ own columns (queue.submissions), and a worker rebuilds the same spec from them.
 """
 
 import re
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from medboard.errors import ModelError
 
@@ -26,12 +27,42 @@ _PREFIX = re.compile(r"^([a-z][a-z0-9_]*):(.*)$", re.DOTALL)
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
 
+# The longest name of one path component on the file systems medboard runs on (bytes).
+NAME_MAX = 255
+
+
+def user_path(text: str | Path) -> Path:
+    """`text` as a path, `~` expanded where it can be (an unknown `~user` stays as written)."""
+    path = Path(text)
+    try:
+        return path.expanduser()
+    except RuntimeError:  # "Could not determine home directory"
+        return path
+
+
+def local_kind(text: str | Path) -> Literal["dir", "file", "other"] | None:
+    """What a path given by a user names here: a directory, a file, something else, or None
+    when it names nothing. A name the system cannot look up (a component over 255 bytes, a NUL
+    byte, text that is not valid in a file name, a folder that may not be entered) names nothing:
+    asking never fails, so a model string is never a 500 or a traceback."""
+    try:
+        mode = user_path(text).stat().st_mode
+    except (OSError, ValueError):
+        return None
+    return "dir" if stat.S_ISDIR(mode) else "file" if stat.S_ISREG(mode) else "other"
+
+
+def overlong_component(text: str) -> bool:
+    """Whether a component of the path `text` is longer than a file name can be."""
+    return any(len(part.encode("utf-8", "surrogatepass")) > NAME_MAX for part in text.split("/"))
+
+
 def split_prefix(text: str) -> tuple[str | None, str]:
     """(backend prefix or None, the rest): a local path that exists is never a prefix."""
     if text in ("fake",):
         return text, ""
     match = _PREFIX.match(text)
-    if match is None or Path(text).expanduser().exists():
+    if match is None or local_kind(text) is not None:
         return None, text
     return match.group(1), match.group(2)
 

@@ -79,13 +79,66 @@ def split_from_name(path: Path, options: ReadOptions) -> str:
     return conv.local_split(tokens[0])
 
 
-def load_json(path: Path) -> Any:
+def _not_utf8(path: Path, lineno: int, raw: bytes, error: UnicodeDecodeError, offset: int) -> str:
+    return (
+        f"{path}:{lineno}: not UTF-8 text (byte 0x{raw[error.start]:02x} at byte offset "
+        f"{offset + error.start}): save the file as UTF-8"
+    )
+
+
+def check_utf8(path: Path) -> None:
+    """Fail with the file, line and byte offset of the first byte that is not UTF-8 (the readers
+    decode as UTF-8; a bare UnicodeDecodeError names neither the file nor the line). Read in
+    binary, line by line: no UTF-8 character holds a newline byte, so each line decodes alone."""
+    offset = 0
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        with path.open("rb") as handle:
+            for lineno, raw in enumerate(handle, start=1):
+                try:
+                    raw.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    raise DataError(_not_utf8(path, lineno, raw, exc, offset)) from None
+                offset += len(raw)
     except OSError as exc:
         raise DataError(f"cannot read {path}: {exc.strerror}") from None
+
+
+def first_text_line(path: Path) -> str | None:
+    """The first line of a text file that is not blank, or None; a file that cannot be read or
+    is not UTF-8 fails with one line naming it."""
+    offset = 0
+    try:
+        with path.open("rb") as handle:
+            for lineno, raw in enumerate(handle, start=1):
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    raise DataError(_not_utf8(path, lineno, raw, exc, offset)) from None
+                if line.strip():
+                    return line
+                offset += len(raw)
+    except OSError as exc:
+        raise DataError(f"cannot read {path}: {exc.strerror}") from None
+    return None
+
+
+def read_text(path: Path) -> str:
+    """A file's text (UTF-8); one line naming the file and the place where it is not."""
+    check_utf8(path)
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise DataError(f"cannot read {path}: {exc.strerror}") from None
+
+
+def load_json(path: Path) -> Any:
+    text = read_text(path)
+    try:
+        return json.loads(text)
     except json.JSONDecodeError as exc:
         raise DataError(f"{path}:{exc.lineno}: invalid JSON ({exc.msg})") from None
+    except RecursionError:  # nesting deeper than the parser goes
+        raise DataError(f"{path}: invalid JSON (nested too deeply)") from None
 
 
 def _keyed(path: Path, key: str, row: Mapping[str, Any]) -> Any:
@@ -102,17 +155,14 @@ def is_normalized_jsonl(path: Path) -> bool:
     """Whether the first record of a .jsonl file has the normalized fields."""
     if path.suffix != ".jsonl" or not path.is_file():
         return False
-    with path.open(encoding="utf-8") as handle:
-        for line in handle:
-            if line.strip():
-                try:
-                    first = json.loads(line)
-                except json.JSONDecodeError:
-                    return False
-                return isinstance(first, dict) and {"id", "question", "options", "answer"} <= set(
-                    first
-                )
-    return False
+    line = first_text_line(path)
+    if line is None:
+        return False
+    try:
+        first = json.loads(line)
+    except (json.JSONDecodeError, RecursionError):
+        return False
+    return isinstance(first, dict) and {"id", "question", "options", "answer"} <= set(first)
 
 
 def normalized_files(folder: Path) -> list[Path]:
@@ -126,11 +176,21 @@ def read_normalized(path: Path, options: ReadOptions = DEFAULT_OPTIONS) -> list[
     """
     if path.is_file():
         split = options.split or path.stem
-        return [Group(path.parent.name, split, list(read_jsonl(path)), str(path), "jsonl")]
+        return [Group(path.parent.name, split, _jsonl_records(path), str(path), "jsonl")]
     files = normalized_files(path) or [
         f for sub in sorted(p for p in path.iterdir() if p.is_dir()) for f in normalized_files(sub)
     ]
-    return [Group(f.parent.name, f.stem, list(read_jsonl(f)), str(f), "jsonl") for f in files]
+    return [Group(f.parent.name, f.stem, _jsonl_records(f), str(f), "jsonl") for f in files]
+
+
+def _jsonl_records(path: Path) -> list[Record]:
+    check_utf8(path)
+    return list(read_jsonl(path))
+
+
+def _json_rows(path: Path) -> list[dict[str, Any]]:
+    check_utf8(path)
+    return list(json_lines(path))
 
 
 # --- MedQA, MedMCQA ------------------------------------------------------------------------------
@@ -150,7 +210,7 @@ def read_medqa_jsonl(path: Path, options: ReadOptions = DEFAULT_OPTIONS) -> list
         raise DataError(f"{path}: the Taiwan MedQA set is not supported")
     else:
         dataset, prefix, language = "medqa", "medqa", None
-    rows = list(json_lines(path))
+    rows = _json_rows(path)
     for row in rows:
         for key in ("question", "options", "answer_idx"):
             _keyed(path, key, row)
@@ -161,7 +221,7 @@ def read_medqa_jsonl(path: Path, options: ReadOptions = DEFAULT_OPTIONS) -> list
 def read_medmcqa_json(path: Path, options: ReadOptions = DEFAULT_OPTIONS) -> list[Group]:
     """MedMCQA original release: JSON lines, options opa..opd, `cop` 1..4; dev.json = validation."""
     split = split_from_name(path, options)
-    rows = list(json_lines(path))
+    rows = _json_rows(path)
     if any(row.get("cop") == 0 for row in rows):
         # The release numbers options from 1; a 0 means a 0-based (Hub) export.
         raise DataError(
@@ -188,7 +248,9 @@ def read_pubmedqa_json(path: Path, options: ReadOptions = DEFAULT_OPTIONS) -> li
     """
     data = load_json(path)
     truth_path = path.with_name(PUBMEDQA_GROUND_TRUTH)
-    truth: dict[str, str] | None = load_json(truth_path) if truth_path.exists() else None
+    truth: dict[str, str] | None = load_json(truth_path) if truth_path.is_file() else None
+    if truth is not None and not isinstance(truth, dict):
+        raise DataError(f"{truth_path}: expected a JSON object of PMID -> label")
     test_pmids = list(truth) if truth is not None else list(conv.pubmedqa_test_pmids())
     by_pmid: dict[str, Record] = {}
     for pmid, item in data.items():
@@ -233,6 +295,7 @@ def mmlu_csv_name(path: Path) -> tuple[str, str] | None:
 
 
 def _csv_rows(path: Path) -> list[list[str]]:
+    check_utf8(path)
     try:
         with path.open(encoding="utf-8", newline="") as handle:
             return list(csv.reader(handle))
@@ -299,9 +362,9 @@ def read_prompt_engine_json(path: Path, options: ReadOptions = DEFAULT_OPTIONS) 
         raise DataError(f"{path}: expected a non-empty JSON object of questions")
     items = list(data.items())
     first = items[0][1]
-    ids = [str(item.get("id", "")) for _, item in items]
     where = str(path)
     try:
+        ids = [str(item.get("id", "")) for _, item in items]
         if {"category", "exam_id"} <= set(first):
             records = [
                 conv.careqa_record(uid, item, item["options"], item["correct_answer"])
@@ -326,6 +389,10 @@ def read_prompt_engine_json(path: Path, options: ReadOptions = DEFAULT_OPTIONS) 
             return _prompt_engine_mmlu(path, parsed, options)
     except KeyError as exc:
         raise DataError(f"{path}: a question lacks field {exc}") from None
+    except (TypeError, AttributeError, ValueError):
+        raise DataError(
+            f"{path}: a question is not an object of the prompt_engine layout"
+        ) from None
     raise DataError(f"{path}: a prompt_engine JSON file of an unknown benchmark")
 
 
@@ -367,15 +434,22 @@ def read_headqa_json(path: Path, options: ReadOptions = DEFAULT_OPTIONS) -> list
     English goes to `headqa`; another language to `headqa_<lang>`, with a `language` field.
     """
     data = load_json(path)
-    language = data.get("language", "en")
     split = split_from_name(path, options)
-    rows = [
-        {**question, "name": exam, "category": info.get("category"), "year": info.get("year")}
-        for exam, info in data["exams"].items()
-        for question in info["data"]
-    ]
-    if language == "en":
-        dataset, records = "headqa", conv.headqa_records(rows)
-    else:
-        dataset, records = f"headqa_{language}", conv.headqa_records(rows, language=language)
+    try:
+        language = data.get("language", "en")
+        rows = [
+            {**question, "name": exam, "category": info.get("category"), "year": info.get("year")}
+            for exam, info in data["exams"].items()
+            for question in info["data"]
+        ]
+        if language == "en":
+            dataset, records = "headqa", conv.headqa_records(rows)
+        else:
+            dataset, records = f"headqa_{language}", conv.headqa_records(rows, language=language)
+    except KeyError as exc:
+        raise DataError(f"{path}: an exam or question lacks field {exc}") from None
+    except (TypeError, AttributeError, ValueError):
+        raise DataError(
+            f"{path}: not the HEAD-QA v1.0 layout (exams -> data -> questions)"
+        ) from None
     return [Group(dataset, split, records, str(path), "headqa_json")]

@@ -45,14 +45,17 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 
 
 def _first_line(path: Path) -> str | None:
+    return formats.first_text_line(path)
+
+
+def _exists(path: Path) -> bool:
+    """Whether `path` names something here; a name the system cannot look up (a component over
+    255 bytes, a NUL byte) names nothing, and is not an error of its own."""
     try:
-        with path.open(encoding="utf-8") as handle:
-            for line in handle:
-                if line.strip():
-                    return line
-    except (OSError, UnicodeDecodeError):
-        return None
-    return None
+        path.stat()
+    except (OSError, ValueError):
+        return False
+    return True
 
 
 def _classify_document(value: object) -> str | None:
@@ -87,11 +90,11 @@ def detect_file(path: Path) -> str | None:
         return None
     try:
         first = json.loads(line)
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):
         # Not JSON lines: one (pretty-printed) document.
         try:
-            return _classify_document(json.loads(path.read_text(encoding="utf-8")))
-        except (json.JSONDecodeError, UnicodeDecodeError):
+            return _classify_document(json.loads(formats.read_text(path)))
+        except (json.JSONDecodeError, RecursionError):
             return None
     if not isinstance(first, dict):
         return None
@@ -107,7 +110,7 @@ def detect_file(path: Path) -> str | None:
 
 def detect(path: Path) -> str:
     """The format of a file or folder ('folder' = a folder of release files, read one by one)."""
-    if not path.exists():
+    if not _exists(path):
         raise DataError(f"{path}: no such file or folder")
     if path.is_file():
         fmt = detect_file(path)
@@ -261,5 +264,8 @@ def import_path(
     """
     path = Path(path)
     options = ReadOptions(split=split, all_subjects=all_subjects)
-    groups = _override(read_path(path, options), path, dataset, split)
+    try:
+        groups = _override(read_path(path, options), path, dataset, split)
+    except OSError as exc:  # a folder or file under `path` that may not be read
+        raise DataError(f"cannot read {exc.filename or path}: {exc.strerror}") from None
     return store_groups(groups, store, str(path))

@@ -1,36 +1,51 @@
 """Ranking: a pure function of stored results and a leaderboard spec.
 
-`load_entries` reads one track's entries from the database into plain `StoredEntry` values (two
-queries, no ORM objects); `rank_entries` turns them into `RankedRow`s for one view (sort, search,
-filters) without touching the database, so it is unit-testable on hand-made rows.
+`load_entries` (medboard.leaderboard.stored) reads one track's entries from the database into
+plain `StoredEntry` values (two queries, no ORM objects); `rank_entries` turns them into
+`RankedRow`s for one view (sort, search, filters) without touching the database, so it is
+unit-testable on hand-made rows.
 
 Rules:
 - the score of a task is its `acc` (a fraction 0-1); the average is the plain mean over the
   track's tasks;
-- only complete entries (a score for every task of the track) get an average and a rank; partial
-  entries stay on the board, unranked, with the tasks they have (they sort last by average);
+- only complete entries get an average and a rank: a score for every task of the track, each on
+  the task's full set of questions. A run asked for a subset (`medboard eval --limit`, lm-eval's
+  `--limit`) that scored fewer questions than the task has is partial; published rows carry no
+  question counts and are complete by definition. Partial entries stay on the board, unranked,
+  with the tasks they have, shown apart after the ranked ones;
+- entries are ranked among entries of the same protocol (loglik, flowertune, generative, cot:
+  their numbers are not comparable), the track's own protocol first; a view may ask for one
+  ranking over all protocols (`ViewOptions.mixed`), and `mixing_warning` then says so;
 - ranks are competition ranks over the whole track (1, 2, 2, 4): searching or filtering hides rows
   but never renumbers them, so a shared, filtered view shows the true ranks;
+- a published row shows its average as published (ranked by it); where the mean of its task
+  columns reads otherwise at 2 decimals (rounded half up, `percent_text`), the row carries that
+  mean as `recomputed_average`;
 - hidden entries are left out (and not ranked) unless asked for;
-- sorting by any column puts missing values last, in both directions; ties keep the rank order.
+- sorting by any column orders the rows within each ranking, and the unranked rows after them;
+  missing values go last, in both directions; ties keep the rank order.
 """
 
 import math
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
-
 from medboard.errors import MedboardError
-from medboard.results.db import Entry, Model, TaskScore
+from medboard.leaderboard.stored import METRIC, ORIGINAL, UNKNOWN, StoredEntry, on_subset
+from medboard.leaderboard.stored import StoredScore as StoredScore  # re-exported: the callers
+from medboard.leaderboard.stored import entry_protocol as entry_protocol  # of ranking read
+from medboard.leaderboard.stored import facet_values as facet_values  # the stored side from
+from medboard.leaderboard.stored import load_entries as load_entries  # here too
 from medboard.tasks import REGISTRY, TRACKS
 
 TRACK_TITLES = {"open_medical": "Open Medical-LLM", "flowertune_medical": "FlowerTune medical"}
-METRIC = "acc"
+# The protocol a track's reference numbers were scored by (its published rows): ranked first.
+TRACK_PROTOCOLS = {"open_medical": "loglik", "flowertune_medical": "flowertune"}
 Z95 = 1.96
-UNKNOWN = "unknown"  # the filter value of an empty dtype or model type
+MIXED = "all"  # the ranking of a view that ranks every protocol together
 _TIE_DIGITS = 9  # averages equal to 1e-9 share a rank (float sums differ in the last bits)
 
 # Columns other than the tasks; True: sorted descending by default (bigger first).
@@ -40,6 +55,7 @@ COLUMNS: dict[str, bool] = {
     "model": False,
     "team": False,
     "model_type": False,
+    "weight_type": False,
     "parameters": True,
     "dtype": False,
     "date": True,
@@ -61,6 +77,7 @@ class LeaderboardSpec:
     tasks: tuple[str, ...]
     metric: str = METRIC
     comm_cost: bool = False  # show the federated communication cost
+    protocol: str = "loglik"  # the track's own protocol, ranked first
 
 
 def track_spec(track: str) -> LeaderboardSpec:
@@ -72,34 +89,8 @@ def track_spec(track: str) -> LeaderboardSpec:
         title=TRACK_TITLES[track],
         tasks=tasks,
         comm_cost=track == "flowertune_medical",
+        protocol=TRACK_PROTOCOLS.get(track, "loglik"),
     )
-
-
-@dataclass(frozen=True)
-class StoredScore:
-    value: float
-    stderr: float | None = None
-    n: int | None = None
-
-
-@dataclass(frozen=True)
-class StoredEntry:
-    """One entry as stored: what ranking needs, nothing more."""
-
-    entry_id: int
-    model: str
-    scores: dict[str, StoredScore]  # task -> score of the spec's metric
-    team: str | None = None
-    base_model: str | None = None
-    model_type: str = UNKNOWN
-    dtype: str = ""
-    parameters: int | None = None
-    date: str | None = None
-    origin: str = "published"
-    source: str = ""
-    protocol: str = "loglik"  # how the questions were asked (medboard.tasks.protocols)
-    comm_cost_gb: float | None = None
-    hidden: bool = False
 
 
 @dataclass(frozen=True)
@@ -110,6 +101,7 @@ class ViewOptions:
     descending: bool | None = None  # None: the column's default direction
     search: str = ""
     model_types: tuple[str, ...] = ()
+    weight_types: tuple[str, ...] = ()
     precisions: tuple[str, ...] = ()
     protocols: tuple[str, ...] = ()
     sources: tuple[str, ...] = ()  # origins: evaluated, imported, published
@@ -117,6 +109,7 @@ class ViewOptions:
     max_params: float | None = None
     include_hidden: bool = False
     complete_only: bool = False
+    mixed: bool = False  # one ranking over every protocol (the default: one per protocol)
 
 
 @dataclass(frozen=True)
@@ -141,6 +134,19 @@ class RankedRow:
     hidden: bool = False
     missing: tuple[str, ...] = field(default=())
     protocol: str = "loglik"
+    weight_type: str = ORIGINAL
+    subset: tuple[str, ...] = field(default=())  # tasks scored on a subset of their questions
+    questions: int | None = None  # questions per task of those (the most any of them has)
+    ranking: str | None = None  # the protocol it is ranked among, MIXED, or None: unranked
+    recomputed_average: float | None = None  # the task columns' mean, where it reads otherwise
+
+    @property
+    def partial_text(self) -> str:
+        """What the board says of an entry scored on a subset ("" for the others)."""
+        if not self.subset:
+            return ""
+        count = self.questions
+        return f"partial: {count or '?'} question{'' if count == 1 else 's'} per task"
 
     def value(self, column: str) -> Any:
         """The value a column sorts by (None when missing, an empty text too)."""
@@ -159,6 +165,7 @@ class RankedRow:
             "team": self.team,
             "base_model": self.base_model,
             "model_type": self.model_type,
+            "weight_type": self.weight_type,
             "dtype": self.dtype,
             "parameters": self.parameters,
             "date": self.date,
@@ -167,7 +174,17 @@ class RankedRow:
             "protocol": self.protocol,
             "comm_cost_gb": self.comm_cost_gb,
             "average": self.average,
+            "recomputed_average": self.recomputed_average,
             "complete": self.complete,
+            "ranking": self.ranking,
+            "missing": list(self.missing),
+            "partial": {
+                "questions_per_task": self.questions,
+                "tasks": list(self.subset),
+                "text": self.partial_text,
+            }
+            if self.subset
+            else None,
             "scores": self.scores,
             "stderrs": self.stderrs,
             "intervals": {t: list(i) if i else None for t, i in self.intervals.items()},
@@ -189,11 +206,27 @@ def interval(value: float, stderr: float | None) -> tuple[float, float] | None:
     return max(0.0, value - Z95 * stderr), min(1.0, value + Z95 * stderr)
 
 
+def percent_text(value: float, digits: int = 2) -> str:
+    """A fraction in percent as the board shows it: rounded half up in decimal, as tables are
+    (a mean of 21.935 reads 21.94), not in binary floating point (where it is 21.93499...)."""
+    if not math.isfinite(value):
+        return f"{100 * value:.{digits}f}"
+    exact = Decimal(repr(round(100 * value, 9)))  # the binary noise of the sum dropped
+    return str(exact.quantize(Decimal(1).scaleb(-digits), ROUND_HALF_UP))
+
+
 def _row(entry: StoredEntry, spec: LeaderboardSpec) -> RankedRow:
     found = {t: entry.scores.get(t) for t in spec.tasks}
     missing = tuple(t for t, s in found.items() if s is None)
-    complete = not missing and bool(spec.tasks)
+    subset = tuple(t for t, s in found.items() if s and s.limit is not None and on_subset(t, s))
+    complete = not missing and not subset and bool(spec.tasks)
     average = sum(s.value for s in found.values() if s) / len(spec.tasks) if complete else None
+    recomputed = None
+    if average is not None and entry.published_average is not None:
+        if percent_text(average) != percent_text(entry.published_average):
+            recomputed = average
+        average = entry.published_average
+    counts = [n for t in subset if (n := getattr(found[t], "n", None)) is not None]
     return RankedRow(
         rank=None,
         entry_id=entry.entry_id,
@@ -201,6 +234,7 @@ def _row(entry: StoredEntry, spec: LeaderboardSpec) -> RankedRow:
         team=entry.team,
         base_model=entry.base_model,
         model_type=entry.model_type or UNKNOWN,
+        weight_type=entry.weight_type or ORIGINAL,
         dtype=entry.dtype,
         parameters=entry.parameters,
         date=entry.date,
@@ -215,23 +249,40 @@ def _row(entry: StoredEntry, spec: LeaderboardSpec) -> RankedRow:
         complete=complete,
         hidden=entry.hidden,
         missing=missing,
+        subset=subset,
+        questions=max(counts) if counts else None,
+        recomputed_average=recomputed,
     )
 
 
-def _with_ranks(rows: list[RankedRow]) -> list[RankedRow]:
-    """Competition ranks by average (1, 2, 2, 4); partial entries keep None."""
+def _with_ranks(rows: list[RankedRow], mixed: bool) -> list[RankedRow]:
+    """Competition ranks by average (1, 2, 2, 4) within each protocol (or over all of them
+    when `mixed`); partial entries keep None."""
     ranked = sorted(
         (r for r in rows if r.average is not None),
         key=lambda r: (-round(r.average or 0.0, _TIE_DIGITS), r.entry_id),
     )
-    ranks: dict[int, int] = {}
-    previous: float | None = None
-    for position, row in enumerate(ranked, start=1):
+    ranks: dict[int, tuple[str, int]] = {}
+    state: dict[str, tuple[int, float, int]] = {}  # ranking -> rows so far, last key, last rank
+    for row in ranked:
+        ranking = MIXED if mixed else row.protocol
+        count, previous, rank = state.get(ranking, (0, math.nan, 0))
         key = round(row.average or 0.0, _TIE_DIGITS)
         if key != previous:
-            rank, previous = position, key
-        ranks[row.entry_id] = rank
-    return [replace(r, rank=ranks.get(r.entry_id)) for r in rows]
+            rank = count + 1
+        state[ranking] = (count + 1, key, rank)
+        ranks[row.entry_id] = (ranking, rank)
+    return [
+        replace(r, ranking=ranks[r.entry_id][0], rank=ranks[r.entry_id][1])
+        if r.entry_id in ranks
+        else r
+        for r in rows
+    ]
+
+
+def ranking_order(spec: LeaderboardSpec, rankings: Iterable[str]) -> list[str]:
+    """The rankings of a board in display order: the track's own protocol first."""
+    return sorted(set(rankings), key=lambda name: (name != spec.protocol, name))
 
 
 def _matches(row: RankedRow, view: ViewOptions) -> bool:
@@ -242,6 +293,8 @@ def _matches(row: RankedRow, view: ViewOptions) -> bool:
         if not all(word in text for word in view.search.casefold().split()):
             return False
     if view.model_types and (row.model_type or UNKNOWN) not in view.model_types:
+        return False
+    if view.weight_types and (row.weight_type or ORIGINAL) not in view.weight_types:
         return False
     if view.precisions and (row.dtype or UNKNOWN) not in view.precisions:
         return False
@@ -259,7 +312,9 @@ def _matches(row: RankedRow, view: ViewOptions) -> bool:
     return True
 
 
-def _sorted(rows: list[RankedRow], column: str, descending: bool) -> list[RankedRow]:
+def _sorted(
+    rows: list[RankedRow], column: str, descending: bool, order: Sequence[str]
+) -> list[RankedRow]:
     # Rank order first, so rows that tie on the column stay in rank order (sorts are stable).
     by_rank = sorted(rows, key=lambda r: (r.rank is None, r.rank or 0, r.entry_id))
     present = [r for r in by_rank if r.value(column) is not None]
@@ -271,7 +326,38 @@ def _sorted(rows: list[RankedRow], column: str, descending: bool) -> list[Ranked
 
     if column == "rank":  # rank 1 first unless reversed; equal to sorting by average
         descending = not descending
-    return sorted(present, key=key, reverse=descending) + absent
+    ordered = sorted(present, key=key, reverse=descending) + absent
+    section = {name: i for i, name in enumerate(order)}  # each ranking, then the unranked
+    return sorted(ordered, key=lambda r: section.get(r.ranking or "", len(section)))
+
+
+def _check_sort(spec: LeaderboardSpec, view: ViewOptions) -> None:
+    if view.sort not in sort_columns(spec):
+        raise MedboardError(
+            f"cannot sort by '{view.sort}' (columns: {', '.join(sort_columns(spec))})"
+        )
+
+
+def ranked_rows(
+    entries: Iterable[StoredEntry], spec: LeaderboardSpec, view: ViewOptions | None = None
+) -> list[RankedRow]:
+    """Every row of a track (hidden ones only if the view asks), ranked; not filtered."""
+    view = view or ViewOptions()
+    rows = [_row(e, spec) for e in entries if view.include_hidden or not e.hidden]
+    return _with_ranks(rows, view.mixed)
+
+
+def view_rows(
+    rows: Sequence[RankedRow], spec: LeaderboardSpec, view: ViewOptions | None = None
+) -> list[RankedRow]:
+    """The rows of `ranked_rows` one view shows: filtered, then sorted within each ranking
+    (the track's own protocol first), the unranked rows after them."""
+    view = view or ViewOptions()
+    _check_sort(spec, view)
+    kept = [r for r in rows if _matches(r, view)]
+    descending = default_descending(view.sort) if view.descending is None else view.descending
+    order = ranking_order(spec, (r.ranking for r in rows if r.ranking is not None))
+    return _sorted(kept, view.sort, descending, order)
 
 
 def rank_entries(
@@ -279,82 +365,25 @@ def rank_entries(
 ) -> list[RankedRow]:
     """The rows of one view of a track: ranked over the whole track, then filtered and sorted."""
     view = view or ViewOptions()
-    if view.sort not in sort_columns(spec):
-        raise MedboardError(
-            f"cannot sort by '{view.sort}' (columns: {', '.join(sort_columns(spec))})"
-        )
-    rows = [_row(e, spec) for e in entries if view.include_hidden or not e.hidden]
-    rows = _with_ranks(rows)
-    rows = [r for r in rows if _matches(r, view)]
-    descending = default_descending(view.sort) if view.descending is None else view.descending
-    return _sorted(rows, view.sort, descending)
+    _check_sort(spec, view)  # before any work
+    return view_rows(ranked_rows(entries, spec, view), spec, view)
 
 
-def entry_protocol(track: str, origin: str, extra: dict[str, Any] | None) -> str:
-    """The protocol name of an entry: recorded in `extra` ("generative/1" -> "generative"),
-    else its track's own (published FlowerTune numbers are generative, the rest loglik)."""
-    recorded = (extra or {}).get("protocol")
-    if isinstance(recorded, str) and recorded:
-        return recorded.split("/", 1)[0]
-    return "flowertune" if track == "flowertune_medical" and origin == "published" else "loglik"
+def ranking_counts(spec: LeaderboardSpec, rows: Iterable[RankedRow]) -> dict[str, int]:
+    """How many entries each ranking of a board ranks, in display order."""
+    counts = Counter([r.ranking for r in rows if r.ranking is not None])
+    return {name: counts[name] for name in ranking_order(spec, counts)}
 
 
-def load_entries(session: Session, track: str, metric: str = METRIC) -> list[StoredEntry]:
-    """Every entry of a track (hidden ones too, flagged) with its scores of `metric`."""
-    entry_rows = session.execute(
-        select(
-            Entry.id,
-            Model.name,
-            Entry.team,
-            Model.base_model,
-            Model.model_type,
-            Model.dtype,
-            Model.parameters,
-            Entry.date,
-            Entry.origin,
-            Entry.source,
-            Entry.comm_cost_gb,
-            Entry.hidden,
-            Entry.extra,
-        )
-        .join(Model, Entry.model_id == Model.id)
-        .where(Entry.track == track)
-        .order_by(Entry.id)
-    ).all()
-    scores: dict[int, dict[str, StoredScore]] = {row[0]: {} for row in entry_rows}
-    score_rows = session.execute(
-        select(TaskScore.entry_id, TaskScore.task, TaskScore.value, TaskScore.stderr, TaskScore.n)
-        .join(Entry, TaskScore.entry_id == Entry.id)
-        .where(Entry.track == track, TaskScore.metric == metric)
-    ).all()
-    for entry_id, task, value, stderr, n in score_rows:
-        scores[entry_id][task] = StoredScore(value, stderr, n)
-    return [
-        StoredEntry(
-            entry_id=row[0],
-            model=row[1],
-            team=row[2],
-            base_model=row[3],
-            model_type=row[4] or UNKNOWN,
-            dtype=row[5] or "",
-            parameters=row[6],
-            date=row[7],
-            origin=row[8],
-            source=row[9] or "",
-            comm_cost_gb=row[10],
-            hidden=bool(row[11]),
-            protocol=entry_protocol(track, row[8], row[12]),
-            scores=scores[row[0]],
-        )
-        for row in entry_rows
-    ]
-
-
-def facet_values(entries: Sequence[StoredEntry]) -> dict[str, list[str]]:
-    """The values the filters offer: model types, precisions and origins present on a track."""
-    return {
-        "model_types": sorted({e.model_type or UNKNOWN for e in entries}),
-        "precisions": sorted({e.dtype or UNKNOWN for e in entries}),
-        "protocols": sorted({e.protocol for e in entries}),
-        "sources": sorted({e.origin for e in entries}),
-    }
+def mixing_warning(rows: Iterable[RankedRow]) -> str | None:
+    """What a view that ranks several protocols together must say (None when it does not)."""
+    counts = Counter(r.protocol for r in rows if r.ranking == MIXED)
+    if len(counts) < 2:
+        return None
+    parts = ", ".join(
+        f"{name} ({n} {'entry' if n == 1 else 'entries'})" for name, n in sorted(counts.items())
+    )
+    return (
+        f"this ranking mixes evaluation protocols: {parts}; scores from different protocols "
+        "are not comparable (the default view ranks each protocol separately)"
+    )

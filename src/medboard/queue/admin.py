@@ -4,9 +4,11 @@ The web app asks for the admin token before calling these; each returns what it 
 raises AdminError (a MedboardError) when the target does not exist or cannot take the action.
 """
 
-from sqlalchemy import update
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 
 from medboard.errors import MedboardError
+from medboard.queue.submissions import ACTIVE
 from medboard.results.db import Database, Entry, Submission, utcnow
 
 
@@ -25,7 +27,27 @@ def approve(database: Database, submission_id: int) -> Submission:
 
 
 def rerun(database: Database, submission_id: int) -> Submission:
-    """Queue a failed or finished job again (a finished run's cached answers are reused)."""
+    """Queue a failed or finished job again (a finished run's cached answers are reused, and
+    its entry is not recorded twice: worker._record). A failed job whose model was submitted
+    again meanwhile is refused: the unique index on active submissions (migration 0006)."""
+    try:
+        return _rerun(database, submission_id)
+    except IntegrityError:
+        with database.session() as session:
+            job = session.get(Submission, submission_id)
+            twin = session.scalars(
+                select(Submission.id).where(
+                    Submission.dedup_key == (job.dedup_key if job else None),
+                    Submission.status.in_(ACTIVE),
+                )
+            ).first()
+        raise AdminError(
+            f"submission #{submission_id}: the same model is submitted again as #{twin}; "
+            "nothing to rerun"
+        ) from None
+
+
+def _rerun(database: Database, submission_id: int) -> Submission:
     with database.session() as session:
         job = session.get(Submission, submission_id)
         if job is None:

@@ -11,22 +11,28 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any
+
+from sqlalchemy.orm import Session
 
 from medboard.backends import registry
 from medboard.errors import MedboardError
-from medboard.evaluation import evaluate_spec
+from medboard.evaluation import Evaluated, evaluate_spec
 from medboard.queue.submissions import (
     DEFAULT_LEASE_SECONDS,
     claim,
+    evaluated_entry,
     fail,
     finish_in,
     heartbeat,
     release,
     spec_of,
+    validate_queued,
 )
-from medboard.results.db import Database, Submission
+from medboard.results.db import Database, Entry, Submission
 from medboard.runner import BatchPace, EvalOptions, SilentReporter
+from medboard.tasks.protocols import protocol_version
 
 log = logging.getLogger("medboard.worker")
 
@@ -135,7 +141,6 @@ def evaluate_job(
     from medboard.tasks import REGISTRY
 
     tasks = REGISTRY.resolve(job.track, None)
-    spec = registry.for_job(spec_of(job), backend_args or {})
 
     def unchanged(identity: dict[str, Any]) -> None:
         # A Hub model is pinned by its commit, a served one by what its server says (a worker
@@ -151,10 +156,17 @@ def evaluate_job(
         kwargs={"progress": reporter.progress},
         daemon=True,
     )
-    beater.start()
+    beater.start()  # before a public Hub model is validated: that downloads it
     interrupted: BaseException | None = None
     try:
-        evaluated = evaluate_spec(spec, tasks, options or EvalOptions(), reporter, unchanged)
+        if job.info.get("validated") is False:  # queued unchecked from the web (queue.public)
+            validated = validate_queued(database, job, worker)
+            if validated is None:
+                raise LostClaimError(f"job #{job.id} was claimed by another worker")
+            job = validated
+        spec = registry.for_job(spec_of(job), backend_args or {})
+        asked = replace(options or EvalOptions(), protocol=job.protocol)
+        evaluated = evaluate_spec(spec, tasks, asked, reporter, unchanged)
     except (KeyboardInterrupt, WorkerStopped) as exc:
         interrupted = exc
     finally:
@@ -166,19 +178,45 @@ def evaluate_job(
         raise interrupted
     if lost.is_set() or not heartbeat(database, job.id, worker):
         raise LostClaimError(f"job #{job.id} was claimed by another worker")
-    details = {
-        "name": job.info.get("name") or job.model,
-        "parameters": job.info.get("parameters"),
-        "license": job.info.get("license"),
-        "model_type": job.info.get("model_type", "unknown"),
-    }
     # The entry and the job's "finished" are one transaction: a worker killed while recording
     # leaves neither (the job is reclaimed and recorded once), and a worker whose job was taken
     # over meanwhile records nothing.
     with database.session() as session:
-        entry_id = evaluated.record(session, job.track, details, f"submission #{job.id}")
+        entry_id = _record(session, job, evaluated)
         if not finish_in(session, job.id, worker, entry_id):
             raise LostClaimError(f"job #{job.id} was claimed by another worker")
+    return entry_id
+
+
+def _record(session: Session, job: Submission, evaluated: Evaluated) -> int:
+    """The job's entry, recorded in the caller's transaction; one model identity gets one
+    evaluated entry per track and protocol: when it has one already (a finished job run again,
+    an `eval --record`), the job links to it and nothing new is recorded."""
+    identity = evaluated.identity
+    found = evaluated_entry(
+        session, identity["revision"], identity.get("adapter_hash") or "", identity["dtype"],
+        job.track, job.protocol,
+    )  # fmt: skip
+    if found is not None:
+        log.info("job #%d: the model has entry %d already; nothing recorded", job.id, found.id)
+        entry_id = found.id
+    else:
+        details = {
+            "name": job.info.get("name") or job.model,
+            "parameters": job.info.get("parameters"),
+            "license": job.info.get("license"),
+            "model_type": job.model_type,
+        }
+        extra = {
+            "protocol": protocol_version(job.protocol),
+            "weight_type": job.weight_type,
+            "description": job.description or "",
+        }
+        source = f"submission #{job.id}"
+        entry_id = evaluated.record(session, job.track, details, source, extra=extra)
+    model = session.get(Entry, entry_id).model  # type: ignore[union-attr]
+    if model.model_type == "unknown":  # a model row found, not made: it learns its type
+        model.model_type = job.model_type
     return entry_id
 
 
@@ -241,14 +279,36 @@ def run_worker(
     backend_args = registry.per_run_args(backend_args or {})  # a bad one: before any claim
     handled = 0
     log.info("worker %s polling %s", name, database.url)
-    while not stop.is_set():
-        job = claim(database, name, lease_seconds)
-        if job is None:
-            if once:
-                break
-            stop.wait(poll_seconds)
-            continue
-        status = run_job(database, job, name, lease_seconds, options, stop, backend_args)
-        if status != "released":
-            handled += 1
+    try:
+        while not stop.is_set():
+            job = claim(database, name, lease_seconds)
+            if job is None:
+                if once:
+                    break
+                stop.wait(poll_seconds)
+                continue
+            status = run_job(database, job, name, lease_seconds, options, stop, backend_args)
+            if status != "released":
+                handled += 1
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (`medboard worker` raises it for both)
+        _before_exit()
+        raise
+    if stop.is_set():
+        _before_exit()
     return handled
+
+
+def _before_exit() -> None:
+    """Freeze the heap of a worker told to stop (heap.py): its process exits next.
+
+    Why idle workers outlived a SIGTERM by seconds: the signal itself is handled at once (the
+    idle wait is interrupted), but after each job `run_job` thaws the heap, so the half million
+    objects of the libraries a job imported (torch, transformers) are collectable again, and
+    the interpreter's exit scans them, collection after collection, as it tears its modules
+    down: about 6 s of CPU after one tiny-model job on a busy 2-core machine (0.7 s frozen),
+    more with several workers exiting on few cores at once. A worker that never ran a job
+    never imported them: it exits in about a second. Frozen, they are not scanned; what was
+    garbage was collected by the thaw already."""
+    from medboard.heap import freeze
+
+    freeze()

@@ -9,6 +9,7 @@ A leaderboard row is an Entry: one model on one track, with where its numbers co
 TaskScore per task and metric. Runs are medboard evaluations, keyed by their run key.
 """
 
+import hashlib
 import logging
 import os
 import threading
@@ -25,12 +26,14 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     String,
     Text,
     UniqueConstraint,
     create_engine,
     event,
+    text,
     true,
 )
 from sqlalchemy.engine import Engine
@@ -148,6 +151,17 @@ class Submission(Base):
     """A request to evaluate a model; workers move it pending -> running -> finished | failed."""
 
     __tablename__ = "submissions"
+    # At most one active (pending, running or finished) submission per dedup_key: concurrent
+    # submissions of one model give one job (migration 0006 says why a partial index).
+    __table_args__ = (
+        Index(
+            "uq_submissions_dedup_active",
+            "dedup_key",
+            unique=True,
+            sqlite_where=text("status IN ('pending', 'running', 'finished')"),
+            postgresql_where=text("status IN ('pending', 'running', 'finished')"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     model: Mapped[str] = mapped_column(Text)  # a model spec's text (path, Hub id, BACKEND:...)
@@ -175,6 +189,25 @@ class Submission(Base):
     )
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+    # What makes two submissions the same (Submission.key_of); NULL: never a duplicate (rows
+    # queued before 0006 that duplicated an older one, jobs inserted by hand).
+    dedup_key: Mapped[str | None] = mapped_column(String(64), default=None)
+    protocol: Mapped[str] = mapped_column(String(20), default="loglik", server_default="loglik")
+    # The submitter's metadata, as the Open Medical-LLM form has it: model_type is one of
+    # MODEL_TYPES (the entry's model gets it), weight_type original, adapter or delta.
+    model_type: Mapped[str] = mapped_column(String(20), default="unknown", server_default="unknown")
+    weight_type: Mapped[str] = mapped_column(
+        String(20), default="original", server_default="original"
+    )
+    description: Mapped[str | None] = mapped_column(Text, default=None)
+
+    @staticmethod
+    def key_of(identity: str, adapter_hash: str, dtype: str, track: str, protocol: str) -> str:
+        """The dedup_key: sha256 of the model's identity (its validated revision: a content
+        hash, a Hub commit; or `hub:ID@REVISION` before a worker validated it), its adapter's
+        hash, dtype, track and protocol."""
+        fields = (identity, adapter_hash, dtype, track, protocol)
+        return hashlib.sha256("\x1f".join(fields).encode()).hexdigest()
 
 
 def database_url(url: str | None = None) -> str:

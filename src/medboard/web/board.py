@@ -1,10 +1,12 @@
 """The leaderboard view: its state in the URL, and the data the HTML page and its JSON twin share.
 
-The whole view is the query string: `sort`, `desc` (1/0), `q` (search), `type`, `precision`,
-`source` (each repeatable or comma-separated), `min_b`/`max_b` (size bounds in billions of
-parameters), `cols` (the columns shown, comma-separated; absent: the defaults), `complete` (1: hide
-partial entries), `page` and `per_page`. A value that cannot be read is ignored with a warning,
-so a hand-edited URL still shows a page.
+The whole view is the query string: `sort`, `desc` (1/0), `q` (search), `type`, `weight_type`,
+`precision`, `protocol`, `source` (each repeatable or comma-separated), `min_b`/`max_b` (size
+bounds in billions of parameters), `cols` (the columns shown, comma-separated; absent: the
+defaults), `complete` (1: hide partial entries), `ranking` (`all`: one ranking over every protocol,
+with a warning where that mixes protocols; absent: one ranking per protocol), `page` and
+`per_page`. A value that cannot be read is ignored with a warning, so a hand-edited URL still
+shows a page.
 """
 
 import csv
@@ -16,14 +18,19 @@ from typing import Any
 from urllib.parse import urlencode
 
 from medboard.leaderboard.ranking import (
+    MIXED,
     LeaderboardSpec,
     RankedRow,
     StoredEntry,
     ViewOptions,
     default_descending,
     facet_values,
-    rank_entries,
+    mixing_warning,
+    percent_text,
+    ranked_rows,
+    ranking_counts,
     sort_columns,
+    view_rows,
 )
 from medboard.web.cells import label, safe_cell
 from medboard.web.insights import row_uncertainty
@@ -36,12 +43,16 @@ BILLION = 1e9
 def optional_columns(spec: LeaderboardSpec) -> list[str]:
     """Columns the picker offers, in table order (rank, model and average are always shown)."""
     extra = ["comm_cost_gb"] if spec.comm_cost else []
-    return ["team", *spec.tasks, *extra, "model_type", "parameters", "dtype", "date", "origin"]
+    return [
+        "team", *spec.tasks, *extra, "model_type", "weight_type", "parameters", "dtype", "date",
+        "origin",
+    ]  # fmt: skip
 
 
 def default_columns(spec: LeaderboardSpec) -> list[str]:
-    """The team is in the federated track's model names; it publishes no sizes or precisions."""
-    unused = {"team", "parameters", "dtype"} if spec.comm_cost else {"team"}
+    """The team is in the federated track's model names; it publishes no sizes, precisions or
+    weight types (its entries are all adapters of a base model)."""
+    unused = {"team", "parameters", "dtype", "weight_type"} if spec.comm_cost else {"team"}
     return [c for c in optional_columns(spec) if c not in unused]
 
 
@@ -55,9 +66,11 @@ class BoardQuery:
     desc: bool | None = None
     q: str = ""
     types: tuple[str, ...] = ()
+    weight_types: tuple[str, ...] = ()
     precisions: tuple[str, ...] = ()
     protocols: tuple[str, ...] = ()
     sources: tuple[str, ...] = ()
+    mixed: bool = False  # ranking=all: one ranking over every protocol
     min_b: float | None = None
     max_b: float | None = None
     cols: tuple[str, ...] | None = None  # None: the defaults
@@ -71,12 +84,14 @@ class BoardQuery:
             descending=self.desc,
             search=self.q,
             model_types=self.types,
+            weight_types=self.weight_types,
             precisions=self.precisions,
             protocols=self.protocols,
             sources=self.sources,
             min_params=self.min_b * BILLION if self.min_b is not None else None,
             max_params=self.max_b * BILLION if self.max_b is not None else None,
             complete_only=self.complete,
+            mixed=self.mixed,
         )
 
     def params(self, **changes: Any) -> dict[str, Any]:
@@ -91,6 +106,7 @@ class BoardQuery:
             params["q"] = query.q
         for name, values in (
             ("type", query.types),
+            ("weight_type", query.weight_types),
             ("precision", query.precisions),
             ("protocol", query.protocols),
             ("source", query.sources),
@@ -104,6 +120,8 @@ class BoardQuery:
             params["cols"] = ",".join(query.cols)
         if query.complete:
             params["complete"] = 1
+        if query.mixed:
+            params["ranking"] = MIXED
         if query.page != 1:
             params["page"] = query.page
         if query.per_page != PER_PAGE:
@@ -155,6 +173,7 @@ def parse_query(
     desc: str | None = None,
     q: str | None = None,
     types: Sequence[str] = (),
+    weight_types: Sequence[str] = (),
     precisions: Sequence[str] = (),
     protocols: Sequence[str] = (),
     sources: Sequence[str] = (),
@@ -162,6 +181,7 @@ def parse_query(
     max_b: str | None = None,
     cols: Sequence[str] | None = None,
     complete: str | None = None,
+    ranking: str | None = None,
     page: str | None = None,
     per_page: str | None = None,
 ) -> tuple[BoardQuery, list[str]]:
@@ -184,11 +204,15 @@ def parse_query(
             chosen = None  # the defaults: a shorter URL
     low = _number(min_b, "min_b", warnings)
     high = _number(max_b, "max_b", warnings)
+    chosen_ranking = (ranking or "").strip().lower()
+    if chosen_ranking not in ("", "protocol", MIXED):
+        warnings.append(f"ranking '{ranking}' is not 'protocol' or '{MIXED}': ranked per protocol")
     query = BoardQuery(
         sort=column,
         desc=_flag(desc),
         q=(q or "").strip()[:200],
         types=tuple(_split(types)),
+        weight_types=tuple(_split(weight_types)),
         precisions=tuple(_split(precisions)),
         protocols=tuple(_split(protocols)),
         sources=tuple(_split(sources)),
@@ -196,6 +220,7 @@ def parse_query(
         max_b=high,
         cols=chosen,
         complete=bool(_flag(complete)),
+        mixed=chosen_ranking == MIXED,
         page=_integer(page, "page", 1, 1_000_000, warnings),
         per_page=_integer(per_page, "per_page", PER_PAGE, MAX_PER_PAGE, warnings),
     )
@@ -203,8 +228,24 @@ def parse_query(
 
 
 def _with_uncertainty(row: dict[str, Any], found: dict[str, Any] | None) -> dict[str, Any]:
-    row["rank_interval"] = None if found is None else row_uncertainty(found, row["entry_id"])
+    ranked = row["rank"] is not None  # a partial entry has no rank, nor a rank interval
+    row["rank_interval"] = row_uncertainty(found, row["entry_id"]) if found and ranked else None
     return row
+
+
+def _sections(spec: LeaderboardSpec, ranked: list[RankedRow], mixed: bool) -> list[dict[str, Any]]:
+    """The parts of the board, in display order: each ranking, then the unranked entries."""
+    sections: list[dict[str, Any]] = [
+        {"ranking": name, "ranked": count, "own": name == spec.protocol}
+        for name, count in ranking_counts(spec, ranked).items()
+    ]
+    if mixed:
+        for section in sections:
+            section["protocols"] = sorted({r.protocol for r in ranked if r.ranking == MIXED})
+    unranked = sum(1 for r in ranked if r.ranking is None)
+    if unranked:
+        sections.append({"ranking": None, "ranked": 0, "unranked": unranked, "own": False})
+    return sections
 
 
 def board_data(
@@ -213,13 +254,21 @@ def board_data(
     query: BoardQuery,
     warnings: list[str],
     uncertainty: dict[str, Any] | None = None,
+    ranked: list[RankedRow] | None = None,
 ) -> dict[str, Any]:
     """What the leaderboard page shows; the JSON twin returns exactly this.
 
-    `uncertainty` (medboard.web.insights.board_uncertainty) adds each row's rank interval among
-    the entries scored on the same questions, and whether it is told apart from the leader.
+    `uncertainty` (medboard.web.insights.board_uncertainty) adds each ranked row's rank interval
+    among the entries scored on the same questions, and whether it is told apart from the leader.
+    A view that ranks several protocols together (`ranking=all`) says so in its warnings.
+    `ranked`: `ranked_rows` of `entries` for this view, where the caller keeps them
+    (`BoardCache.ranked`), so that a view (a search, say) does not rank the whole track again.
     """
-    rows = rank_entries(entries, spec, query.options())
+    options = query.options()
+    ranked = ranked_rows(entries, spec, options) if ranked is None else ranked
+    rows = view_rows(ranked, spec, options)
+    mixing = mixing_warning(ranked) if query.mixed else None
+    warnings = [*warnings, mixing] if mixing else list(warnings)
     visible = [e for e in entries if not e.hidden]
     pages = max(1, math.ceil(len(rows) / query.per_page))
     page = min(query.page, pages)
@@ -231,6 +280,7 @@ def board_data(
         "track": spec.track,
         "title": spec.title,
         "metric": spec.metric,
+        "protocol": spec.protocol,
         "tasks": [{"name": t, "label": label(t)} for t in spec.tasks],
         "columns": columns,
         "available_columns": [{"name": c, "label": label(c)} for c in optional_columns(spec)],
@@ -239,9 +289,11 @@ def board_data(
             "desc": descending,
             "q": query.q,
             "type": list(query.types),
+            "weight_type": list(query.weight_types),
             "precision": list(query.precisions),
             "protocol": list(query.protocols),
             "source": list(query.sources),
+            "ranking": MIXED if query.mixed else "protocol",
             "min_b": query.min_b,
             "max_b": query.max_b,
             "cols": columns,
@@ -251,7 +303,8 @@ def board_data(
         },
         "facets": facet_values(visible),
         "entries": len(visible),
-        "ranked": sum(1 for e in visible if all(t in e.scores for t in spec.tasks)),
+        "ranked": sum(1 for r in ranked if r.rank is not None),
+        "sections": _sections(spec, ranked, query.mixed),
         "matching": len(rows),
         "page": page,
         "pages": pages,
@@ -277,10 +330,11 @@ def rows_csv(rows: list[RankedRow], spec: LeaderboardSpec, columns: Sequence[str
     extra = [c for c in columns if c not in spec.tasks]
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["rank", "entry_id", "model", "average", *spec.tasks, *extra])
+    notes = ["ranking", "partial", "recomputed_average"]
+    writer.writerow(["rank", "entry_id", "model", "average", *spec.tasks, *extra, *notes])
 
     def percent(value: float | None) -> str:
-        return "" if value is None else f"{100 * value:.2f}"
+        return "" if value is None else percent_text(value)
 
     def cell(value: Any) -> Any:
         if value is None:
@@ -296,6 +350,9 @@ def rows_csv(rows: list[RankedRow], spec: LeaderboardSpec, columns: Sequence[str
                 percent(row.average),
                 *(percent(row.scores[t]) for t in spec.tasks),
                 *(cell(row.value(c)) for c in extra),
+                row.ranking or "",
+                row.partial_text,
+                percent(row.recomputed_average),
             ]
         )
     return out.getvalue()

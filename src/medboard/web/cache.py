@@ -17,7 +17,10 @@ touching the database; when a check is due it still answers (for at most another
 `check_seconds`) while a background thread checks, so a change shows within about
 `check_seconds` plus the time of one check, and no visitor waits for the check.
 Values with an `nbytes` attribute (rendered bodies) count towards `max_bytes`; the least recently
-used views go first when either bound is reached.
+used views go first when either bound is reached. Views live in groups, each with its own bounds:
+`BOARD` (the default: the leaderboard's views) and `PAGES` (one or more per model page, of which
+there are as many as entries), so that a crawl through the model pages never pushes the
+leaderboard's views out.
 """
 
 import logging
@@ -29,13 +32,22 @@ from typing import TypeVar
 
 from sqlalchemy import Integer, cast, func, select
 
-from medboard.leaderboard.ranking import StoredEntry, load_entries
+from medboard.leaderboard.ranking import (
+    LeaderboardSpec,
+    RankedRow,
+    StoredEntry,
+    ViewOptions,
+    load_entries,
+    ranked_rows,
+)
 from medboard.results.db import Database, Entry, TaskScore
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 Fingerprint = tuple[object, ...]
 Key = tuple[Hashable, ...]
+BOARD = "board"
+PAGES = "pages"
 
 
 def _size(value: object) -> int:
@@ -49,14 +61,17 @@ class BoardCache:
         database: Database,
         check_seconds: float = 1.0,
         max_age_seconds: float = 30.0,
-        max_views: int = 256,
+        max_views: int = 512,
         max_bytes: int = 64 * 2**20,
+        max_page_views: int = 8192,
+        max_page_bytes: int = 64 * 2**20,
     ) -> None:
         self.database = database
         self.check_seconds = check_seconds
         self.max_age_seconds = max_age_seconds
         self.max_views = max_views
         self.max_bytes = max_bytes
+        self._bounds = {BOARD: (max_views, max_bytes), PAGES: (max_page_views, max_page_bytes)}
         self._lock = threading.Lock()
         self._checking = threading.Lock()  # one fingerprint check at a time
         self._refreshing = False  # a background check started by `peek` is running
@@ -64,8 +79,8 @@ class BoardCache:
         self._checked_at = 0.0
         self._born_at = 0.0
         self._tracks: dict[str, list[StoredEntry]] = {}
-        self._views: OrderedDict[Key, object] = OrderedDict()
-        self._bytes = 0
+        self._groups: dict[str, OrderedDict[Key, object]] = {g: OrderedDict() for g in self._bounds}
+        self._bytes = dict.fromkeys(self._bounds, 0)
         self._generation = 0  # counts the clears: a value built before one is not kept
         self._building: dict[Key, threading.Lock] = {}
 
@@ -92,8 +107,9 @@ class BoardCache:
     def _clear(self) -> None:
         self._generation += 1
         self._tracks.clear()
-        self._views.clear()
-        self._bytes = 0
+        for views in self._groups.values():
+            views.clear()
+        self._bytes = dict.fromkeys(self._bounds, 0)
 
     def _changed_in_place(self, tracks: dict[str, list[StoredEntry]]) -> bool:
         """Whether a cached track differs from the database (a change the fingerprint missed)."""
@@ -170,48 +186,59 @@ class BoardCache:
                     self._tracks[track] = loaded
         return loaded
 
-    def _cached(self, key: Key) -> tuple[bool, object]:
+    def ranked(self, spec: LeaderboardSpec, view: ViewOptions | None = None) -> list[RankedRow]:
+        """The track's rows ranked (`ranked_rows`: before any search, filter or sort), once per
+        database state and kind of ranking (hidden rows or not, per protocol or mixed): a view
+        then costs a pass over these rows, not a ranking of the whole track."""
+        view = view or ViewOptions()
+        kind = ViewOptions(include_hidden=view.include_hidden, mixed=view.mixed)
+        return self.view(
+            ("ranked", spec, kind), lambda: ranked_rows(self.entries(spec.track), spec, kind)
+        )
+
+    def _cached(self, key: Key, group: str) -> tuple[bool, object]:
         with self._lock:
-            if key in self._views:
-                self._views.move_to_end(key)
-                return True, self._views[key]
+            views = self._groups[group]
+            if key in views:
+                views.move_to_end(key)
+                return True, views[key]
         return False, None
 
-    def _store(self, key: Key, value: object) -> None:
+    def _store(self, key: Key, value: object, group: str) -> None:
         """Keep a view (hold the lock), dropping the least recently used beyond the bounds."""
-        old = self._views.pop(key, None)
-        self._bytes += _size(value) - _size(old)
-        self._views[key] = value
-        while len(self._views) > 1 and (
-            len(self._views) > self.max_views or self._bytes > self.max_bytes
-        ):
-            _, dropped = self._views.popitem(last=False)
-            self._bytes -= _size(dropped)
-        if len(self._building) > 4 * self.max_views:
+        views = self._groups[group]
+        max_views, max_bytes = self._bounds[group]
+        old = views.pop(key, None)
+        self._bytes[group] += _size(value) - _size(old)
+        views[key] = value
+        while len(views) > 1 and (len(views) > max_views or self._bytes[group] > max_bytes):
+            _, dropped = views.popitem(last=False)
+            self._bytes[group] -= _size(dropped)
+        if len(self._building) > 4 * sum(n for n, _ in self._bounds.values()):
             self._building.clear()  # only locks nobody holds long; a few may be remade
 
-    def view(self, key: Key, build: Callable[[], T]) -> T:
+    def view(self, key: Key, build: Callable[[], T], group: str = BOARD) -> T:
         """A value built once per key and database state (a rendered page, say)."""
         self.version()
-        found, value = self._cached(key)
+        found, value = self._cached(key, group)
         if found:
             return value  # type: ignore[return-value]
-        with self._single_flight(("view", *key)):
-            found, value = self._cached(key)
+        with self._single_flight(("view", group, *key)):
+            found, value = self._cached(key, group)
             if found:
                 return value  # type: ignore[return-value]
             with self._lock:
                 generation = self._generation
             built = build()
-            self.remember(key, built, generation)
+            self.remember(key, built, generation, group)
         return built
 
-    def remember(self, key: Key, value: object, generation: int) -> None:
+    def remember(self, key: Key, value: object, generation: int, group: str = BOARD) -> None:
         """Keep `value` under `key` (the raw URL of a view, say, for `peek`), unless the cache
         was cleared since `generation` (then it may have been built from older data)."""
         with self._lock:
             if generation == self._generation and self._fingerprint is not None:
-                self._store(key, value)
+                self._store(key, value, group)
 
     def peek(self, key: Key) -> object | None:
         """A cached value, or None; never reads the database, never waits for it.
@@ -229,9 +256,12 @@ class BoardCache:
                 if now - self._checked_at >= 2 * self.check_seconds:
                     return None
                 refresh, self._refreshing = not self._refreshing, True
-            value = self._views.get(key)
-            if value is not None:
-                self._views.move_to_end(key)
+            value = None
+            for views in self._groups.values():
+                value = views.get(key)
+                if value is not None:
+                    views.move_to_end(key)
+                    break
         if refresh:
             threading.Thread(target=self._refresh, name="board-cache-check", daemon=True).start()
         return value

@@ -23,6 +23,7 @@ COLUMN_LABELS = {
     "average": "Average",
     "team": "Team",
     "model_type": "Type",
+    "weight_type": "Weight type",
     "parameters": "Params",
     "dtype": "Precision",
     "date": "Date",

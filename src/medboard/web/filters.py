@@ -3,9 +3,11 @@
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from medboard.leaderboard.ranking import percent_text
+
 
 def pct(value: float | None, digits: int = 2) -> str:
-    return "—" if value is None else f"{100 * value:.{digits}f}"
+    return "—" if value is None else percent_text(value, digits)
 
 
 def interval_text(bounds: Sequence[float] | None) -> str:

@@ -1,6 +1,7 @@
 """The web side of medboard.leaderboard.analysis: which records to read for a model page, and
 the rank intervals of a board (computed once per database state, see BoardCache)."""
 
+from collections.abc import Collection
 from typing import Any
 
 from sqlalchemy import select
@@ -65,8 +66,11 @@ def paired_against_first(
     return results
 
 
-def board_uncertainty(session: Session, spec: LeaderboardSpec) -> dict[str, Any]:
-    """Rank intervals of the visible entries of a track that have per-question records.
+def board_uncertainty(
+    session: Session, spec: LeaderboardSpec, entry_ids: Collection[int] | None = None
+) -> dict[str, Any]:
+    """Rank intervals of the visible entries of a track that have per-question records (of
+    those of `entry_ids` only, when given: the entries of one ranking).
 
     One query finds the runs behind the track's scores; entries without runs (published) are
     listed as excluded without reading anything.
@@ -74,18 +78,24 @@ def board_uncertainty(session: Session, spec: LeaderboardSpec) -> dict[str, Any]
     found_records = _records_of(
         session, spec.tasks, Entry.track == spec.track, Entry.hidden.is_(False)
     )
-    entries = {str(entry_id): by_task for entry_id, by_task in found_records.items()}
+    entries = {
+        str(entry_id): by_task
+        for entry_id, by_task in found_records.items()
+        if entry_ids is None or entry_id in entry_ids
+    }
     found = board_rank_intervals(entries, spec.tasks)
     found["compared"] = len(found["ranks"])
     return found
 
 
 def cached_board_uncertainty(cache: BoardCache, spec: LeaderboardSpec) -> dict[str, Any]:
-    """board_uncertainty, built once per database state."""
+    """board_uncertainty among the entries ranked in the track's own protocol (complete, on
+    every task's full set of questions), built once per database state."""
 
     def build() -> dict[str, Any]:
+        ids = {r.entry_id for r in cache.ranked(spec) if r.ranking == spec.protocol}
         with cache.database.session() as session:
-            return board_uncertainty(session, spec)
+            return board_uncertainty(session, spec, ids)
 
     return cache.view(("uncertainty", spec.track), build)
 

@@ -2,7 +2,12 @@
 
 Samples are read from the JSONL file a run points to (`Run.samples_path`), one object per
 question: id, choices, logprobs (one per choice), pred, gold, acc and maybe subject. Only paths
-recorded in the database are ever opened, never a path taken from a request.
+recorded in the database are ever opened, never a path taken from a request. The rows shown get
+their question and option texts from the data store where the dataset's license allows
+(`sample_text.py`).
+
+Every read is a fixed number of queries, whatever the size of the board: the entry with its
+model, its scores, and the runs behind them.
 """
 
 import csv
@@ -15,13 +20,14 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload, selectinload
 
 from medboard.leaderboard.analysis import correct as score_of
 from medboard.leaderboard.analysis import split_shift
 from medboard.leaderboard.ranking import TRACKS, interval, track_spec
 from medboard.results.db import Entry, Run, TaskScore
 from medboard.web.cells import label, safe_cell
+from medboard.web.sample_text import task_texts, with_texts
 
 SAMPLES_PER_PAGE = 20
 MAX_SAMPLES_PER_PAGE = 200
@@ -157,7 +163,12 @@ def entry_runs(session: Session, entry_id: int) -> dict[str, Run]:
 
 
 def get_entry(session: Session, entry_id: int) -> Entry:
-    entry = session.get(Entry, entry_id)
+    """The entry with its model and scores loaded (two queries)."""
+    entry = session.scalar(
+        select(Entry)
+        .options(joinedload(Entry.model), selectinload(Entry.scores))
+        .where(Entry.id == entry_id)
+    )
     if entry is None:
         raise NotFoundError(f"no entry {entry_id}")
     return entry
@@ -184,6 +195,8 @@ def samples_page(runs: dict[str, Run], query: SampleQuery) -> dict[str, Any]:
     pages = max(1, math.ceil(len(indexed) / query.per_page))
     page = min(max(query.page, 1), pages)
     chosen = indexed[(page - 1) * query.per_page : page * query.per_page]
+    rows = [sample_row(i, r) for i, r in chosen]
+    texts = task_texts(task, runs[task].data_hash, [row["id"] for row in rows])
     return {
         "task": task,
         "tasks": tasks,
@@ -192,15 +205,20 @@ def samples_page(runs: dict[str, Run], query: SampleQuery) -> dict[str, Any]:
         "page": page,
         "pages": pages,
         "per_page": query.per_page,
-        "rows": [sample_row(i, r) for i, r in chosen],
+        "rows": [with_texts(row, texts.samples.get(row["id"])) for row in rows],
+        "text": {"shown": texts.shown, "note": texts.note},
     }
 
 
-def model_data(session: Session, entry_id: int, query: SampleQuery) -> dict[str, Any]:
-    """Everything the model page shows; the JSON twin returns exactly this."""
+def model_data(
+    session: Session, entry_id: int, query: SampleQuery, found_runs: dict[str, Run] | None = None
+) -> dict[str, Any]:
+    """Everything the model page shows; the JSON twin returns exactly this. `found_runs`: the
+    entry's runs (`entry_runs`) when the caller has them already."""
     entry = get_entry(session, entry_id)
     model = entry.model
-    found_runs = entry_runs(session, entry_id)
+    if found_runs is None:
+        found_runs = entry_runs(session, entry_id)
     runs = {t: found_runs[t] for t in _task_order(entry.track, set(found_runs))}
     by_task: dict[str, dict[str, Any]] = {}
     for score in entry.scores:

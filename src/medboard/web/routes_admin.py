@@ -16,12 +16,20 @@ router = APIRouter(prefix="/api/admin", tags=["admin"])
 
 
 def _authorize(request: Request, authorization: str | None) -> None:
+    """The header must be `Bearer <token>` (the scheme's case is free, as RFC 7235 has it): a
+    bare token, another scheme or a wrong token is 401, compared in constant time."""
     token = request.app.state.admin_token
     if not token:
         raise HTTPException(403, "admin actions are off (start the server with --admin-token)")
-    given = (authorization or "").removeprefix("Bearer ").strip()
-    if not hmac.compare_digest(given.encode(), token.encode()):
-        raise HTTPException(401, "a valid admin token is needed (Authorization: Bearer <token>)")
+    scheme, _, given = (authorization or "").partition(" ")
+    # compared as bytes: a header may hold any latin-1 text, which compare_digest's str refuses
+    matches = hmac.compare_digest(given.encode("utf-8", "surrogatepass"), token.encode())
+    if scheme.lower() != "bearer" or not matches:
+        raise HTTPException(
+            401,
+            "a valid admin token is needed (Authorization: Bearer <token>)",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
 
 
 def _act(request: Request, action: Any, *args: Any) -> Any:

@@ -18,6 +18,7 @@ from medboard.leaderboard.ranking import (
     UnknownTrackError,
     rank_entries,
     track_spec,
+    view_rows,
 )
 from medboard.web.board import BoardQuery, board_data, optional_columns, parse_query, rows_csv
 from medboard.web.cache import BoardCache
@@ -41,6 +42,7 @@ class RawQuery:
     desc: str | None
     q: str | None
     type: list[str]
+    weight_type: list[str]
     precision: list[str]
     protocol: list[str]
     source: list[str]
@@ -48,6 +50,7 @@ class RawQuery:
     max_b: str | None
     cols: list[str] | None
     complete: str | None
+    ranking: str | None
     page: str | None
     per_page: str | None
 
@@ -58,6 +61,7 @@ class RawQuery:
             desc=self.desc,
             q=self.q,
             types=self.type,
+            weight_types=self.weight_type,
             precisions=self.precision,
             protocols=self.protocol,
             sources=self.source,
@@ -65,6 +69,7 @@ class RawQuery:
             max_b=self.max_b,
             cols=self.cols,
             complete=self.complete,
+            ranking=self.ranking,
             page=self.page,
             per_page=self.per_page,
         )
@@ -75,6 +80,9 @@ def raw_query(
     desc: Annotated[str | None, Query(description="1: descending, 0: ascending")] = None,
     q: Annotated[str | None, Query(description="words in model, team or base model")] = None,
     type: Annotated[list[str] | None, Query(description="model type(s)")] = None,
+    weight_type: Annotated[
+        list[str] | None, Query(description="weight type(s): original, adapter, merged")
+    ] = None,
     precision: Annotated[list[str] | None, Query(description="dtype(s)")] = None,
     protocol: Annotated[
         list[str] | None, Query(description="protocol(s): loglik, flowertune, generative, cot")
@@ -84,6 +92,12 @@ def raw_query(
     max_b: Annotated[str | None, Query(description="at most this many billion params")] = None,
     cols: Annotated[list[str] | None, Query(description="columns shown, comma-separated")] = None,
     complete: Annotated[str | None, Query(description="1: hide partial entries")] = None,
+    ranking: Annotated[
+        str | None,
+        Query(
+            description="protocol (default): one ranking per protocol; all: one for every protocol"
+        ),
+    ] = None,
     page: Annotated[str | None, Query()] = None,
     per_page: Annotated[str | None, Query()] = None,
 ) -> RawQuery:
@@ -92,6 +106,7 @@ def raw_query(
         desc=desc,
         q=q,
         type=type or [],
+        weight_type=weight_type or [],
         precision=precision or [],
         protocol=protocol or [],
         source=source or [],
@@ -99,6 +114,7 @@ def raw_query(
         max_b=max_b,
         cols=cols,
         complete=complete,
+        ranking=ranking,
         page=page,
         per_page=per_page,
     )
@@ -126,22 +142,24 @@ def _board(request: Request, track: str, raw: RawQuery) -> tuple[dict[str, Any],
     spec = spec_or_404(track)
     query, warnings = raw.parse(spec)
     cache = _cache(request)
-    data = cache.view(
-        ("data", track, *query.key(), *warnings),
-        lambda: board_data(
-            spec, cache.entries(track), query, warnings, cached_board_uncertainty(cache, spec)
-        ),
-    )
+    # Not kept apart: the rendered page and JSON are, and the ranking behind them (cache.ranked).
+    ranked = cache.ranked(spec, query.options())
+    uncertainty = cached_board_uncertainty(cache, spec)
+    data = board_data(spec, cache.entries(track), query, warnings, uncertainty, ranked)
     return data, query
 
 
 def _all_rows(request: Request, spec: LeaderboardSpec, query: BoardQuery) -> list[RankedRow]:
-    return rank_entries(_cache(request).entries(spec.track), spec, query.options())
+    options = query.options()
+    return view_rows(_cache(request).ranked(spec, options), spec, options)
 
 
 def board_plots(spec: LeaderboardSpec, rows: list[RankedRow]) -> list[Any]:
+    """Plots of the first ranking of the view (the track's own protocol, when it has entries):
+    scores of other protocols are not comparable, so they are not drawn together."""
     plots = []
-    ranked = [r for r in rows if r.average is not None]
+    first = next((r.ranking for r in rows if r.ranking is not None), None)
+    ranked = [r for r in rows if r.average is not None and r.ranking == first]
     by_size = [
         Point(r.parameters, r.average, r.model, f"/model/{r.entry_id}")
         for r in ranked
@@ -257,10 +275,11 @@ def compare_data(request: Request, track: str, ids: list[int]) -> dict[str, Any]
     """Selected entries of one track side by side (default: the top of the ranking)."""
     spec = spec_or_404(track)
     rows = rank_entries(_cache(request).entries(track), spec)
+    first = next((r.ranking for r in rows if r.ranking is not None), None)  # own protocol's
     chosen = (
         [r for i in ids for r in rows if r.entry_id == i]
         if ids
-        else [r for r in rows if r.rank is not None][:DEFAULT_COMPARE]
+        else [r for r in rows if r.rank is not None and r.ranking == first][:DEFAULT_COMPARE]
     )
     return {
         "track": track,

@@ -1,14 +1,27 @@
-"""The model page (one leaderboard entry), its JSON twin and its downloads."""
+"""The model page (one leaderboard entry), its JSON twin and its downloads.
 
+The page and its JSON twin are rendered once per view (entry, sample task, page, filter) and
+database state, and kept in the `BoardCache` (its "pages" group, so that visits to many model
+pages never push the leaderboard's own views out) under the URL asked for, which the fast path
+(`fastpath.py`) then answers from memory. What a render reads is a fixed number of queries (the
+entry, its scores, its runs); the entry's rank comes from a table of the track's ranks built once
+per database state, not from ranking the whole track again.
+"""
+
+from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi import Path as PathParam
+from fastapi.encoders import jsonable_encoder
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 
-from medboard.leaderboard.ranking import TRACKS, rank_entries, track_spec
+from medboard.leaderboard.ranking import TRACKS, track_spec
 from medboard.tasks import REGISTRY
+from medboard.web.cache import PAGES, BoardCache
+from medboard.web.fastpath import CachedBody, url_key
 from medboard.web.insights import cached_board_uncertainty, entry_insights, row_uncertainty
 from medboard.web.model_data import (
     MAX_SAMPLES_PER_PAGE,
@@ -42,21 +55,33 @@ RunTask = Annotated[
 ]
 
 
+def _ranks(cache: BoardCache, track: str) -> dict[str, Any]:
+    """The track's default ranking as a table: entry id -> (rank, average, ranking), and how
+    many entries each ranking (protocol) ranks; built once per database state."""
+
+    def build() -> dict[str, Any]:
+        rows = cache.ranked(track_spec(track))
+        return {
+            "of": Counter(r.ranking for r in rows if r.rank is not None),
+            "rows": {r.entry_id: (r.rank, r.average, r.ranking) for r in rows},
+        }
+
+    return cache.view(("ranks", track), build)
+
+
 def _data(
     request: Request, entry_id: int, task: str | None, page: int, per_page: int, only: str
 ) -> dict[str, Any]:
     database = request.app.state.database
-    cache = request.app.state.cache
+    cache: BoardCache = request.app.state.cache
     try:
         with database.session() as session:
-            data = model_data(session, entry_id, SampleQuery(task, page, per_page, only))
-            track = data["entry"]["track"]
-            insights = cache.view(
-                ("insights", entry_id),
-                lambda: entry_insights(track, entry_runs(session, entry_id)),
-            )
+            runs = entry_runs(session, entry_id)
+            data = model_data(session, entry_id, SampleQuery(task, page, per_page, only), runs)
     except NotFoundError as exc:
         raise HTTPException(404, str(exc)) from None
+    track = data["entry"]["track"]
+    insights = cache.view(("insights", entry_id), lambda: entry_insights(track, runs), PAGES)
     data["insights"] = insights
     for score in data["scores"]:  # bootstrap intervals where the questions are at hand
         acc = score["metrics"].get("acc")
@@ -67,19 +92,36 @@ def _data(
     data["rank"] = None
     if track in TRACKS:
         spec = track_spec(track)
-        rows = rank_entries(cache.entries(track), spec)
-        ranked = [r for r in rows if r.rank is not None]
-        mine = next((r for r in rows if r.entry_id == entry_id), None)
+        ranks = _ranks(cache, track)
+        rank, average, ranking = ranks["rows"].get(entry_id, (None, None, None))
         data["rank"] = {
-            "rank": mine.rank if mine else None,
-            "of": len(ranked),
-            "average": mine.average if mine else None,
+            "rank": rank,
+            "of": ranks["of"][ranking] if rank is not None else sum(ranks["of"].values()),
+            "ranking": ranking,
+            "average": average,
             "uncertainty": row_uncertainty(cached_board_uncertainty(cache, spec), entry_id),
         }
     return data
 
 
-@router.get("/api/model/{entry_id}", tags=["model"])
+def _rendered(
+    request: Request, key: tuple[Any, ...], media_type: str, render: Callable[[], bytes]
+) -> Response:
+    """A view rendered once per database state, kept under its URL for the fast path too."""
+    cache: BoardCache = request.app.state.cache
+    generation = cache.generation()
+    body = cache.view(key, lambda: CachedBody.of(render(), media_type), PAGES)
+    where = url_key(request.scope["path"], request.scope["query_string"])
+    cache.remember(where, body, generation, PAGES)
+    return body.response(request.headers)
+
+
+@router.get(
+    "/api/model/{entry_id}",
+    tags=["model"],
+    response_model=dict[str, Any],
+    responses={304: {"description": "Not modified (If-None-Match)"}},
+)
 def model_json(
     request: Request,
     entry_id: EntryId,
@@ -87,9 +129,16 @@ def model_json(
     page: PageParam = 1,
     per_page: PerPageParam = SAMPLES_PER_PAGE,
     only: OnlyParam = "",
-) -> dict[str, Any]:
-    """One entry: scores with 95% intervals, per-subject scores, provenance, a page of samples."""
-    return _data(request, entry_id, task, page, per_page, only)
+) -> Response:
+    """One entry: scores with 95% intervals, per-subject scores, provenance, a page of samples
+    (with the question and option texts where the dataset's license allows)."""
+
+    def render() -> bytes:
+        data = _data(request, entry_id, task, page, per_page, only)
+        return bytes(JSONResponse(jsonable_encoder(data)).body)
+
+    key = ("model-json", entry_id, task, page, per_page, only)
+    return _rendered(request, key, "application/json", render)
 
 
 @router.get("/model/{entry_id}", response_class=HTMLResponse, tags=["pages"])
@@ -100,23 +149,28 @@ def model_page(
     page: PageParam = 1,
     per_page: PerPageParam = SAMPLES_PER_PAGE,
     only: OnlyParam = "",
-) -> HTMLResponse:
-    data = _data(request, entry_id, task, page, per_page, only)
-    accs = [(s["label"], s["metrics"].get("acc")) for s in data["scores"]]
-    accs = [(name, acc) for name, acc in accs if acc is not None]
-    plot = grouped_bars(
-        [name for name, _ in accs],
-        [
-            Series(
-                data["model"]["name"],
-                [acc["value"] for _, acc in accs],
-                [tuple(acc["interval"]) if acc["interval"] else None for _, acc in accs],
-            )
-        ],
-        "Accuracy per task with 95% intervals",
-    )
-    context = {"data": data, "plot": plot, "title": data["model"]["name"], "base": request.url.path}
-    return HTMLResponse(render_text(request, "model.html", context))
+) -> Response:
+    def render() -> bytes:
+        data = _data(request, entry_id, task, page, per_page, only)
+        accs = [(s["label"], s["metrics"].get("acc")) for s in data["scores"]]
+        accs = [(name, acc) for name, acc in accs if acc is not None]
+        plot = grouped_bars(
+            [name for name, _ in accs],
+            [
+                Series(
+                    data["model"]["name"],
+                    [acc["value"] for _, acc in accs],
+                    [tuple(acc["interval"]) if acc["interval"] else None for _, acc in accs],
+                )
+            ],
+            "Accuracy per task with 95% intervals",
+        )
+        base = f"/model/{entry_id}"
+        context = {"data": data, "plot": plot, "title": data["model"]["name"], "base": base}
+        return render_text(request, "model.html", context).encode("utf-8")
+
+    key = ("model-html", entry_id, task, page, per_page, only)
+    return _rendered(request, key, "text/html; charset=utf-8", render)
 
 
 def _run(request: Request, entry_id: int, task: str) -> Any:

@@ -11,19 +11,28 @@ from pydantic import BaseModel, Field
 from medboard.backends import parse_assignments
 from medboard.errors import DuplicateSubmissionError, MedboardError
 from medboard.leaderboard.ranking import TRACKS
-from medboard.queue.submissions import FIELD_LIMITS, SubmitRequest, list_submissions
-from medboard.results.db import SUBMISSION_STATES, Submission
+from medboard.queue.submissions import (
+    FIELD_LIMITS,
+    PROTOCOLS,
+    WEIGHT_TYPES,
+    SubmitRequest,
+    list_submissions,
+)
+from medboard.results.db import MODEL_TYPES, SUBMISSION_STATES, Submission
 from medboard.web.cells import safe_cell
 from medboard.web.filters import progress_text
 from medboard.web.rendering import render
 
 router = APIRouter()
 DTYPES = ("bfloat16", "float16", "float32")
-LIMITS = {**FIELD_LIMITS, "track": 50, "dtype": 20, "args": 500}
+LIMITS = {
+    **FIELD_LIMITS, "track": 50, "dtype": 20, "args": 500, "model_type": 20, "weight_type": 20,
+    "protocol": 20,
+}  # fmt: skip
 QUEUE_COLUMNS = (
-    "id", "status", "approved", "model", "name", "track", "dtype", "revision", "adapter",
-    "args", "submitter", "reason", "progress", "worker", "attempts", "entry_id", "created_at",
-    "updated_at",
+    "id", "status", "approved", "model", "name", "track", "dtype", "protocol", "model_type",
+    "weight_type", "revision", "adapter", "args", "submitter", "description", "reason",
+    "progress", "worker", "attempts", "entry_id", "created_at", "updated_at",
 )  # fmt: skip
 
 
@@ -43,6 +52,16 @@ class SubmitBody(BaseModel):
     name: str = Field(
         "", max_length=LIMITS["name"], description="how the board names it (default: model)"
     )
+    model_type: str = Field(
+        "unknown", max_length=LIMITS["model_type"], description=", ".join(MODEL_TYPES)
+    )
+    weight_type: str = Field(
+        "",
+        max_length=LIMITS["weight_type"],
+        description="original or adapter (default: adapter when an adapter is given)",
+    )
+    description: str = Field("", max_length=LIMITS["description"])
+    protocol: str = Field("loglik", max_length=LIMITS["protocol"], description=", ".join(PROTOCOLS))
 
 
 def check_fields(fields: dict[str, str | None]) -> str | None:
@@ -74,6 +93,10 @@ def submission_json(job: Submission) -> dict[str, Any]:
         "args": job.args or {},
         "submitter": job.submitter,
         "name": (job.info or {}).get("name"),
+        "protocol": job.protocol,
+        "model_type": job.model_type,
+        "weight_type": job.weight_type,
+        "description": job.description,
         "reason": job.reason,
         "worker": job.worker,
         "attempts": job.attempts,
@@ -109,11 +132,20 @@ def _submit(request: Request, fields: dict[str, str | None]) -> tuple[int, dict[
                 submitter=(fields["submitter"] or "").strip(),
                 name=(fields.get("name") or "").strip(),
                 args=parse_assignments([fields.get("args") or ""]),
+                model_type=fields.get("model_type") or "unknown",
+                weight_type=fields.get("weight_type") or None,
+                description=(fields.get("description") or "").strip(),
+                protocol=fields.get("protocol") or "loglik",
+                public=True,  # no path outside the models folder, no download here
             ),
         )
     except DuplicateSubmissionError as exc:
         link = (
-            f"/model/{exc.entry_id}" if exc.entry_id else f"/queue#submission-{exc.submission_id}"
+            f"/model/{exc.entry_id}"
+            if exc.entry_id
+            else f"/queue#submission-{exc.submission_id}"
+            if exc.submission_id
+            else "/queue"
         )
         return 409, {
             "detail": str(exc),
@@ -140,6 +172,9 @@ def _form_context(fields: dict[str, Any], error: dict[str, Any] | None = None) -
         "error": error,
         "track_names": TRACKS,
         "dtypes": DTYPES,
+        "model_types": MODEL_TYPES,
+        "weight_types": [w for w in WEIGHT_TYPES if w != "delta"],  # delta: refused, see why
+        "protocols": PROTOCOLS,
     }
 
 
@@ -151,7 +186,11 @@ def submit_form(
     fields = {
         "model": "", "track": track, "dtype": "bfloat16", "revision": "", "adapter": "", "args": ""
     }  # fmt: skip
-    return render(request, "submit.html", _form_context({**fields, "submitter": "", "name": ""}))
+    more = {
+        "submitter": "", "name": "", "model_type": "unknown", "weight_type": "",
+        "description": "", "protocol": "loglik",
+    }  # fmt: skip
+    return render(request, "submit.html", _form_context({**fields, **more}))
 
 
 @router.post("/submit", response_class=HTMLResponse, tags=["pages"])
@@ -165,6 +204,10 @@ def submit_post(
     args: Annotated[str, Form()] = "",
     submitter: Annotated[str, Form()] = "",
     name: Annotated[str, Form()] = "",
+    model_type: Annotated[str, Form()] = "unknown",
+    weight_type: Annotated[str, Form()] = "",
+    description: Annotated[str, Form()] = "",
+    protocol: Annotated[str, Form()] = "loglik",
 ) -> Response:
     fields: dict[str, str | None] = {
         "model": model,
@@ -175,6 +218,10 @@ def submit_post(
         "args": args,
         "submitter": submitter,
         "name": name,
+        "model_type": model_type,
+        "weight_type": weight_type,
+        "description": description,
+        "protocol": protocol,
     }
     status, data = _submit(request, fields)
     if status == 201:

@@ -1,0 +1,80 @@
+"""What the public may submit (the web form and API): never a probe of the server's files, never
+a download inside a request.
+
+A transformers model (no prefix, or `hf:`) is either a Hub id, queued unchecked for the worker
+to validate (validating it means downloading it: submissions.validate_queued), or a path inside
+the operator's models folder (MEDBOARD_MODELS_DIR), checked in the request as `medboard submit`
+checks it. Any other path, and an adapter outside the folder, gets one message, PATH_REFUSED,
+whether it exists or not, whether it gets out of the folder by `..` or by a symlink. Whether a
+text is a Hub id is decided by its spelling alone (HUB_ID), never by looking at the disk: a
+relative `dir/model` is a Hub id here, and a path relative to the models folder otherwise.
+Other backends (`BACKEND:MODEL`) check their models their own way.
+
+The operator's `medboard submit` is not public: it validates local paths as before.
+"""
+
+import os
+import re
+from pathlib import Path
+
+from medboard.backends import registry
+from medboard.errors import MedboardError, SubmissionError
+
+# org/name as the Hub spells them (each part at most 96 characters), and no "..".
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}$", re.ASCII)
+_PREFIX = re.compile(r"^([a-z][a-z0-9_]*):(.*)$", re.DOTALL)  # as backends.spec's
+# The one answer to every local path the public may not submit, whether it exists or not.
+PATH_REFUSED = (
+    "{field}: local paths are not taken here; give a Hub id (org/name), or a path in the "
+    "server's models folder"
+)
+# The one answer of a worker to a public Hub id it cannot get, whatever the reason (a path
+# that exists on the worker's machine included: the queue page must not tell which).
+NOT_ON_HUB = "{model} is not a public Hub model the worker can get"
+
+
+def models_dir() -> Path | None:
+    """The operator's folder of models the public may submit by path (MEDBOARD_MODELS_DIR;
+    unset: none), symlinks resolved."""
+    folder = os.environ.get("MEDBOARD_MODELS_DIR", "")
+    return Path(os.path.realpath(folder)) if folder else None
+
+
+def _inside(text: str, folder: Path | None) -> str | None:
+    """The real path `text` names (relative to `folder`) when it lies inside `folder` after
+    `..` and symlinks are resolved, else None. The answer does not depend on whether it
+    exists."""
+    if folder is None or not text or text.startswith("~"):
+        return None
+    try:
+        real = Path(os.path.realpath(folder / text))  # an absolute `text` replaces `folder`
+    except (OSError, ValueError):  # a NUL byte, text no file name can hold
+        return None
+    return str(real) if real.is_relative_to(folder) else None
+
+
+def public_model(model: str, adapter: str | None) -> tuple[str, str | None, bool]:
+    """(model, adapter, deferred): the model text and adapter a public request may queue (a
+    local path as its real path inside the models folder), and whether validation is left to
+    the worker (a Hub id); SubmissionError(PATH_REFUSED) for any other path."""
+    text = model.strip()
+    prefix = _PREFIX.match(text)
+    if prefix is not None:
+        try:  # an unknown backend is named as such, whatever the disk holds
+            registry.provider(prefix.group(1))
+        except MedboardError as exc:
+            raise SubmissionError(str(exc)) from None
+        if prefix.group(1) != "hf":
+            return model, adapter, False
+        text = prefix.group(2)
+    folder = models_dir()
+    if adapter:
+        adapter = _inside(adapter.strip(), folder)
+        if adapter is None:
+            raise SubmissionError(PATH_REFUSED.format(field="adapter"))
+    if HUB_ID.match(text) is not None and ".." not in text:
+        return text, adapter, True
+    local = _inside(text, folder)
+    if local is None:
+        raise SubmissionError(PATH_REFUSED.format(field="model"))
+    return local, adapter, False

@@ -1,0 +1,146 @@
+"""The question and option texts of the sample rows a model page shows, where the data allows.
+
+A samples file keeps each question's id and the scored choices (the option letters for most
+tasks), not the question: the texts live in the data store (`medboard.data.store`), under the
+task's dataset and split. The model page looks up only the rows it shows, in the task's records
+as the runner read them (`task.select`, `task.to_sample`; a permuted copy `task@shiftK` shows its
+options rotated, as the model saw them), and only when
+
+- the dataset's terms allow showing its text on a public page (`TERMS`, below: one decision per
+  dataset, from the licenses recorded in the benchmarks' SOURCE.md files; a dataset not listed is
+  not shown), and
+- the store holds the very data the run evaluated (its content hash is the run's `data_hash`), so
+  an id never shows another version's question.
+
+The records of a split are read once per file version (path, mtime, size) and kept for a few
+splits; nothing is read for a page without samples, so the leaderboard never pays for it.
+"""
+
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from medboard.data.records import content_hash, read_jsonl
+from medboard.errors import MedboardError
+from medboard.leaderboard.analysis import split_shift
+from medboard.paths import home
+from medboard.tasks import REGISTRY
+from medboard.tasks.base import Sample, Task
+from medboard.tasks.permute import permuted
+
+
+@dataclass(frozen=True)
+class DatasetTerms:
+    """A dataset's license, and whether a public page may show its questions."""
+
+    license: str
+    show_text: bool
+    note: str = ""  # the attribution shown with the texts, or why they are not shown
+
+
+# One decision per dataset of the store (the folder names of shared/benchmarks), from its
+# SOURCE.md. Permissive licenses (MIT, Apache-2.0): shown, with the source named. Non-commercial
+# licenses (CC BY-NC, CC BY-NC-SA): not shown, since whoever runs a board may do so commercially.
+# Unstated terms: not shown. A dataset missing here is not shown either.
+TERMS: dict[str, DatasetTerms] = {
+    "medqa": DatasetTerms("MIT", True, "MedQA (Jin et al.), MIT license"),
+    "medqa_zh": DatasetTerms("MIT", True, "MedQA (Jin et al.), MIT license"),
+    "medmcqa": DatasetTerms("MIT", True, "MedMCQA (Pal et al.), MIT license"),
+    "pubmedqa": DatasetTerms("MIT", True, "PubMedQA (Jin et al.), MIT license"),
+    "mmlu_medical": DatasetTerms("MIT", True, "MMLU (Hendrycks et al.), MIT license"),
+    "careqa": DatasetTerms("Apache-2.0", True, "CareQA (HPAI-BSC), Apache-2.0"),
+    "frenchmedmcqa": DatasetTerms("Apache-2.0", True, "FrenchMedMCQA, Apache-2.0"),
+    "headqa": DatasetTerms(
+        "MIT",
+        True,
+        "HEAD-QA (Vilares and Gómez-Rodríguez), MIT license; exams of the Spanish Ministry of "
+        "Health, shown unaltered (last updated January 14th, 2019)",
+    ),
+    "headqa_es": DatasetTerms(
+        "MIT",
+        True,
+        "HEAD-QA (Vilares and Gómez-Rodríguez), MIT license; exams of the Spanish Ministry of "
+        "Health, shown unaltered (last updated January 14th, 2019)",
+    ),
+    "afrimedqa": DatasetTerms("CC BY-NC-SA 4.0", False, "its license is non-commercial"),
+    "cmmlu_medical": DatasetTerms("CC BY-NC-SA 4.0", False, "its license is non-commercial"),
+    "rumeddanet": DatasetTerms("CC BY-NC 4.0", False, "its license is non-commercial"),
+    "igakuqa": DatasetTerms("unstated", False, "its terms of use are not stated"),
+}
+
+
+@dataclass(frozen=True)
+class TaskTexts:
+    """A task's samples by id, from the store, or why there are none to show."""
+
+    samples: dict[str, Sample]
+    note: str
+    shown: bool
+
+
+def _task_of(name: str) -> Task | None:
+    base, shift = split_shift(name)
+    try:
+        task = REGISTRY.task(base)
+        return permuted(task, shift) if shift is not None else task
+    except (MedboardError, ValueError):
+        return None
+
+
+def _data_file(task: Task) -> Path:
+    return home() / "data" / task.dataset / f"{task.split}.jsonl"
+
+
+@lru_cache(maxsize=16)
+def _records(
+    task_name: str, path: str, _mtime_ns: int, _size: int
+) -> tuple[str, dict[str, dict[str, Any]]]:
+    """The content hash of the task's records in a store file, and the records by id."""
+    task = REGISTRY.task(task_name)
+    records = task.select(list(read_jsonl(Path(path))))
+    return content_hash(records), {str(r["id"]): r for r in records}
+
+
+def _plain(digest: str) -> str:
+    return digest.removeprefix("sha256:")
+
+
+def task_texts(task_name: str, data_hash: str, ids: list[str]) -> TaskTexts:
+    """The samples of `ids` (those found) with their question and option texts, if shown."""
+    task = _task_of(task_name)
+    if task is None:
+        return TaskTexts({}, "the task is not registered here", False)
+    terms = TERMS.get(task.dataset)
+    if terms is None:
+        return TaskTexts({}, f"no license is recorded for the dataset {task.dataset}", False)
+    if not terms.show_text:
+        return TaskTexts({}, f"{task.dataset}: {terms.note} ({terms.license})", False)
+    path = _data_file(task)
+    try:
+        stat = path.stat()
+        base = split_shift(task.name)[0]  # permuted copies read the same records
+        digest, by_id = _records(base, str(path), stat.st_mtime_ns, stat.st_size)
+    except (OSError, ValueError, MedboardError):  # absent, unreadable, not UTF-8, malformed
+        return TaskTexts({}, f"the data store has no readable copy of {task.dataset}", False)
+    if _plain(digest) != _plain(data_hash):
+        note = f"the data store's {task.dataset}/{task.split} is not the data this run evaluated"
+        return TaskTexts({}, note, False)
+    found = {i: task.to_sample(by_id[i]) for i in ids if i in by_id}
+    return TaskTexts(found, terms.note, True)
+
+
+def with_texts(row: dict[str, Any], sample: Sample | None) -> dict[str, Any]:
+    """A sample row with its question, context and each choice's option text (None: unknown,
+    or the choice is that text already). The choices are the options in display order (their
+    letters, or their texts where those are scored), so the i-th choice is the i-th option."""
+    options = dict(sample.options) if sample is not None else {}
+    row["question"] = sample.question if sample is not None else None
+    row["context"] = sample.context if sample is not None else None
+    if sample is not None and not row["choices"]:  # a generative run: the options, no scores
+        row["choices"] = [{"text": key, "logprob": None, "prob": None} for key in options]
+    texts = list(options.values()) if len(options) == len(row["choices"]) else []
+    for i, choice in enumerate(row["choices"]):
+        text = texts[i] if texts else None
+        choice["option"] = text if text != choice["text"] else None
+    return row

@@ -1,0 +1,254 @@
+"""The public form and API never probe the server's files and never download: local paths only
+inside the operator's models folder (MEDBOARD_MODELS_DIR), one message for every other path;
+a Hub id is queued unchecked and validated by the worker. And the submission metadata (model
+type, weight type, description, protocol) from the form, the API and the CLI to the entry."""
+
+import html
+import shutil
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+from typer.testing import CliRunner
+
+from medboard.queue.public import NOT_ON_HUB, PATH_REFUSED
+from medboard.queue.worker import run_worker
+from medboard.results.db import Database, Entry, Submission, open_database
+from medboard.runner import EvalOptions
+from medboard.web.app import create_app
+from tests.conftest import import_fixture_tasks
+
+TRACK = "flowertune_medical"  # 4 tasks, 10 questions each in the fixtures
+OPTIONS = EvalOptions(allow_data_mismatch=True)
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+REFUSED = PATH_REFUSED.format(field="model")
+
+
+@pytest.fixture()
+def database(tmp_path: Path) -> Database:
+    return open_database(f"sqlite:///{tmp_path / 'public.db'}")
+
+
+@pytest.fixture()
+def client(database: Database, medboard_home: Path) -> TestClient:
+    import_fixture_tasks(medboard_home)
+    return TestClient(create_app(database))
+
+
+@pytest.fixture()
+def models(tmp_path: Path, tiny_model: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The operator's models folder, with a model in it and a symlink out of it; a model
+    outside it."""
+    folder = tmp_path / "models"
+    shutil.copytree(tiny_model, folder / "tiny")
+    shutil.copytree(tiny_model, tmp_path / "outside" / "tiny")
+    (folder / "escape").symlink_to(tmp_path / "outside" / "tiny")
+    monkeypatch.setenv("MEDBOARD_MODELS_DIR", str(folder))
+    return folder
+
+
+def count(database: Database) -> int:
+    with database.session() as session:
+        return session.scalar(select(func.count()).select_from(Submission)) or 0
+
+
+def test_every_path_outside_the_models_folder_gets_one_message(
+    client: TestClient, database: Database, models: Path, tmp_path: Path
+) -> None:
+    refused = [
+        str(tmp_path / "outside" / "tiny"),  # a model that exists
+        str(tmp_path / "outside" / "none"),  # nothing there
+        "/etc",
+        "/root/.ssh",
+        "/no/such/model",
+        str(models / ".." / "outside" / "tiny"),  # out by ..
+        "../outside/tiny",  # relative to the folder, out by ..
+        str(models / "escape"),  # out by a symlink
+        "~/tiny",
+        "tiny/../../outside/tiny",
+    ]
+    for model in refused:
+        response = client.post("/api/submit", json={"model": model, "dtype": "float32"})
+        assert (response.status_code, response.json()) == (400, {"detail": REFUSED}), model
+        page = client.post("/submit", data={"model": model, "dtype": "float32"})
+        assert page.status_code == 400 and REFUSED in html.unescape(page.text)
+    for adapter in (str(tmp_path / "outside" / "tiny"), "/no/such/adapter", "/etc"):
+        response = client.post(
+            "/api/submit", json={"model": str(models / "tiny"), "adapter": adapter}
+        )
+        detail = PATH_REFUSED.format(field="adapter")
+        assert (response.status_code, response.json()) == (400, {"detail": detail}), adapter
+    assert count(database) == 0
+
+
+def test_a_path_inside_the_models_folder_is_checked_and_queued(
+    client: TestClient, database: Database, models: Path
+) -> None:
+    response = client.post("/api/submit", json={"model": str(models / "tiny"), "dtype": "float32"})
+    assert response.status_code == 201, response.text
+    job = response.json()["submission"]
+    assert job["model"] == str(models / "tiny") and job["revision"].startswith("sha256:")
+    # relative to the folder; and the folder's own messages for what is in it
+    relative = client.post("/api/submit", json={"model": "tiny", "dtype": "float16"})
+    assert relative.status_code == 201 and relative.json()["submission"]["model"] == job["model"]
+    missing = client.post("/api/submit", json={"model": str(models / "none")})
+    assert missing.status_code == 400 and "does not exist" in missing.json()["detail"]
+    assert count(database) == 2
+
+
+def test_without_a_models_folder_every_path_is_refused(
+    client: TestClient, database: Database, tiny_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("MEDBOARD_MODELS_DIR", raising=False)
+    for model in (str(tiny_model), "/no/such/model", "/etc"):
+        response = client.post("/api/submit", json={"model": model})
+        assert (response.status_code, response.json()) == (400, {"detail": REFUSED})
+    assert count(database) == 0
+
+
+def _snapshot(tmp_path: Path, tiny_model: Path) -> Path:
+    """What the Hub would give: the tiny model, with a model card naming its license, in a
+    folder named by its commit."""
+    folder = tmp_path / "hub" / "snapshots" / COMMIT
+    shutil.copytree(tiny_model, folder)
+    (folder / "README.md").write_text("---\nlicense: apache-2.0\n---\n# tiny\n")
+    return folder
+
+
+def test_a_hub_id_is_queued_without_a_download_and_checked_by_the_worker(
+    client: TestClient,
+    database: Database,
+    tiny_model: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import huggingface_hub
+
+    calls: list[str] = []
+
+    def no_download(repo_id: str, **kwargs: object) -> str:
+        calls.append(repo_id)
+        pytest.fail(f"the request downloaded {repo_id}")
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", no_download)
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", no_download)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "org" / "local").mkdir(parents=True)  # a worker's path that looks like an id
+    queued = {}
+    for model in ("org/tiny", "org/missing", "org/local"):
+        response = client.post(
+            "/api/submit", json={"model": model, "dtype": "float32", "track": TRACK}
+        )
+        assert response.status_code == 201, response.text
+        queued[model] = response.json()["submission"]
+        assert queued[model]["status"] == "pending"
+    assert calls == []
+
+    snapshot = _snapshot(tmp_path, tiny_model)
+
+    def download(repo_id: str, revision: str | None = None, **kwargs: object) -> str:
+        calls.append(repo_id)
+        if repo_id != "org/tiny":
+            raise RuntimeError("404 Repository Not Found")
+        return str(snapshot)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", download)
+    assert run_worker(database, "w", once=True, options=OPTIONS) == 3
+    with database.session() as session:
+        jobs = {j.model: j for j in session.scalars(select(Submission)).all()}
+        done = jobs["org/tiny"]
+        assert done.status == "finished", done.reason
+        assert done.revision == COMMIT and done.info["kind"] == "hub"
+        assert done.info["license"] == "apache-2.0"
+        assert session.get(Entry, done.entry_id).model.revision == COMMIT
+        # one message whether the id names nothing on the Hub or a path on the worker's disk
+        for model in ("org/missing", "org/local"):
+            assert (jobs[model].status, jobs[model].reason) == (
+                "failed", NOT_ON_HUB.format(model=model)
+            )  # fmt: skip
+    assert "org/local" not in calls  # never looked up on the Hub: it is a path here
+
+
+def _entry_of(database: Database, model: str) -> tuple[Submission, Entry]:
+    run_worker(database, "w", once=True, options=OPTIONS)
+    with database.session() as session:
+        job = session.scalars(select(Submission).where(Submission.model == model)).one()
+        assert job.status == "finished", job.reason
+        entry = session.get(Entry, job.entry_id)
+        assert entry is not None
+        entry.model  # noqa: B018 - loaded while the session is open
+        return job, entry
+
+
+def test_metadata_from_the_form_reaches_the_entry(client: TestClient, database: Database) -> None:
+    form = {
+        "model": "fake:bias=A", "track": TRACK, "model_type": "fine-tuned",
+        "weight_type": "original", "description": "A tuned model, one line.",
+        "protocol": "generative",
+    }  # fmt: skip
+    assert client.post("/submit", data=form, follow_redirects=False).status_code == 303
+    job, entry = _entry_of(database, "fake:bias=A")
+    metadata = (job.model_type, job.weight_type, job.protocol)
+    assert metadata == ("fine-tuned", "original", "generative")
+    assert entry.model.model_type == "fine-tuned"
+    assert entry.extra == {
+        "protocol": "generative/1", "weight_type": "original",
+        "description": "A tuned model, one line.",
+    }  # fmt: skip
+    assert "A tuned model, one line." in html.unescape(client.get("/queue").text)
+
+
+def test_metadata_from_the_api_reaches_the_entry(client: TestClient, database: Database) -> None:
+    body = {"model": "fake:bias=B", "track": TRACK, "model_type": "instruct"}
+    response = client.post("/api/submit", json=body)
+    assert response.status_code == 201
+    data = response.json()["submission"]
+    assert (data["model_type"], data["weight_type"], data["protocol"]) == (
+        "instruct", "original", "loglik",
+    )  # fmt: skip
+    _, entry = _entry_of(database, "fake:bias=B")
+    assert entry.model.model_type == "instruct"
+    assert entry.extra == {"protocol": "loglik/1", "weight_type": "original", "description": ""}
+
+
+def test_metadata_from_the_cli_reaches_the_entry(database: Database, medboard_home: Path) -> None:
+    from medboard.cli import app
+
+    import_fixture_tasks(medboard_home)
+    result = CliRunner().invoke(
+        app,
+        ["submit", "fake:bias=C", "--track", TRACK, "--model-type", "pretrained",
+         "--description", "from the command line", "--protocol", "generative",
+         "--db", database.url],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    job, entry = _entry_of(database, "fake:bias=C")
+    assert entry.model.model_type == "pretrained"
+    assert entry.extra["protocol"] == "generative/1"
+    assert entry.extra["description"] == "from the command line"
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"model_type": "alien"}, "unknown model type 'alien'"),
+        ({"weight_type": "merged"}, "unknown weight type 'merged'"),
+        ({"weight_type": "delta"}, "cannot add delta weights"),
+        ({"weight_type": "adapter"}, "weight type adapter needs the adapter"),
+        ({"protocol": "flowertune"}, "unknown protocol 'flowertune'"),
+        ({"description": "two\nlines"}, "description contains control characters"),
+        ({"description": "x" * 501}, "description is too long"),
+    ],
+)
+def test_bad_metadata_is_one_line_and_queues_nothing(
+    client: TestClient, database: Database, body: dict[str, str], message: str
+) -> None:
+    response = client.post("/api/submit", json={"model": "fake:bias=D", **body})
+    if response.status_code == 422:  # pydantic's own length limit
+        assert "description" in str(response.json()["detail"])
+    else:
+        assert response.status_code == 400 and message in response.json()["detail"]
+        page = client.post("/submit", data={"model": "fake:bias=D", **body})
+        assert page.status_code == 400 and message in html.unescape(page.text)
+    assert count(database) == 0
