@@ -25,14 +25,14 @@ import tempfile
 from pathlib import Path
 from string import Template
 
-from medboard.tasks import REGISTRY
+from medboard.tasks import BUILTIN_TASKS
 
 TEMPLATES = Path(__file__).resolve().parent / "lmeval_tasks"
 REPO = TEMPLATES.parents[1]
 
 # medboard task name -> reference lm-eval task name is always "ref_" + name. Every task in
 # medboard's registry has a template here (ref_<task>.yaml), in the registry's order.
-TASKS = tuple(t.name for t in REGISTRY.tasks())
+TASKS = BUILTIN_TASKS
 
 _BENCHMARK_FILE = re.compile(r"\$\{MEDBOARD_BENCHMARKS\}/([^'\s]+)")
 _INCLUDE = re.compile(r"\$\{LM_EVAL_TASKS\}/([^'\s]+)")

@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO / "tests" / "fixtures" / "tasks"
 GOLDEN = REPO / "tests" / "tasks" / "golden"
 # Few-shot goldens (<task>_<k>shot.json): lm-eval's first_n examples from the dev fixture.
-FEWSHOT = {"mmlu_anatomy": 3}
+FEWSHOT = {"mmlu_anatomy": 3, "cmmlu_anatomy": 3}
 
 
 def fixture_benchmarks(fixtures: Path, root: Path) -> None:

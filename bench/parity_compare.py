@@ -11,11 +11,11 @@ from typing import Any
 from parity_outputs import Run, Sample, TaskRun
 
 from medboard.scoring.choice import argmax
-from medboard.tasks import REGISTRY
+from medboard.tasks import BUILTIN_TASKS
 
 # Every medboard task has a reference config; the registry's order: the Open Medical-LLM
 # Leaderboard's 9 tasks, then the others.
-DEFAULT_TASKS = tuple(t.name for t in REGISTRY.tasks())
+DEFAULT_TASKS = BUILTIN_TASKS
 
 DELTA_THRESHOLD = 1e-3  # a choice "differs" above this |delta loglik|
 F32_MAX_DELTA = 1e-3

@@ -144,3 +144,63 @@ mmlu_college_biology_docs = _mmlu("college_biology")
 mmlu_college_medicine_docs = _mmlu("college_medicine")
 mmlu_medical_genetics_docs = _mmlu("medical_genetics")
 mmlu_professional_medicine_docs = _mmlu("professional_medicine")
+
+
+def _cmmlu(subject: str) -> Callable[[datasets.Dataset], datasets.Dataset]:
+    # haonan-li/cmmlu: Question, A, B, C, D, Answer (a letter). lm-eval loads one Hub subset per
+    # subject; medboard keeps the seven medical subjects in one file, so filter on `subject`.
+    def convert(record: Record) -> Record:
+        texts, answer = _four(record)
+        return {
+            "id": record["id"],
+            "Question": record["question"],
+            **dict(zip("ABCD", texts, strict=True)),
+            "Answer": "ABCD"[answer],
+        }
+
+    def process_docs(dataset: datasets.Dataset) -> datasets.Dataset:
+        return _map(dataset.filter(lambda record: record["subject"] == subject), convert)
+
+    process_docs.__name__ = f"cmmlu_{subject}_docs"
+    return process_docs
+
+
+cmmlu_anatomy_docs = _cmmlu("anatomy")
+cmmlu_clinical_knowledge_docs = _cmmlu("clinical_knowledge")
+cmmlu_college_medicine_docs = _cmmlu("college_medicine")
+cmmlu_genetics_docs = _cmmlu("genetics")
+cmmlu_nutrition_docs = _cmmlu("nutrition")
+cmmlu_traditional_chinese_medicine_docs = _cmmlu("traditional_chinese_medicine")
+cmmlu_virology_docs = _cmmlu("virology")
+
+
+# -- tasks lm-eval does not have: multiple-choice exams asked as medqa_4options asks its own -------
+def _mcq(record: Record) -> Record:
+    keys, texts = _options(record)
+    return {
+        "id": record["id"],
+        "sent1": record["question"],
+        "keys": keys,
+        "endings": texts,
+        "label": keys.index(record["answer"]),
+    }
+
+
+def mcq_doc_to_text(doc: Record) -> str:
+    # lm_eval/tasks/medqa/preprocess_medqa.py doc_to_text, over the item's own option keys
+    pairs = zip(doc["keys"], doc["endings"], strict=True)
+    answers = "".join(f"{key}. {text}\n" for key, text in pairs)
+    return f"Question: {doc['sent1']}\n{answers}Answer:"
+
+
+def mcq_choices(doc: Record) -> list[str]:
+    return list(doc["keys"])
+
+
+def mcq_docs(dataset: datasets.Dataset) -> datasets.Dataset:
+    return _map(dataset, _mcq)
+
+
+def igakuqa_docs(dataset: datasets.Dataset) -> datasets.Dataset:
+    # the items that refer to an image the data does not include are left out (medboard's igakuqa)
+    return _map(dataset.filter(lambda record: not record.get("image")), _mcq)

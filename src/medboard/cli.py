@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from medboard.cli_exam import exam_app
 from medboard.cli_options import (
     message_console,
 )
@@ -24,6 +25,7 @@ app = typer.Typer(
 data_app = typer.Typer(help="The local dataset store: import, pull, list.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 app.add_typer(fl_app, name="fl")
+app.add_typer(exam_app, name="exam")
 
 console = Console(stderr=True)
 out = message_console()
@@ -31,39 +33,49 @@ out = message_console()
 
 @app.command("tasks")
 def tasks_command() -> None:
-    """List tasks and suites, with their sizes and whether their data is present."""
+    """List tasks and suites: sizes, language, license, and whether their data is present."""
     from medboard.data.records import content_hash
     from medboard.data.store import DataStore
-    from medboard.tasks import REGISTRY
+    from medboard.tasks import REGISTRY, TRACKS
 
     store = DataStore()
     table = Table(title="tasks")
-    for column in ("task", "dataset/split", "size", "metrics", "data"):
+    for column in ("task", "dataset/split", "size", "lang", "license", "metrics", "data"):
         table.add_column(column)
+    restricted = False
     for task in REGISTRY.tasks():
         if not store.has(task.dataset, task.split):
             status = "[red]missing[/red]"
         else:
-            records = task.select(store.load(task.dataset, task.split))
+            stored = store.load(task.dataset, task.split)
+            records = task.select(stored)
             ok = content_hash(records) == task.expected_hash
             status = (
                 "[green]present[/green]" if ok else f"[yellow]differs ({len(records)})[/yellow]"
             )
+            left_out = task.excluded(stored)
+            if left_out:
+                status += f" ({left_out} left out)"
+        restricted = restricted or task.noncommercial
         table.add_row(
             task.name,
             f"{task.dataset}/{task.split}",
             str(task.expected_size),
+            task.language,
+            escape(task.license) + (" [bold red]NC[/bold red]" if task.noncommercial else ""),
             ", ".join(task.metrics),
             status,
         )
     out.print(table, soft_wrap=False)
+    if restricted:
+        out.print("NC: licensed for non-commercial use only, or no license stated (docs/tasks.md)")
     suites = Table(title="suites")
     suites.add_column("suite")
     suites.add_column("tasks")
     suites.add_column("questions")
     for name, members in REGISTRY.suites().items():
         size = sum(REGISTRY.task(t).expected_size or 0 for t in members)
-        suites.add_row(name, ", ".join(members), str(size))
+        suites.add_row(name + (" (track)" if name in TRACKS else ""), ", ".join(members), str(size))
     out.print(suites, soft_wrap=False)
     out.print(f"data store: {store.root}")
 

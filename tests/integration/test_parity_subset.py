@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from medboard.paths import shared_benchmarks
+from medboard.tasks import BUILTIN_TASKS
 
 REPO = Path(__file__).parents[2]
 MODELS = Path(os.environ.get("MEDBOARD_TEST_MODELS", Path.home() / ".cache" / "medical-models"))
@@ -109,7 +110,7 @@ def test_float32_parity_on_a_subset(tmp_path: Path, monkeypatch: pytest.MonkeyPa
 
     database = open_database(f"sqlite:///{tmp_path / 'board.db'}")
     imported = import_results(database, tmp_path / "work" / "ref")
-    assert len(imported.tasks) == 11 and imported.skipped == []
+    assert len(imported.tasks) == len(BUILTIN_TASKS) and imported.skipped == []
     reported = json.loads(report.read_text())["tasks"]
     with database.session() as session:
         scores = {s.task: s.value for s in session.get(Entry, imported.entry_id).scores

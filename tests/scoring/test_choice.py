@@ -37,3 +37,12 @@ def test_stderr_by_hand() -> None:
     assert mean(values) == 0.75
     assert mean_stderr(values) == pytest.approx(0.25)
     assert math.isnan(mean_stderr([1.0]))
+
+
+def test_acc_norm_divides_by_characters_not_bytes_in_cjk_and_cyrillic() -> None:
+    # lm-eval's acc_norm: log-likelihood / len(choice) in characters. "胸腔中纵隔" is 5 characters
+    # (15 bytes in UTF-8), "нет" 3 (6 bytes): by bytes the second choice would win.
+    choices = ["胸腔中纵隔", "нет"]
+    logprobs = [-5.0, -3.3]  # per character: -1.0 and -1.1; per byte: -0.33 and -0.55
+    score = score_choices(logprobs, choices, target=0)
+    assert score.pred == 1 and score.pred_norm == 0 and score.acc_norm == 1.0

@@ -13,7 +13,7 @@ from medboard.data.store import DataStore
 from medboard.results.store import RunStore
 from medboard.runner import EvalOptions, evaluate
 from medboard.scoring.robustness import robustness
-from medboard.tasks.medqa import MEDQA_4OPTIONS
+from medboard.tasks.benchmarks.medqa import MEDQA_4OPTIONS
 from medboard.tasks.permute import permuted
 
 GOLD = "AAAAAABC"  # the letter-biased model looks good on the original order

@@ -7,9 +7,10 @@ from medboard.backends.fake import FakeBackend
 from medboard.data.records import read_jsonl
 from medboard.runner import run_spec
 from medboard.tasks import REGISTRY
-from medboard.tasks.base import LETTERS, Task
-from medboard.tasks.headqa import HEADQA_EN
-from medboard.tasks.medqa import MEDQA_4OPTIONS
+from medboard.tasks.base import LETTERS, Task, text_sample
+from medboard.tasks.benchmarks.headqa import HEADQA_EN
+from medboard.tasks.benchmarks.medqa import MEDQA_4OPTIONS
+from medboard.tasks.benchmarks.pubmedqa import PUBMEDQA
 from medboard.tasks.permute import (
     NotPermutableError,
     displayed_index,
@@ -17,10 +18,11 @@ from medboard.tasks.permute import (
     permute_sample,
     permuted,
 )
-from medboard.tasks.pubmedqa import PUBMEDQA
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "tasks"
-LETTER_TASKS = [t.name for t in REGISTRY.tasks() if t.name not in ("pubmedqa", "headqa_en")]
+LETTER_TASKS = [
+    t.name for t in REGISTRY.tasks() if not t.not_permutable and t.to_sample is not text_sample
+]
 
 
 def fixture_records(task: Task) -> list[dict]:
@@ -114,7 +116,9 @@ def test_text_choice_tasks_are_refused_with_the_reason(task: Task, reason: str) 
 
 
 def test_other_non_letter_samples_are_refused_when_built() -> None:
-    task = dataclasses.replace(PUBMEDQA, to_sample=lambda r: PUBMEDQA.to_sample(r))
+    task = dataclasses.replace(
+        PUBMEDQA, to_sample=lambda r: PUBMEDQA.to_sample(r), not_permutable=""
+    )
     record = fixture_records(PUBMEDQA)[0]
     with pytest.raises(NotPermutableError, match="not its option letters"):
         permuted(task, 1).to_sample(record)

@@ -14,7 +14,7 @@ from medboard.leaderboard.ranking import track_spec
 from medboard.results.db import open_database
 from medboard.results.record import record_entry
 from medboard.results.schema import RunResult, RunSpec, Score
-from medboard.tasks import REGISTRY
+from medboard.tasks import REGISTRY, TRACKS
 from medboard.web.app import create_app
 from tests.web.conftest import OPEN_TASKS, add_evaluated, entry_ids
 
@@ -307,12 +307,10 @@ def test_unknown_track_is_a_clear_404(client: TestClient) -> None:
     for url in ("/leaderboard/nope", "/leaderboard/nope.csv", "/compare?track=nope"):
         response = client.get(url)
         assert response.status_code == 404
-        assert "no track &#39;nope&#39; (tracks: open_medical, flowertune_medical)" in response.text
+        assert f"no track &#39;nope&#39; (tracks: {', '.join(TRACKS)})" in response.text
     response = client.get("/api/leaderboard/nope")
     assert response.status_code == 404
-    assert response.json() == {
-        "detail": "no track 'nope' (tracks: open_medical, flowertune_medical)"
-    }
+    assert response.json() == {"detail": f"no track 'nope' (tracks: {', '.join(TRACKS)})"}
 
 
 def test_new_entries_show_once_the_database_changed(database, tmp_path: Path) -> None:

@@ -14,9 +14,9 @@ from medboard.data.converters import CONVERTERS
 from medboard.data.formats import Group
 from medboard.data.hub_files import dataset_rows, import_or_explain, is_saved_dataset
 from medboard.data.importer import store_groups
+from medboard.data.sources import HubSource, TaskSource
 from medboard.data.store import DataStore, SplitInfo
 from medboard.errors import DataError, HubUnreachableError
-from medboard.tasks.base import HubSource, Task
 
 # Exception class names (anywhere in the cause chain) that mean "no network" rather than "no
 # such dataset": datasets wraps them all in a builtin ConnectionError today, but requests,
@@ -117,7 +117,7 @@ def _load_from_source(hub: HubSource, source: Path, cache_dir: Path | None) -> A
 
 
 def pull_task(
-    task: Task,
+    task: TaskSource,
     store: DataStore,
     revision: str | None = None,
     source: Path | str | None = None,

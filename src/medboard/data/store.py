@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from medboard.data.records import check_record, content_hash, read_jsonl
+from medboard.data.sources import TaskSource
 from medboard.errors import DataError
 from medboard.paths import atomic_write_text, home
-from medboard.tasks.base import Task
 
 
 @dataclass(frozen=True)
@@ -91,7 +91,7 @@ class DataStore:
             raise DataError(f"no data for {dataset}/{split} in {self.root}")
         return list(read_jsonl(data_path))
 
-    def task_data(self, task: Task, allow_mismatch: bool = False) -> TaskData:
+    def task_data(self, task: TaskSource, allow_mismatch: bool = False) -> TaskData:
         """The records a task evaluates, checked against the task's expected content hash."""
         info = self.info(task.dataset, task.split)
         if info is None or not self._paths(task.dataset, task.split)[0].exists():

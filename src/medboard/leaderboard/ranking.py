@@ -28,7 +28,7 @@ Rules:
 
 import math
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
@@ -41,9 +41,9 @@ from medboard.leaderboard.stored import facet_values as facet_values  # the stor
 from medboard.leaderboard.stored import load_entries as load_entries  # here too
 from medboard.tasks import REGISTRY, TRACKS
 
-TRACK_TITLES = {"open_medical": "Open Medical-LLM", "flowertune_medical": "FlowerTune medical"}
+TRACK_TITLES = {name: track.title for name, track in REGISTRY.tracks().items()}
 # The protocol a track's reference numbers were scored by (its published rows): ranked first.
-TRACK_PROTOCOLS = {"open_medical": "loglik", "flowertune_medical": "flowertune"}
+TRACK_PROTOCOLS = {name: track.protocol for name, track in REGISTRY.tracks().items()}
 Z95 = 1.96
 MIXED = "all"  # the ranking of a view that ranks every protocol together
 _TIE_DIGITS = 9  # averages equal to 1e-9 share a rank (float sums differ in the last bits)
@@ -70,27 +70,91 @@ class UnknownTrackError(MedboardError):
 
 @dataclass(frozen=True)
 class LeaderboardSpec:
-    """What a track ranks: its tasks, in display order, and the metric."""
+    """What a track ranks: its columns, in display order, and the metric.
+
+    A column is a task, or a benchmark whose subjects are tasks of their own (`members`: CMMLU's
+    seven medical subjects make one column, their size-weighted mean, as lm-eval aggregates a
+    group). The average is the plain mean of the columns. `languages` gives each column's
+    language: a track in several languages also has an average per language ("avg_<code>").
+    """
 
     track: str
     title: str
-    tasks: tuple[str, ...]
+    tasks: tuple[str, ...]  # the columns
     metric: str = METRIC
     comm_cost: bool = False  # show the federated communication cost
     protocol: str = "loglik"  # the track's own protocol, ranked first
+    members: Mapping[str, tuple[str, ...]] = field(default_factory=dict, hash=False)  # groups
+    languages: Mapping[str, str] = field(default_factory=dict, hash=False)  # column -> ISO code
+
+    def column_tasks(self, column: str) -> tuple[str, ...]:
+        return self.members.get(column, (column,))
+
+    @property
+    def task_names(self) -> tuple[str, ...]:
+        """Every task the track's columns are made of."""
+        return tuple(t for column in self.tasks for t in self.column_tasks(column))
+
+    @property
+    def language_codes(self) -> tuple[str, ...]:
+        """The languages of the columns, in column order; empty for a one-language track."""
+        codes = tuple(dict.fromkeys(self.languages[c] for c in self.tasks if c in self.languages))
+        return codes if len(codes) > 1 else ()
 
 
 def track_spec(track: str) -> LeaderboardSpec:
     if track not in TRACKS:
         raise UnknownTrackError(f"no track '{track}' (tracks: {', '.join(TRACKS)})")
-    tasks = tuple(t.name for t in REGISTRY.resolve(track, None))
+    columns = REGISTRY.columns(track)
+    members = {c: REGISTRY.members(track, c) for c in columns}
     return LeaderboardSpec(
         track=track,
         title=TRACK_TITLES[track],
-        tasks=tasks,
+        tasks=columns,
         comm_cost=track == "flowertune_medical",
         protocol=TRACK_PROTOCOLS.get(track, "loglik"),
+        members={c: tasks for c, tasks in members.items() if tasks != (c,)},
+        languages={c: REGISTRY.task(tasks[0]).language for c, tasks in members.items()},
     )
+
+
+def language_column(code: str) -> str:
+    """The column of a track's average over the columns in one language."""
+    return f"avg_{code}"
+
+
+def _weight(task: str, score: StoredScore) -> float:
+    size = score.n if score.n is not None else _size(task)
+    return float(size or 1)
+
+
+def _size(task: str) -> int | None:
+    try:
+        return REGISTRY.task(task).expected_size
+    except MedboardError:
+        return None
+
+
+def combined(scores: Mapping[str, StoredScore | None]) -> StoredScore | None:
+    """A group's score from its tasks': the mean weighted by questions scored (lm-eval's
+    weight_by_size), its standard error from theirs (independent subsets); None when one is
+    missing."""
+    if any(s is None for s in scores.values()):
+        return None
+    found = {t: s for t, s in scores.items() if s is not None}
+    if len(found) == 1:
+        return next(iter(found.values()))
+    weights = {t: _weight(t, s) for t, s in found.items()}
+    total = sum(weights.values())
+    value = sum(weights[t] * s.value for t, s in found.items()) / total
+    stderrs = [s.stderr for s in found.values()]
+    stderr = None
+    if all(e is not None and not math.isnan(e) for e in stderrs):
+        stderr = math.sqrt(sum((weights[t] / total * (s.stderr or 0.0)) ** 2
+                               for t, s in found.items()))  # fmt: skip
+    counts = [s.n for s in found.values()]
+    n = sum(c for c in counts if c is not None) if all(c is not None for c in counts) else None
+    return StoredScore(value=value, stderr=stderr, n=n)
 
 
 @dataclass(frozen=True)
@@ -193,7 +257,8 @@ class RankedRow:
 
 def sort_columns(spec: LeaderboardSpec) -> tuple[str, ...]:
     """Every column a view of this track can sort by."""
-    return (*COLUMNS, "source", *spec.tasks)
+    averages = tuple(language_column(code) for code in spec.language_codes)
+    return (*COLUMNS, "source", *spec.tasks, *averages)
 
 
 def default_descending(column: str) -> bool:
@@ -215,18 +280,36 @@ def percent_text(value: float, digits: int = 2) -> str:
     return str(exact.quantize(Decimal(1).scaleb(-digits), ROUND_HALF_UP))
 
 
+def _language_averages(
+    spec: LeaderboardSpec, columns: Mapping[str, StoredScore | None]
+) -> dict[str, StoredScore | None]:
+    averages: dict[str, StoredScore | None] = {}
+    for code in spec.language_codes:
+        values = [s for c, s in columns.items() if spec.languages.get(c) == code]
+        mean = sum(s.value for s in values if s) / len(values) if all(values) else None
+        averages[language_column(code)] = None if mean is None else StoredScore(value=mean)
+    return averages
+
+
 def _row(entry: StoredEntry, spec: LeaderboardSpec) -> RankedRow:
-    found = {t: entry.scores.get(t) for t in spec.tasks}
-    missing = tuple(t for t, s in found.items() if s is None)
-    subset = tuple(t for t, s in found.items() if s and s.limit is not None and on_subset(t, s))
+    tasks = {t: entry.scores.get(t) for t in spec.task_names}
+    missing = tuple(t for t, s in tasks.items() if s is None)
+    subset = tuple(t for t, s in tasks.items() if s and s.limit is not None and on_subset(t, s))
     complete = not missing and not subset and bool(spec.tasks)
-    average = sum(s.value for s in found.values() if s) / len(spec.tasks) if complete else None
+    columns = {c: combined({t: tasks[t] for t in spec.column_tasks(c)}) for c in spec.tasks}
+    average = sum(s.value for s in columns.values() if s) / len(spec.tasks) if complete else None
+    averages = (
+        _language_averages(spec, columns)
+        if complete
+        else {language_column(code): None for code in spec.language_codes}
+    )
+    found = {**tasks, **columns, **averages}
     recomputed = None
     if average is not None and entry.published_average is not None:
         if percent_text(average) != percent_text(entry.published_average):
             recomputed = average
         average = entry.published_average
-    counts = [n for t in subset if (n := getattr(found[t], "n", None)) is not None]
+    counts = [n for t in subset if (n := getattr(tasks[t], "n", None)) is not None]
     return RankedRow(
         rank=None,
         entry_id=entry.entry_id,

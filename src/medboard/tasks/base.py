@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from medboard.data.sources import HubSource as HubSource  # re-exported for the task modules
 from medboard.errors import MedboardError
 
 LETTERS = ("A", "B", "C", "D", "E", "F", "G", "H")
@@ -27,17 +28,6 @@ class Sample:
     context: str | None = None
     subject: str | None = None
     metadata: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
-
-
-@dataclass(frozen=True)
-class HubSource:
-    """Where a task's data lives on the Hugging Face Hub (pinned)."""
-
-    path: str
-    name: str | None
-    split: str
-    revision: str
-    converter: str  # name of the record converter in medboard.data.formats
 
 
 @dataclass(frozen=True)
@@ -67,6 +57,25 @@ class Task:
     hub: HubSource | None = None
     family: str = ""
     target_delimiter: str = " "
+    title: str = ""  # the name pages give it (column headers)
+    language: str = "en"  # ISO 639-1 code of the questions
+    license: str = ""  # the data's license, as its source states it
+    noncommercial: bool = False  # the license forbids commercial use, or no license is stated
+    tracks: tuple[str, ...] = ()  # the open tracks it is a column of (multilingual_medical, ...)
+    group: str | None = None  # the benchmark a per-subject task belongs to (cmmlu_medical)
+    group_title: str = ""  # that benchmark's name on pages
+    exclude: Callable[[Mapping[str, Any]], bool] | None = None  # records left out, counted
+    private: bool = False  # its questions are never shown on public pages (a declared exam)
+    not_permutable: str = ""  # why its options cannot be rotated among letters (--permute)
+
+    @property
+    def label(self) -> str:
+        return self.title or self.name
+
+    @property
+    def benchmark(self) -> str:
+        """The benchmark's name: its group (a subject's benchmark), else the task's own."""
+        return self.group or self.name
 
     def prompt(self, sample: Sample, shots: Sequence[Sample] = ()) -> str:
         """The full context given to the model, without the answer: description, solved
@@ -84,13 +93,32 @@ class Task:
 
     def select(self, records: list[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
         """The records this task evaluates, from its dataset split."""
-        if self.subject is None:
-            return records
-        return [r for r in records if r.get("subject") == self.subject]
+        if self.subject is not None:
+            records = [r for r in records if r.get("subject") == self.subject]
+        if self.exclude is not None:
+            records = [r for r in records if not self.exclude(r)]
+        return records
+
+    def excluded(self, records: list[Mapping[str, Any]]) -> int:
+        """How many of the dataset split's records (of its subject) `exclude` leaves out."""
+        if self.exclude is None:
+            return 0
+        if self.subject is not None:
+            records = [r for r in records if r.get("subject") == self.subject]
+        return sum(1 for r in records if self.exclude(r))
 
 
 class UnknownTaskError(MedboardError):
     pass
+
+
+@dataclass(frozen=True)
+class Track:
+    """A suite that is a leaderboard: runs of it become ranked entries."""
+
+    name: str
+    title: str
+    protocol: str = "loglik"  # the protocol its reference numbers were scored by: ranked first
 
 
 class Registry:
@@ -99,6 +127,7 @@ class Registry:
     def __init__(self) -> None:
         self._tasks: dict[str, Task] = {}
         self._suites: dict[str, tuple[str, ...]] = {}
+        self._tracks: dict[str, Track] = {}
 
     def add(self, task: Task) -> Task:
         if task.name in self._tasks or task.name in self._suites:
@@ -112,6 +141,38 @@ class Registry:
         for task_name in task_names:
             self.task(task_name)
         self._suites[name] = task_names
+
+    def add_track(self, track: Track, task_names: tuple[str, ...]) -> None:
+        """A suite that is also a leaderboard track."""
+        self.add_suite(track.name, task_names)
+        self._tracks[track.name] = track
+
+    def add_task_track(self, task: Task, track: Track) -> None:
+        """A task that is a track of its own, of the same name and one column (a declared exam:
+        `--tasks NAME --suite NAME`); the one suite that carries a task's name."""
+        if track.name != task.name or track.name in self._suites:
+            raise ValueError(f"track name '{track.name}' is taken or not its task's")
+        self.add(task)
+        self._suites[track.name] = (task.name,)
+        self._tracks[track.name] = track
+
+    def tracks(self) -> dict[str, Track]:
+        return dict(self._tracks)
+
+    def label(self, name: str) -> str | None:
+        """What pages call a task or a benchmark group; None for a name that is neither."""
+        if name in self._tasks:
+            return self._tasks[name].label
+        group = next((t for t in self._tasks.values() if t.group == name), None)
+        return (group.group_title or name) if group is not None else None
+
+    def columns(self, suite: str) -> tuple[str, ...]:
+        """A suite's board columns: one per benchmark (a group's subjects share one column)."""
+        return tuple(dict.fromkeys(self.task(t).benchmark for t in self.suite(suite)))
+
+    def members(self, suite: str, column: str) -> tuple[str, ...]:
+        """The suite's tasks that make up one of its columns."""
+        return tuple(t for t in self.suite(suite) if self.task(t).benchmark == column)
 
     def task(self, name: str) -> Task:
         try:

@@ -23,18 +23,14 @@ from types import MappingProxyType
 from typing import Any
 
 from medboard.errors import MedboardError
-from medboard.tasks import pubmedqa
 from medboard.tasks.base import LETTERS, Sample, Task, text_sample
 
-# Sample builders known to produce text choices, with the reason they cannot be permuted.
+# Sample builders known to produce text choices, with the reason they cannot be permuted (a task
+# states its own reason in `Task.not_permutable`).
 _NOT_PERMUTABLE: dict[Callable[[Mapping[str, Any]], Sample], str] = {
     text_sample: (
         "its choices are the option texts, scored on their own after a prompt that does not "
         "list the options: their order changes nothing"
-    ),
-    pubmedqa.to_sample: (
-        "its choices are the labels yes/no/maybe, not lettered options: moving them would "
-        "change the question"
     ),
 }
 
@@ -86,7 +82,7 @@ def permuted(task: Task, shift: int) -> Task:
     """
     if shift < 1:
         raise ValueError(f"shift must be a positive number of positions, got {shift}")
-    reason = _NOT_PERMUTABLE.get(task.to_sample)
+    reason = task.not_permutable or _NOT_PERMUTABLE.get(task.to_sample)
     if reason is not None:
         raise NotPermutableError(f"task '{task.name}' cannot be permuted: {reason}")
     to_sample = task.to_sample

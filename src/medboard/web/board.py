@@ -5,8 +5,9 @@ The whole view is the query string: `sort`, `desc` (1/0), `q` (search), `type`, 
 bounds in billions of parameters), `cols` (the columns shown, comma-separated; absent: the
 defaults), `complete` (1: hide partial entries), `ranking` (`all`: one ranking over every protocol,
 with a warning where that mixes protocols; absent: one ranking per protocol), `page` and
-`per_page`. A value that cannot be read is ignored with a warning, so a hand-edited URL still
-shows a page.
+`per_page`; `language` (an ISO 639-1 code: only the columns in that language, with their
+average, on a track in several languages). A value that cannot be read is ignored with a
+warning, so a hand-edited URL still shows a page.
 """
 
 import csv
@@ -25,6 +26,7 @@ from medboard.leaderboard.ranking import (
     ViewOptions,
     default_descending,
     facet_values,
+    language_column,
     mixing_warning,
     percent_text,
     ranked_rows,
@@ -32,6 +34,7 @@ from medboard.leaderboard.ranking import (
     sort_columns,
     view_rows,
 )
+from medboard.tasks import REGISTRY
 from medboard.web.cells import label, safe_cell
 from medboard.web.insights import row_uncertainty
 
@@ -43,10 +46,32 @@ BILLION = 1e9
 def optional_columns(spec: LeaderboardSpec) -> list[str]:
     """Columns the picker offers, in table order (rank, model and average are always shown)."""
     extra = ["comm_cost_gb"] if spec.comm_cost else []
+    averages = [language_column(code) for code in spec.language_codes]
     return [
-        "team", *spec.tasks, *extra, "model_type", "weight_type", "parameters", "dtype", "date",
-        "origin",
+        "team", *spec.tasks, *averages, *extra, "model_type", "weight_type", "parameters", "dtype",
+        "date", "origin",
     ]  # fmt: skip
+
+
+def column_terms(spec: LeaderboardSpec, column: str) -> dict[str, Any]:
+    """A task column's language and its data's license (a group: its first subject's)."""
+    task = REGISTRY.task(spec.column_tasks(column)[0])
+    return {
+        "language": task.language,
+        "license": task.license,
+        "noncommercial": task.noncommercial,
+    }
+
+
+def in_language(spec: LeaderboardSpec, columns: Sequence[str], code: str) -> list[str]:
+    """The columns, less the task columns and language averages of other languages."""
+    own = language_column(code)
+    return [
+        c
+        for c in columns
+        if (c not in spec.tasks or spec.languages.get(c) == code)
+        and (not c.startswith("avg_") or c == own)
+    ]
 
 
 def default_columns(spec: LeaderboardSpec) -> list[str]:
@@ -77,6 +102,7 @@ class BoardQuery:
     complete: bool = False
     page: int = 1
     per_page: int = PER_PAGE
+    language: str = ""  # "": every language
 
     def options(self) -> ViewOptions:
         return ViewOptions(
@@ -126,6 +152,8 @@ class BoardQuery:
             params["page"] = query.page
         if query.per_page != PER_PAGE:
             params["per_page"] = query.per_page
+        if query.language:
+            params["language"] = query.language
         return params
 
     def url(self, path: str, **changes: Any) -> str:
@@ -184,9 +212,15 @@ def parse_query(
     ranking: str | None = None,
     page: str | None = None,
     per_page: str | None = None,
+    language: str | None = None,
 ) -> tuple[BoardQuery, list[str]]:
     """The view a query string asks for, and warnings about what was ignored."""
     warnings: list[str] = []
+    code = (language or "").strip().lower()
+    if code and code not in spec.language_codes:
+        offered = ", ".join(spec.language_codes) or "none: this track has one language"
+        warnings.append(f"language '{language}' is not one of this track's ({offered}): ignored")
+        code = ""
     column = (sort or "average").strip()
     if column not in sort_columns(spec):
         warnings.append(f"cannot sort by '{column}': sorted by average")
@@ -223,6 +257,7 @@ def parse_query(
         mixed=chosen_ranking == MIXED,
         page=_integer(page, "page", 1, 1_000_000, warnings),
         per_page=_integer(per_page, "per_page", PER_PAGE, MAX_PER_PAGE, warnings),
+        language=code,
     )
     return query, warnings
 
@@ -274,6 +309,8 @@ def board_data(
     page = min(query.page, pages)
     shown = rows[(page - 1) * query.per_page : page * query.per_page]
     columns = list(query.cols) if query.cols is not None else default_columns(spec)
+    if query.language:
+        columns = in_language(spec, columns, query.language)
     descending = default_descending(query.sort) if query.desc is None else query.desc
     path = f"/leaderboard/{spec.track}"
     return {
@@ -282,6 +319,11 @@ def board_data(
         "metric": spec.metric,
         "protocol": spec.protocol,
         "tasks": [{"name": t, "label": label(t)} for t in spec.tasks],
+        "terms": {c: column_terms(spec, c) for c in spec.tasks},
+        "languages": [
+            {"code": code, "columns": [c for c in spec.tasks if spec.languages.get(c) == code]}
+            for code in spec.language_codes
+        ],
         "columns": columns,
         "available_columns": [{"name": c, "label": label(c)} for c in optional_columns(spec)],
         "view": {
@@ -300,6 +342,7 @@ def board_data(
             "complete": query.complete,
             "page": page,
             "per_page": query.per_page,
+            "language": query.language,
         },
         "facets": facet_values(visible),
         "entries": len(visible),

@@ -4,19 +4,8 @@ Shared by the leaderboard (board.py), the model page (model_data.py) and the que
 any of them so that none imports another for them.
 """
 
-TASK_LABELS = {
-    "medqa_4options": "MedQA",
-    "medmcqa": "MedMCQA",
-    "pubmedqa": "PubMedQA",
-    "mmlu_anatomy": "Anatomy",
-    "mmlu_clinical_knowledge": "Clinical knowledge",
-    "mmlu_college_biology": "College biology",
-    "mmlu_college_medicine": "College medicine",
-    "mmlu_medical_genetics": "Medical genetics",
-    "mmlu_professional_medicine": "Professional medicine",
-    "careqa_en": "CareQA",
-    "headqa_en": "HEAD-QA",
-}
+from medboard.tasks import REGISTRY
+
 COLUMN_LABELS = {
     "rank": "Rank",
     "model": "Model",
@@ -34,7 +23,10 @@ COLUMN_LABELS = {
 
 
 def label(column: str) -> str:
-    return TASK_LABELS.get(column) or COLUMN_LABELS.get(column) or column
+    """A column's header: a task's or benchmark's title, "Average (zh)", or the column's label."""
+    if column.startswith("avg_"):
+        return f"Average ({column.removeprefix('avg_')})"
+    return REGISTRY.label(column) or COLUMN_LABELS.get(column) or column
 
 
 def safe_cell(text: str) -> str:

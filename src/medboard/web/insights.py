@@ -23,7 +23,7 @@ METRIC = "acc"
 
 def entry_insights(track: str, runs: dict[str, Run]) -> dict[str, Any]:
     """Intervals, calibration, robustness and unparsed counts of one entry (model page)."""
-    tasks = track_spec(track).tasks if track in TRACKS else ()
+    tasks = track_spec(track).task_names if track in TRACKS else ()
     order = {task: i for i, task in enumerate(tasks)}
     ordered = sorted(runs, key=lambda t: (order.get(split_shift(t)[0], len(order)), t))
     records = {task: read_samples(runs[task].samples_path) or () for task in ordered}
@@ -76,14 +76,14 @@ def board_uncertainty(
     listed as excluded without reading anything.
     """
     found_records = _records_of(
-        session, spec.tasks, Entry.track == spec.track, Entry.hidden.is_(False)
+        session, spec.task_names, Entry.track == spec.track, Entry.hidden.is_(False)
     )
     entries = {
         str(entry_id): by_task
         for entry_id, by_task in found_records.items()
         if entry_ids is None or entry_id in entry_ids
     }
-    found = board_rank_intervals(entries, spec.tasks)
+    found = board_rank_intervals(entries, spec.task_names)
     found["compared"] = len(found["ranks"])
     return found
 

@@ -14,6 +14,7 @@ import csv
 import io
 import json
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -26,8 +27,9 @@ from medboard.leaderboard.analysis import correct as score_of
 from medboard.leaderboard.analysis import split_shift
 from medboard.leaderboard.ranking import TRACKS, interval, track_spec
 from medboard.results.db import Entry, Run, TaskScore
+from medboard.tasks import REGISTRY, UnknownTaskError
 from medboard.web.cells import label, safe_cell
-from medboard.web.sample_text import task_texts, with_texts
+from medboard.web.sample_text import private_task, task_texts, with_texts
 
 SAMPLES_PER_PAGE = 20
 MAX_SAMPLES_PER_PAGE = 200
@@ -174,14 +176,41 @@ def get_entry(session: Session, entry_id: int) -> Entry:
     return entry
 
 
+def task_terms(task: str) -> dict[str, Any]:
+    """A task's language and license as pages show them (None for a task not registered here)."""
+    try:
+        found = REGISTRY.task(split_shift(task)[0])
+    except UnknownTaskError:
+        return {"language": None, "license": None, "noncommercial": False}
+    return {
+        "language": found.language,
+        "license": found.license,
+        "noncommercial": found.noncommercial,
+    }
+
+
+def by_language(scores: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The scores grouped by language, the languages in the order they first come."""
+    order = {code: i for i, code in enumerate(dict.fromkeys(s["language"] for s in scores))}
+    return sorted(scores, key=lambda s: order[s["language"]])  # stable: task order within
+
+
+def shown(task: str, run: Run) -> bool:
+    """Whether a run's samples are offered: kept, and not those of a private exam."""
+    return not private_task(task) and read_samples(run.samples_path) is not None
+
+
 def _task_order(track: str, tasks: set[str]) -> list[str]:
-    order = list(track_spec(track).tasks) if track in TRACKS else []
+    order = list(track_spec(track).task_names) if track in TRACKS else []
     return [t for t in order if t in tasks] + sorted(tasks - set(order))
 
 
 def samples_page(runs: dict[str, Run], query: SampleQuery) -> dict[str, Any]:
-    """One page of a task's sample table."""
-    tasks = [t for t in runs if read_samples(runs[t].samples_path) is not None]
+    """One page of a task's sample table (none for a private exam: its choices can be its
+    option texts)."""
+    tasks = [
+        t for t in runs if not private_task(t) and read_samples(runs[t].samples_path) is not None
+    ]
     task = query.task if query.task in tasks else (tasks[0] if tasks else None)
     if query.task and query.task not in runs:
         raise NotFoundError(f"no run of task '{query.task}' for this entry")
@@ -229,11 +258,13 @@ def model_data(
             "n": score.n,
             "interval": list(interval(score.value, score.stderr) or []) or None,
         }
-    scores = [  # permuted copies (task@shiftK) are shown under robustness instead
-        {"task": t, "label": label(t), "metrics": by_task[t]}
-        for t in _task_order(entry.track, set(by_task))
-        if split_shift(t)[1] is None
-    ]
+    scores = by_language(  # permuted copies (task@shiftK) are shown under robustness instead
+        [
+            {"task": t, "label": label(t), "metrics": by_task[t], **task_terms(t)}
+            for t in _task_order(entry.track, set(by_task))
+            if split_shift(t)[1] is None
+        ]
+    )
     subjects = {}
     for task, run in runs.items():
         if split_shift(task)[1] is not None:
@@ -275,12 +306,8 @@ def model_data(
         "downloads": {
             task: {
                 "result": f"{base}/runs/{task}/result.json",
-                "samples": f"{base}/runs/{task}/samples.jsonl"
-                if read_samples(run.samples_path) is not None
-                else None,
-                "samples_csv": f"{base}/runs/{task}/samples.csv"
-                if read_samples(run.samples_path) is not None
-                else None,
+                "samples": f"{base}/runs/{task}/samples.jsonl" if shown(task, run) else None,
+                "samples_csv": f"{base}/runs/{task}/samples.csv" if shown(task, run) else None,
             }
             for task, run in runs.items()
         },
@@ -295,15 +322,35 @@ def run_for(session: Session, entry_id: int, task: str) -> Run:
     return run
 
 
-def samples_csv(records: tuple[dict[str, Any], ...]) -> str:
-    """A task's samples: one row per question, each choice's probability in percent."""
+def download_license(task: str) -> str | None:
+    """The license a download of a task's samples carries: that of a task whose data is for
+    non-commercial use only or states none; None for the others."""
+    terms = task_terms(task)
+    if not terms["noncommercial"]:
+        return None
+    return f"{terms['license']} (non-commercial use only; see docs/tasks.md)"
+
+
+def samples_jsonl(path: str, license: str | None) -> Iterator[bytes]:
+    """The run's samples file as recorded; each record with a `license` field when given."""
+    with open(path, "rb") as handle:
+        for line in handle:
+            if license is None or not line.strip():
+                yield line
+            else:
+                yield (json.dumps({**json.loads(line), "license": license}) + "\n").encode()
+
+
+def samples_csv(records: tuple[dict[str, Any], ...], license: str | None = None) -> str:
+    """A task's samples: one row per question, each choice's probability in percent; a last
+    `license` column when the task's data carries one (download_license)."""
     width = max((len(r.get("choices") or []) for r in records), default=0)
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     header = ["index", "id", "subject", "pred", "gold", "correct"]
     for k in range(width):
         header += [f"choice_{k}", f"prob_{k}"]
-    writer.writerow(header)
+    writer.writerow([*header, "license"] if license else header)
     for index, record in enumerate(records):
         row = sample_row(index, record)
         cells: list[Any] = [
@@ -317,5 +364,7 @@ def samples_csv(records: tuple[dict[str, Any], ...]) -> str:
         for choice in row["choices"]:
             prob = choice["prob"]
             cells += [safe_cell(choice["text"]), "" if prob is None else f"{100 * prob:.2f}"]
+        if license:  # the license in its own column, after the widest row's choices
+            cells += [""] * (2 * width - (len(cells) - 6)) + [safe_cell(license)]
         writer.writerow(cells)
     return out.getvalue()

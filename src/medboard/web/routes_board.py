@@ -53,6 +53,7 @@ class RawQuery:
     ranking: str | None
     page: str | None
     per_page: str | None
+    language: str | None = None
 
     def parse(self, spec: LeaderboardSpec) -> tuple[BoardQuery, list[str]]:
         return parse_query(
@@ -72,6 +73,7 @@ class RawQuery:
             ranking=self.ranking,
             page=self.page,
             per_page=self.per_page,
+            language=self.language,
         )
 
 
@@ -100,6 +102,9 @@ def raw_query(
     ] = None,
     page: Annotated[str | None, Query()] = None,
     per_page: Annotated[str | None, Query()] = None,
+    language: Annotated[
+        str | None, Query(description="ISO 639-1 code: only that language's columns")
+    ] = None,
 ) -> RawQuery:
     return RawQuery(
         sort=sort,
@@ -117,6 +122,7 @@ def raw_query(
         ranking=ranking,
         page=page,
         per_page=per_page,
+        language=language,
     )
 
 
@@ -288,7 +294,7 @@ def compare_data(request: Request, track: str, ids: list[int]) -> dict[str, Any]
         "ids": [r.entry_id for r in chosen],
         "rows": [r.to_json() for r in chosen],
         "missing": [i for i in ids if i not in {r.entry_id for r in chosen}],
-        "paired": _paired(request, [r.entry_id for r in chosen], spec.tasks),
+        "paired": _paired(request, [r.entry_id for r in chosen], spec.task_names),
     }
 
 

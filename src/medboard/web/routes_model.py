@@ -16,7 +16,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi import Path as PathParam
 from fastapi.encoders import jsonable_encoder
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from fastapi.responses import (
+    FileResponse,
+    HTMLResponse,
+    JSONResponse,
+    Response,
+    StreamingResponse,
+)
 
 from medboard.leaderboard.ranking import TRACKS, track_spec
 from medboard.tasks import REGISTRY
@@ -28,14 +34,17 @@ from medboard.web.model_data import (
     SAMPLES_PER_PAGE,
     NotFoundError,
     SampleQuery,
+    download_license,
     entry_runs,
     model_data,
     read_samples,
     run_for,
     samples_csv,
+    samples_jsonl,
 )
 from medboard.web.plots import Series, grouped_bars
 from medboard.web.rendering import render_text
+from medboard.web.sample_text import private_task
 
 router = APIRouter()
 
@@ -194,25 +203,40 @@ def run_result(request: Request, entry_id: EntryId, task: RunTask) -> JSONRespon
 @router.get("/model/{entry_id}/runs/{task}/samples.jsonl", tags=["model"])
 def run_samples(request: Request, entry_id: EntryId, task: RunTask) -> FileResponse:
     """The run's samples as recorded: one JSON object per question."""
+    if private_task(task):
+        raise HTTPException(404, f"{task} is a private exam: its samples are not served")
     run = _run(request, entry_id, task)
     if read_samples(run.samples_path) is None:
         raise HTTPException(404, f"the samples of {task} for entry {entry_id} are not kept here")
-    return FileResponse(
-        Path(run.samples_path),
+    license = download_license(task)
+    filename = f"{entry_id}_{task}_samples.jsonl"
+    if license is None:
+        return FileResponse(
+            Path(run.samples_path), media_type="application/x-ndjson", filename=filename
+        )
+    return StreamingResponse(  # each record carries the data's license
+        samples_jsonl(run.samples_path, license),
         media_type="application/x-ndjson",
-        filename=f"{entry_id}_{task}_samples.jsonl",
+        headers={
+            "Content-Disposition": f'attachment; filename="{filename}"',
+            "X-Data-License": license,
+        },
     )
 
 
 @router.get("/model/{entry_id}/runs/{task}/samples.csv", tags=["model"])
 def run_samples_csv(request: Request, entry_id: EntryId, task: RunTask) -> Response:
     """The sample table of a task as CSV (every question, choice probabilities in percent)."""
+    if private_task(task):
+        raise HTTPException(404, f"{task} is a private exam: its samples are not served")
     run = _run(request, entry_id, task)
     records = read_samples(run.samples_path)
     if records is None:
         raise HTTPException(404, f"the samples of {task} for entry {entry_id} are not kept here")
+    license = download_license(task)
+    headers = {"Content-Disposition": f'attachment; filename="{entry_id}_{task}_samples.csv"'}
     return Response(
-        samples_csv(records),
+        samples_csv(records, license),
         media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": f'attachment; filename="{entry_id}_{task}_samples.csv"'},
+        headers={**headers, "X-Data-License": license} if license else headers,
     )

@@ -27,6 +27,7 @@ from medboard.leaderboard.analysis import split_shift
 from medboard.paths import home
 from medboard.tasks import REGISTRY
 from medboard.tasks.base import Sample, Task
+from medboard.tasks.declared import FAMILY
 from medboard.tasks.permute import permuted
 
 
@@ -88,6 +89,20 @@ def _task_of(name: str) -> Task | None:
         return None
 
 
+def _declared_terms(task: Task) -> DatasetTerms | None:
+    """A declared exam's owner made it public (public = true): shown, under its stated license."""
+    if task.family != FAMILY:
+        return None
+    stated = task.license or "no license stated"
+    return DatasetTerms(stated, True, f"{task.label}: made public by its owner ({stated})")
+
+
+def private_task(name: str) -> bool:
+    """Whether a task (or a permuted copy of it) is a private exam: none of its samples served."""
+    task = _task_of(name)
+    return task is not None and task.private
+
+
 def _data_file(task: Task) -> Path:
     return home() / "data" / task.dataset / f"{task.split}.jsonl"
 
@@ -111,7 +126,9 @@ def task_texts(task_name: str, data_hash: str, ids: list[str]) -> TaskTexts:
     task = _task_of(task_name)
     if task is None:
         return TaskTexts({}, "the task is not registered here", False)
-    terms = TERMS.get(task.dataset)
+    if task.private:  # a declared exam (medboard exam add) not declared public
+        return TaskTexts({}, f"{task.label} is a private exam: its questions are not shown", False)
+    terms = TERMS.get(task.dataset) or _declared_terms(task)
     if terms is None:
         return TaskTexts({}, f"no license is recorded for the dataset {task.dataset}", False)
     if not terms.show_text:

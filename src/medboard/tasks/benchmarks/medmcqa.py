@@ -18,6 +18,9 @@ MEDMCQA = Task(
     render=render,
     to_sample=letter_sample,
     expected_size=4183,
+    title="MedMCQA",
+    license="MIT",
+    tracks=("extended_medical",),
     expected_hash="87f995787e7c9fc76626f7faf6fe127b807525a4e489e652e5161793301e512a",
     hub=HubSource(
         path="openlifescienceai/medmcqa",
@@ -38,6 +41,9 @@ CAREQA_EN = Task(
     to_sample=letter_sample,
     metrics=("acc",),
     expected_size=5621,
+    title="CareQA",
+    license="Apache-2.0",
+    tracks=("extended_medical",),
     expected_hash="eafc789e6fdcd338e9912031a79b640e634f4b73afd8b83c40093e5eba3ffcdb",
     hub=HubSource(
         path="HPAI-BSC/CareQA",
@@ -47,3 +53,5 @@ CAREQA_EN = Task(
         converter="careqa_hub",
     ),
 )
+
+TASKS = (MEDMCQA, CAREQA_EN)

@@ -53,6 +53,9 @@ def mmlu_task(subject: str) -> Task:
         description=description(subject),
         metrics=("acc",),
         expected_size=SUBJECTS[subject],
+        title=subject.replace("_", " ").capitalize(),
+        license="MIT",
+        tracks=("extended_medical",),
         expected_hash=MMLU_HASHES[subject],
         hub=HubSource(
             path="cais/mmlu",
@@ -66,3 +69,4 @@ def mmlu_task(subject: str) -> Task:
 
 
 MMLU_TASKS = tuple(mmlu_task(subject) for subject in SUBJECTS)
+TASKS = MMLU_TASKS

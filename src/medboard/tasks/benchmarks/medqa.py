@@ -18,6 +18,9 @@ MEDQA_4OPTIONS = Task(
     render=render,
     to_sample=letter_sample,
     expected_size=1273,
+    title="MedQA",
+    license="MIT",
+    tracks=("extended_medical",),
     expected_hash="98c52eb0f0fa00dce4a8bb6fe226f020c8a61a8b13ec87c80da511cc84e6c2fe",
     hub=HubSource(
         path="GBaker/MedQA-USMLE-4-options",
@@ -27,3 +30,5 @@ MEDQA_4OPTIONS = Task(
         converter="medqa_hub",
     ),
 )
+
+TASKS = (MEDQA_4OPTIONS,)

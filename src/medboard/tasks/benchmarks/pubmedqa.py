@@ -37,7 +37,14 @@ PUBMEDQA = Task(
     render=render,
     to_sample=to_sample,
     metrics=("acc",),
+    not_permutable=(
+        "its choices are the labels yes/no/maybe, not lettered options: moving them would "
+        "change the question"
+    ),
     expected_size=500,
+    title="PubMedQA",
+    license="MIT",
+    tracks=("extended_medical",),
     expected_hash="3e75be4b839d4272884b96c1ecde107c9148c537923e9f60ba2eded7487e2249",
     hub=HubSource(
         path="qiaojin/PubMedQA",
@@ -47,3 +54,5 @@ PUBMEDQA = Task(
         converter="pubmedqa_hub",
     ),
 )
+
+TASKS = (PUBMEDQA,)
