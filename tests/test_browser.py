@@ -57,13 +57,14 @@ def server(medboard_home: Path, tmp_path: Path) -> Iterator[str]:
     yield from _serve(medboard_home, tmp_path)
 
 
-def _serve(medboard_home: Path, tmp_path: Path) -> Iterator[str]:
-    """A real `medboard serve` on tmp_path/board.db, with the published tables of tmp_path."""
+def _serve(medboard_home: Path, tmp_path: Path, *more: Path) -> Iterator[str]:
+    """A real `medboard serve` on tmp_path/board.db, with the published tables of tmp_path (and
+    `more`)."""
     port = _free_port()
     command = [sys.executable, "-c", "from medboard.cli import main; main()", "serve"]
     command += ["--port", str(port), "--db", f"sqlite:///{tmp_path / 'board.db'}"]
-    command += ["--published", str(tmp_path / "open.csv")]
-    command += ["--published", str(tmp_path / "flowertune.csv")]
+    for table in (tmp_path / "open.csv", tmp_path / "flowertune.csv", *more):
+        command += ["--published", str(table)]
     command += ["--allow-data-mismatch", "--lease", "30"]
     env = {**os.environ, "MEDBOARD_HOME": str(medboard_home), "HF_HUB_OFFLINE": "1"}
     # the operator's models folder, which the form takes paths from: pytest's base folder,
@@ -333,4 +334,55 @@ def test_entries_are_ranked_only_where_comparable(not_comparable: str, tmp_path:
         expect(warning).to_contain_text("mixes evaluation protocols")
         expect(warning).to_contain_text("flowertune (3 entries), loglik (1 entry)")
         _screenshot(page, "leaderboard_mixed_protocols", tmp_path)
+        browser.close()
+
+
+# SmolLM2-135M-Instruct and Gemma-3-270M on the whole multilingual track in bfloat16, as
+# measured for docs/tasks.md (medboard eval --suite multilingual_medical --record), in percent.
+MULTILINGUAL = Path(__file__).parent / "fixtures" / "multilingual_board.csv"
+
+
+@pytest.fixture()
+def multilingual(medboard_home: Path, tmp_path: Path) -> Iterator[str]:
+    if not Path(CHROMIUM).exists() and not shutil.which("chromium"):
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    pytest.importorskip("playwright")
+    import_fixture_tasks(medboard_home)
+    (tmp_path / "open.csv").write_text(OPEN)
+    (tmp_path / "flowertune.csv").write_text(FLOWERTUNE)
+    yield from _serve(medboard_home, tmp_path, MULTILINGUAL)
+
+
+def test_the_multilingual_board_by_language(multilingual: str, tmp_path: Path) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        page = browser.new_page(viewport={"width": 1600, "height": 900})
+        page.set_default_timeout(30_000)
+        page.goto(multilingual + "/leaderboard/multilingual_medical")
+        models = _models(page)
+        assert sorted(models) == ["HuggingFaceTB/SmolLM2-135M-Instruct", "google/gemma-3-270m"]
+        ranks = page.locator("#board tbody tr[data-entry-id] td:first-child").all_inner_texts()
+        assert ranks == ["1", "2"]
+        header = page.locator("#board thead")
+        for title in ("AfriMed-QA", "CMMLU medical (zh)", "IgakuQA (ja)", "RuMedDaNet (ru)"):
+            expect(header).to_contain_text(title)
+        expect(header.locator("abbr.license-mark")).to_have_count(4)  # NC: 4 benchmarks
+        _screenshot(page, "leaderboard_multilingual", tmp_path)
+
+        page.select_option("select[name=language]", "zh")
+        page.wait_for_url("**language=zh**")
+        header = page.locator("#board thead")
+        expect(header).to_contain_text("Average (zh)")
+        expect(header).to_contain_text("MedQA (zh)")
+        expect(header).not_to_contain_text("IgakuQA")
+        assert sorted(_models(page)) == sorted(models)
+
+        page.locator("#board tbody td.model a").first.click()
+        page.wait_for_url("**/model/*")
+        scores = page.locator("table.scores").first
+        expect(scores).to_contain_text("Language: ja")
+        expect(scores).to_contain_text("Language: ru")
+        expect(scores.locator(".license-mark").first).to_have_text("non-commercial")
         browser.close()

@@ -308,7 +308,27 @@ def results_table(results: list[RunResult], title: str) -> Table:
     mean = sum(r.scores["acc"].value for r in averaged) / max(len(averaged), 1)
     table.add_section()
     table.add_row(f"mean of {len(averaged)} tasks", "", f"{100 * mean:.2f}", "", "")
+    benchmarks = benchmark_means(averaged)
+    if len(benchmarks) < len(averaged):  # a benchmark of several subjects: the board's average
+        board = sum(benchmarks.values()) / len(benchmarks)
+        table.add_row(f"mean of {len(benchmarks)} benchmarks", "", f"{100 * board:.2f}", "", "")
     return table
+
+
+def benchmark_means(results: list[RunResult]) -> dict[str, float]:
+    """acc per benchmark: a benchmark's subjects weighted by their questions (as the board)."""
+    from medboard.tasks import REGISTRY, UnknownTaskError
+
+    sums: dict[str, tuple[float, int]] = {}
+    for result in results:
+        try:
+            name = REGISTRY.task(result.spec.task).benchmark
+        except UnknownTaskError:
+            name = result.spec.task
+        total, count = sums.get(name, (0.0, 0))
+        n = max(result.n_samples, 1)
+        sums[name] = (total + n * result.scores["acc"].value, count + n)
+    return {name: total / count for name, (total, count) in sums.items()}
 
 
 def register(app: typer.Typer) -> None:

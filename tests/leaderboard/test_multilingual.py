@@ -152,3 +152,23 @@ def test_a_sample_download_of_a_noncommercial_task_carries_its_license(tmp_path)
     table = samples_csv((record,), license).splitlines()
     assert table[0].endswith(",license") and table[1].endswith(license)
     assert "license" not in samples_csv((record,))
+
+
+def test_eval_prints_the_mean_over_benchmarks_as_the_board_averages() -> None:
+    from types import SimpleNamespace
+
+    from medboard.cli_eval import benchmark_means
+
+    def result(task: str, n: int, acc: float) -> SimpleNamespace:
+        return SimpleNamespace(
+            spec=SimpleNamespace(task=task), n_samples=n, scores={"acc": SimpleNamespace(value=acc)}
+        )
+
+    found = benchmark_means(
+        [
+            result("cmmlu_anatomy", 100, 0.5),
+            result("cmmlu_virology", 300, 0.8),
+            result("medqa_zh", 50, 0.3),
+        ]  # fmt: skip
+    )
+    assert found == pytest.approx({"cmmlu_medical": 0.725, "medqa_zh": 0.3})
