@@ -25,6 +25,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from lmeval_tasks import TASKS, required_files, write_configs  # noqa: E402
 
+from medboard.tasks import REGISTRY  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO / "tests" / "fixtures" / "tasks"
 GOLDEN = REPO / "tests" / "tasks" / "golden"
@@ -32,11 +34,25 @@ GOLDEN = REPO / "tests" / "tasks" / "golden"
 FEWSHOT = {"mmlu_anatomy": 3, "cmmlu_anatomy": 3}
 
 
-def fixture_benchmarks(fixtures: Path, root: Path) -> None:
+def golden_records(golden: Path, dataset: str, split: str) -> list[dict[str, Any]]:
+    """The records of a dataset's split that the golden files of its tasks carry (`records`,
+    by split): a benchmark added as its module and its golden file alone."""
+    found: dict[str, dict[str, Any]] = {}
+    for task in TASKS:
+        path = golden / f"{task}.json"
+        if REGISTRY.task(task).dataset == dataset and path.exists():
+            records = json.loads(path.read_text(encoding="utf-8")).get("records", {})
+            for record in records.get(split, []):
+                found.setdefault(record["id"], record)
+    return list(found.values())
+
+
+def fixture_benchmarks(fixtures: Path, root: Path, golden: Path = GOLDEN) -> None:
     """Lay the fixtures out like a benchmarks folder (<dataset>/<split>.jsonl) under `root`.
 
     A fixture file stands for every split a config reads, unless <dataset>_<split>.jsonl exists
-    (MMLU's dev split, the few-shot pool of the FEWSHOT goldens).
+    (MMLU's dev split, the few-shot pool of the FEWSHOT goldens); a dataset without a fixture
+    file takes the records its golden files carry.
     """
     for task in TASKS:
         for rel in required_files(task):
@@ -44,7 +60,14 @@ def fixture_benchmarks(fixtures: Path, root: Path) -> None:
             own = fixtures / f"{dataset}_{split}.jsonl"  # a split with its own fixture
             target = root / rel
             target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(own if own.exists() else fixtures / f"{dataset}.jsonl", target)
+            if own.exists() or (fixtures / f"{dataset}.jsonl").exists():
+                shutil.copyfile(own if own.exists() else fixtures / f"{dataset}.jsonl", target)
+                continue
+            records = golden_records(golden, dataset, split)
+            if not records:
+                raise SystemExit(f"{task}: no fixture for {rel} (a fixture file or `records`)")
+            text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+            target.write_text(text, encoding="utf-8")
 
 
 def gold_index(task: Any, doc: dict[str, Any]) -> int:
@@ -89,7 +112,7 @@ def main(argv: list[str] | None = None) -> None:
 
     with tempfile.TemporaryDirectory(prefix="medboard-golden-") as tmp:
         benchmarks, configs = Path(tmp) / "benchmarks", Path(tmp) / "configs"
-        fixture_benchmarks(args.fixtures, benchmarks)
+        fixture_benchmarks(args.fixtures, benchmarks, args.out)
         _, names = write_configs(benchmarks, configs)
         manager = TaskManager(include_path=str(configs))
         loaded = manager.load(names)["tasks"]
@@ -109,13 +132,15 @@ def main(argv: list[str] | None = None) -> None:
             print(f"{path}: {len(golden['samples'])} samples", file=sys.stderr)
             loaded = manager.load(names)["tasks"]  # fresh tasks for the zero-shot goldens
         for task_name in TASKS:
+            path = args.out / f"{task_name}.json"
+            kept = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
             golden = {
                 "task": task_name,
                 "lm_eval_task": f"ref_{task_name}",
                 "lm_eval_version": version("lm_eval"),
+                **({"records": kept["records"]} if "records" in kept else {}),
                 "samples": golden_for(loaded[f"ref_{task_name}"]),
             }
-            path = args.out / f"{task_name}.json"
             text = json.dumps(golden, indent=2, ensure_ascii=False) + "\n"
             path.write_text(text, encoding="utf-8")
             print(f"{path}: {len(golden['samples'])} samples", file=sys.stderr)

@@ -100,19 +100,44 @@ def medboard_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return home
 
 
-def import_fixture_tasks(home: Path) -> None:
-    """Put the task fixtures (tests/fixtures/tasks) into the store of `home`."""
+GOLDEN = Path(__file__).parent / "tasks" / "golden"
+
+
+def fixture_records(dataset: str, split: str = "") -> list[dict]:
+    """A dataset's fixture records: tests/fixtures/tasks/<dataset>[_<split>].jsonl, else the
+    records the golden files of its tasks carry (`records`: a benchmark added as one module and
+    its golden file), each record once, in the tasks' order."""
     from medboard.data.records import read_jsonl
+    from medboard.tasks import BUILTIN_TASKS, REGISTRY
+
+    path = FIXTURES / "tasks" / f"{dataset}{'_' + split if split else ''}.jsonl"
+    if path.exists():
+        return list(read_jsonl(path))
+    found: dict[str, dict] = {}
+    for name in BUILTIN_TASKS:
+        golden = GOLDEN / f"{name}.json"
+        if REGISTRY.task(name).dataset == dataset and golden.exists():
+            records = json.loads(golden.read_text(encoding="utf-8")).get("records", {})
+            for record in records.get(split or "test", []):
+                found.setdefault(record["id"], record)
+    if not found:
+        raise FileNotFoundError(f"no fixture records for {dataset} {split}: {path}")
+    return list(found.values())
+
+
+def import_fixture_tasks(home: Path) -> None:
+    """Put the task fixtures (tests/fixtures/tasks, golden records) into the store of `home`."""
     from medboard.data.store import DataStore
-    from medboard.tasks import REGISTRY
+    from medboard.tasks import BUILTIN_TASKS, REGISTRY
 
     store = DataStore(home / "data")
     done: set[tuple[str, str]] = set()
-    for task in REGISTRY.tasks():
+    for name in BUILTIN_TASKS:
+        task = REGISTRY.task(name)
         if (task.dataset, task.split) in done:
             continue
-        path = FIXTURES / "tasks" / f"{task.dataset}.jsonl"
-        store.put(task.dataset, task.split, list(read_jsonl(path)), str(path), "jsonl")
+        records = fixture_records(task.dataset)
+        store.put(task.dataset, task.split, records, f"fixtures:{task.dataset}", "jsonl")
         done.add((task.dataset, task.split))
 
 

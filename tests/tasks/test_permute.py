@@ -18,6 +18,7 @@ from medboard.tasks.permute import (
     permute_sample,
     permuted,
 )
+from tests.conftest import fixture_records as dataset_records
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "tasks"
 LETTER_TASKS = [
@@ -26,7 +27,7 @@ LETTER_TASKS = [
 
 
 def fixture_records(task: Task) -> list[dict]:
-    return task.select(list(read_jsonl(FIXTURES / f"{task.dataset}.jsonl")))
+    return task.select(dataset_records(task.dataset))
 
 
 def test_shift_one_by_hand() -> None:

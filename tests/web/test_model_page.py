@@ -241,17 +241,22 @@ def test_no_texts_where_the_license_or_the_data_says_no(
     # the right data, but a license that forbids showing it
     _set_run_data_hash(database, "medqa_4options", digest)
     terms = sample_text.DatasetTerms("CC BY-NC 4.0", False, "its license is non-commercial")
-    monkeypatch.setitem(sample_text.TERMS, "medqa", terms)
+    monkeypatch.setattr(sample_text, "terms_of", lambda task: terms)
     samples = TestClient(create_app(database)).get(f"/api/model/{evaluated_id}").json()["samples"]
     assert samples["text"] == {
         "shown": False,
         "note": "medqa: its license is non-commercial (CC BY-NC 4.0)",
     }
     assert all(r["question"] is None for r in samples["rows"])
-    # every registered task's dataset has a recorded decision
-    from medboard.tasks import REGISTRY
+    # every built-in task's module decides: permissive licenses shown with their source named
+    from medboard.tasks import BUILTIN_TASKS, REGISTRY
 
-    assert {t.dataset for t in REGISTRY.tasks()} <= set(sample_text.TERMS)
+    monkeypatch.undo()
+    for name in BUILTIN_TASKS:
+        task = REGISTRY.task(name)
+        decided = sample_text.terms_of(task)
+        assert decided.show_text is not task.noncommercial, name
+        assert not decided.show_text or task.attribution in decided.note, name
 
 
 def test_submission_metadata_is_shown(database, evaluated_id: int) -> None:

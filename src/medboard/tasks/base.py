@@ -61,12 +61,17 @@ class Task:
     language: str = "en"  # ISO 639-1 code of the questions
     license: str = ""  # the data's license, as its source states it
     noncommercial: bool = False  # the license forbids commercial use, or no license is stated
+    attribution: str = ""  # shown with its questions on public pages (permissive licenses)
     tracks: tuple[str, ...] = ()  # the open tracks it is a column of (multilingual_medical, ...)
     group: str | None = None  # the benchmark a per-subject task belongs to (cmmlu_medical)
     group_title: str = ""  # that benchmark's name on pages
     exclude: Callable[[Mapping[str, Any]], bool] | None = None  # records left out, counted
     private: bool = False  # its questions are never shown on public pages (a declared exam)
     not_permutable: str = ""  # why its options cannot be rotated among letters (--permute)
+    # How lm-eval asks it, where no bench/lmeval_tasks/ref_<name>.yaml says so: the keys of an
+    # lm-eval task config (include, process_docs, doc_to_text, ...; "utils.f" for a function of
+    # bench/lmeval_tasks/utils.py), from which bench/lmeval_tasks.py writes the reference config.
+    reference: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
 
     @property
     def label(self) -> str:

@@ -6,9 +6,8 @@ task's dataset and split. The model page looks up only the rows it shows, in the
 as the runner read them (`task.select`, `task.to_sample`; a permuted copy `task@shiftK` shows its
 options rotated, as the model saw them), and only when
 
-- the dataset's terms allow showing its text on a public page (`TERMS`, below: one decision per
-  dataset, from the licenses recorded in the benchmarks' SOURCE.md files; a dataset not listed is
-  not shown), and
+- the task's terms allow showing its text on a public page (`terms_of`: from the license its
+  module states, after the benchmark's SOURCE.md), and
 - the store holds the very data the run evaluated (its content hash is the run's `data_hash`), so
   an id never shows another version's question.
 
@@ -40,37 +39,6 @@ class DatasetTerms:
     note: str = ""  # the attribution shown with the texts, or why they are not shown
 
 
-# One decision per dataset of the store (the folder names of shared/benchmarks), from its
-# SOURCE.md. Permissive licenses (MIT, Apache-2.0): shown, with the source named. Non-commercial
-# licenses (CC BY-NC, CC BY-NC-SA): not shown, since whoever runs a board may do so commercially.
-# Unstated terms: not shown. A dataset missing here is not shown either.
-TERMS: dict[str, DatasetTerms] = {
-    "medqa": DatasetTerms("MIT", True, "MedQA (Jin et al.), MIT license"),
-    "medqa_zh": DatasetTerms("MIT", True, "MedQA (Jin et al.), MIT license"),
-    "medmcqa": DatasetTerms("MIT", True, "MedMCQA (Pal et al.), MIT license"),
-    "pubmedqa": DatasetTerms("MIT", True, "PubMedQA (Jin et al.), MIT license"),
-    "mmlu_medical": DatasetTerms("MIT", True, "MMLU (Hendrycks et al.), MIT license"),
-    "careqa": DatasetTerms("Apache-2.0", True, "CareQA (HPAI-BSC), Apache-2.0"),
-    "frenchmedmcqa": DatasetTerms("Apache-2.0", True, "FrenchMedMCQA, Apache-2.0"),
-    "headqa": DatasetTerms(
-        "MIT",
-        True,
-        "HEAD-QA (Vilares and Gómez-Rodríguez), MIT license; exams of the Spanish Ministry of "
-        "Health, shown unaltered (last updated January 14th, 2019)",
-    ),
-    "headqa_es": DatasetTerms(
-        "MIT",
-        True,
-        "HEAD-QA (Vilares and Gómez-Rodríguez), MIT license; exams of the Spanish Ministry of "
-        "Health, shown unaltered (last updated January 14th, 2019)",
-    ),
-    "afrimedqa": DatasetTerms("CC BY-NC-SA 4.0", False, "its license is non-commercial"),
-    "cmmlu_medical": DatasetTerms("CC BY-NC-SA 4.0", False, "its license is non-commercial"),
-    "rumeddanet": DatasetTerms("CC BY-NC 4.0", False, "its license is non-commercial"),
-    "igakuqa": DatasetTerms("unstated", False, "its terms of use are not stated"),
-}
-
-
 @dataclass(frozen=True)
 class TaskTexts:
     """A task's samples by id, from the store, or why there are none to show."""
@@ -89,10 +57,22 @@ def _task_of(name: str) -> Task | None:
         return None
 
 
-def _declared_terms(task: Task) -> DatasetTerms | None:
+def terms_of(task: Task) -> DatasetTerms:
+    """What a public page may show of a task's questions, from its module: a permissive license
+    (MIT, Apache-2.0): shown, with the source named (`Task.attribution`); a non-commercial
+    license or none stated: not shown, since whoever runs a board may do so commercially; a
+    declared exam: shown only where its owner made it public."""
+    if task.family == FAMILY:
+        return _declared_terms(task)
+    if task.noncommercial:
+        stated = task.license not in ("", "none stated")
+        why = "its license is non-commercial" if stated else "its terms of use are not stated"
+        return DatasetTerms(task.license or "none stated", False, why)
+    return DatasetTerms(task.license, True, task.attribution or f"{task.label}, {task.license}")
+
+
+def _declared_terms(task: Task) -> DatasetTerms:
     """A declared exam's owner made it public (public = true): shown, under its stated license."""
-    if task.family != FAMILY:
-        return None
     stated = task.license or "no license stated"
     return DatasetTerms(stated, True, f"{task.label}: made public by its owner ({stated})")
 
@@ -128,9 +108,7 @@ def task_texts(task_name: str, data_hash: str, ids: list[str]) -> TaskTexts:
         return TaskTexts({}, "the task is not registered here", False)
     if task.private:  # a declared exam (medboard exam add) not declared public
         return TaskTexts({}, f"{task.label} is a private exam: its questions are not shown", False)
-    terms = TERMS.get(task.dataset) or _declared_terms(task)
-    if terms is None:
-        return TaskTexts({}, f"no license is recorded for the dataset {task.dataset}", False)
+    terms = terms_of(task)
     if not terms.show_text:
         return TaskTexts({}, f"{task.dataset}: {terms.note} ({terms.license})", False)
     path = _data_file(task)

@@ -3,6 +3,11 @@ the scored continuations, so acc_norm differs from acc."""
 
 from medboard.tasks.base import HubSource, Sample, Task, text_sample
 
+ATTRIBUTION = (
+    "HEAD-QA (Vilares and Gómez-Rodríguez), MIT license; exams of the Spanish Ministry of "
+    "Health, shown unaltered (last updated January 14th, 2019)"
+)
+
 
 def render(sample: Sample) -> str:
     # lm_eval/tasks/headqa/headqa_en.yaml
@@ -21,6 +26,7 @@ HEADQA_EN = Task(
     expected_size=2742,
     title="HEAD-QA",
     license="MIT (and the Spanish Ministry of Health's reuse conditions)",
+    attribution=ATTRIBUTION,
     tracks=("extended_medical",),
     expected_hash="0e196428e9b28e407a2089261bd6643365c177bc55b768d3b0ed022f73d086ee",
     hub=HubSource(
@@ -44,6 +50,7 @@ HEADQA_ES = Task(
     title="HEAD-QA (es)",
     language="es",
     license="MIT (and the Spanish Ministry of Health's reuse conditions)",
+    attribution=ATTRIBUTION,
     tracks=("multilingual_medical",),
 )
 

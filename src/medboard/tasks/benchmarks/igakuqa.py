@@ -7,6 +7,7 @@ tasks`); `igakuqa_with_images` keeps them.
 """
 
 from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any
 
 from medboard.tasks.base import Task, letter_sample
@@ -28,6 +29,15 @@ IGAKUQA = Task(
     render=render,
     to_sample=letter_sample,
     exclude=refers_to_an_image,
+    reference=MappingProxyType(
+        {
+            "include": "medqa/medqa.yaml",  # as lm-eval's medqa_4options, over the item's options
+            "process_docs": "utils.igakuqa_docs",
+            "doc_to_text": "utils.mcq_doc_to_text",
+            "doc_to_choice": "utils.mcq_choices",
+            "doc_to_target": "label",
+        }
+    ),
     expected_size=1235,
     expected_hash="dde92de132ca728fbc74b17ae26bce4ed0fb5fb1d2b6984cfc9c0eb85eea9e2f",
     title="IgakuQA (ja)",
@@ -47,6 +57,15 @@ IGAKUQA_WITH_IMAGES = Task(
     expected_size=1687,
     expected_hash="711a729a4167d945951147901aacdaa980f9e8cf40885ad010d7fdb603fef54f",
     title="IgakuQA with image items (ja)",
+    reference=MappingProxyType(
+        {
+            "include": "medqa/medqa.yaml",  # as lm-eval's medqa_4options, over the item's options
+            "process_docs": "utils.mcq_docs",
+            "doc_to_text": "utils.mcq_doc_to_text",
+            "doc_to_choice": "utils.mcq_choices",
+            "doc_to_target": "label",
+        }
+    ),
     language="ja",
     license=LICENSE,
     noncommercial=True,

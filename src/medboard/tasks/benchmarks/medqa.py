@@ -20,6 +20,7 @@ MEDQA_4OPTIONS = Task(
     expected_size=1273,
     title="MedQA",
     license="MIT",
+    attribution="MedQA (Jin et al.), MIT license",
     tracks=("extended_medical",),
     expected_hash="98c52eb0f0fa00dce4a8bb6fe226f020c8a61a8b13ec87c80da511cc84e6c2fe",
     hub=HubSource(

@@ -5,6 +5,8 @@ lm-eval has no task for it; it asks it as `medqa_4options` (the same benchmark's
 translated or native-language variants of a task (headqa_es).
 """
 
+from types import MappingProxyType
+
 from medboard.tasks.base import Task, letter_sample
 from medboard.tasks.benchmarks.medqa import render
 
@@ -21,7 +23,11 @@ MEDQA_ZH = Task(
     title="MedQA (zh)",
     language="zh",
     license="MIT",
+    attribution="MedQA (Jin et al.), MIT license",
     tracks=("multilingual_medical",),
+    reference=MappingProxyType(
+        {"include": "medqa/medqa.yaml", "process_docs": "utils.medqa_docs"}  # medqa_4options
+    ),
 )
 
 TASKS = (MEDQA_ZH,)

@@ -55,6 +55,7 @@ def mmlu_task(subject: str) -> Task:
         expected_size=SUBJECTS[subject],
         title=subject.replace("_", " ").capitalize(),
         license="MIT",
+        attribution="MMLU (Hendrycks et al.), MIT license",
         tracks=("extended_medical",),
         expected_hash=MMLU_HASHES[subject],
         hub=HubSource(

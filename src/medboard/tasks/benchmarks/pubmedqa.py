@@ -44,6 +44,7 @@ PUBMEDQA = Task(
     expected_size=500,
     title="PubMedQA",
     license="MIT",
+    attribution="PubMedQA (Jin et al.), MIT license",
     tracks=("extended_medical",),
     expected_hash="3e75be4b839d4272884b96c1ecde107c9148c537923e9f60ba2eded7487e2249",
     hub=HubSource(

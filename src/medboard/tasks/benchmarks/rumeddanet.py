@@ -44,6 +44,13 @@ RUMEDDANET = Task(
     license="CC BY-NC 4.0",
     noncommercial=True,
     tracks=("multilingual_medical",),
+    reference=MappingProxyType(
+        {
+            "include": "pubmedqa/pubmedqa.yaml",  # as lm-eval's pubmedqa, with its label words
+            "process_docs": "utils.pubmedqa_docs",
+            "doc_to_choice": '["да", "нет"]',
+        }
+    ),
 )
 
 TASKS = (RUMEDDANET,)
