@@ -124,3 +124,11 @@ def test_suite_of_unknown_task_fails() -> None:
     with pytest.raises(UnknownTaskError, match="unknown task 'pubmedqa'"):
         registry.add_suite("mine", ("pubmedqa",))
     assert registry.suites() == {}
+
+
+def test_every_task_is_hashable_and_equal_to_itself() -> None:
+    # Tasks key caches and sets; a module's `reference` (a read-only mapping) is left out of
+    # the hash.
+    tasks = REGISTRY.tasks()
+    assert len({hash(t) for t in tasks}) == len(tasks)
+    assert all(t == REGISTRY.task(t.name) for t in tasks)

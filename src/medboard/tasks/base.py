@@ -71,7 +71,10 @@ class Task:
     # How lm-eval asks it, where no bench/lmeval_tasks/ref_<name>.yaml says so: the keys of an
     # lm-eval task config (include, process_docs, doc_to_text, ...; "utils.f" for a function of
     # bench/lmeval_tasks/utils.py), from which bench/lmeval_tasks.py writes the reference config.
-    reference: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    reference: Mapping[str, str] = field(
+        default_factory=lambda: MappingProxyType({}),
+        hash=False,  # a Task stays hashable
+    )
 
     @property
     def label(self) -> str:
