@@ -530,3 +530,15 @@ def test_contamination_corpus_that_is_not_utf8(home: Path, tmp_path: Path) -> No
         home, "contamination", str(corpus), "--tasks", "pubmedqa", "--allow-data-mismatch"
     )
     assert_only_one_line(result, f"{corpus}:2: not UTF-8 text (byte 0xff at byte offset 15)")
+
+
+def test_plain_progress_shows_no_rate_before_one_is_known() -> None:
+    from types import SimpleNamespace
+
+    from medboard.cli_eval import _progress_line
+
+    task = SimpleNamespace(description="medqa_4options", completed=0, total=1273, speed=None,
+                           fields={"eta": None})  # fmt: skip
+    assert _progress_line(task) == "medqa_4options: 0/1273 (- q/s, ETA ?)"
+    task.speed, task.fields["eta"], task.completed = 3.14, 400, 16
+    assert _progress_line(task) == "medqa_4options: 16/1273 (3.1 q/s, ETA 400 s)"

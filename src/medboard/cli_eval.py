@@ -81,10 +81,10 @@ class RichReporter:
 
 def _progress_line(task: Any) -> str:
     done, total = int(task.completed), int(task.total or 0)
-    speed = task.speed or 0.0
+    rate = f"{task.speed:.1f}" if task.speed else "-"  # no rate until a batch has finished
     eta = task.fields.get("eta")
     left = "?" if eta is None else f"{eta} s"
-    return f"{task.description}: {done}/{total} ({speed:.1f} q/s, ETA {left})"
+    return f"{task.description}: {done}/{total} ({rate} q/s, ETA {left})"
 
 
 class RateColumn(TextColumn):

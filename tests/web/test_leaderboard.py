@@ -529,3 +529,13 @@ def test_weight_type_filter_and_column(client: TestClient, database) -> None:
     assert "tiny-eval" not in models(original) and len(models(original)) == 5
     text = client.get("/leaderboard/open_medical").text
     assert 'name="weight_type" value="adapter"' in text
+
+
+def test_api_lists_the_json_endpoints(client: TestClient) -> None:
+    # The footer says every page has a JSON twin under /api: /api itself lists them.
+    found = client.get("/api").json()
+    paths = {e["path"] for e in found["endpoints"]}
+    assert {"/api/leaderboard/{track}", "/api/model/{entry_id}", "/api/queue"} <= paths
+    assert all(p.startswith("/api/") for p in paths)
+    assert found["openapi"] == "/openapi.json" and found["docs"] == "/docs"
+    assert client.get(found["openapi"]).status_code == 200

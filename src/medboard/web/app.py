@@ -13,6 +13,7 @@ from memory before routing (`fastpath.py`).
 
 import json
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -101,6 +102,19 @@ def create_app(database: Database, admin_token: str | None = None) -> FastAPI:
     @app.get("/", include_in_schema=False)
     def home() -> RedirectResponse:
         return RedirectResponse("/leaderboard/open_medical", status_code=302)
+
+    @app.get("/api", tags=["meta"])
+    def api_index() -> dict[str, Any]:
+        """The JSON endpoints: each page's twin (`/api` + the page's path), the API's schema and
+        its browsable description."""
+        paths = app.openapi()["paths"]
+        endpoints = [
+            {"path": path, "methods": sorted(m.upper() for m in operations), "summary": summary}
+            for path, operations in paths.items()
+            if path.startswith("/api/")
+            for summary in [next(iter(operations.values())).get("summary", "")]
+        ]
+        return {"endpoints": endpoints, "openapi": app.openapi_url, "docs": "/docs"}
 
     @app.get("/docs", include_in_schema=False)
     def docs() -> HTMLResponse:
