@@ -49,11 +49,16 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture()
-def server(medboard_home: Path, tmp_path: Path) -> Iterator[str]:
+def _needs_browser() -> None:
+    """Skip without Debian's chromium or playwright."""
     if not Path(CHROMIUM).exists() and not shutil.which("chromium"):
         pytest.skip("chromium is not installed (apt-get install chromium)")
     pytest.importorskip("playwright")
+
+
+@pytest.fixture()
+def server(medboard_home: Path, tmp_path: Path) -> Iterator[str]:
+    _needs_browser()
     import_fixture_tasks(medboard_home)
     (tmp_path / "open.csv").write_text(OPEN)
     (tmp_path / "flowertune.csv").write_text(FLOWERTUNE)
@@ -186,9 +191,7 @@ def test_leaderboard_in_a_real_browser(server: str, tiny_model: Path, tmp_path: 
 def populated(medboard_home: Path, tmp_path: Path) -> Iterator[str]:
     """A board with published entries and three evaluated ones (per-question records, rotated
     options): rank intervals, calibration and robustness have something to show."""
-    if not Path(CHROMIUM).exists() and not shutil.which("chromium"):
-        pytest.skip("chromium is not installed (apt-get install chromium)")
-    pytest.importorskip("playwright")
+    _needs_browser()
     from medboard.results.db import open_database
     from tests.web.test_insights import _evaluated
 
@@ -277,9 +280,7 @@ def not_comparable(medboard_home: Path, tmp_path: Path) -> Iterator[str]:
     """A board with what must not be ranked as if comparable (issue 33): an open_medical entry
     recorded by `medboard eval --record --limit 1`, and a log-likelihood entry on the
     flowertune_medical board, whose published rows were scored generatively."""
-    if not Path(CHROMIUM).exists() and not shutil.which("chromium"):
-        pytest.skip("chromium is not installed (apt-get install chromium)")
-    pytest.importorskip("playwright")
+    _needs_browser()
     import_fixture_tasks(medboard_home)
     (tmp_path / "open.csv").write_text(OPEN)
     (tmp_path / "flowertune.csv").write_text(FLOWERTUNE_ROWS)
@@ -347,9 +348,7 @@ MULTILINGUAL = Path(__file__).parent / "fixtures" / "multilingual_board.csv"
 
 @pytest.fixture()
 def multilingual(medboard_home: Path, tmp_path: Path) -> Iterator[str]:
-    if not Path(CHROMIUM).exists() and not shutil.which("chromium"):
-        pytest.skip("chromium is not installed (apt-get install chromium)")
-    pytest.importorskip("playwright")
+    _needs_browser()
     import_fixture_tasks(medboard_home)
     (tmp_path / "open.csv").write_text(OPEN)
     (tmp_path / "flowertune.csv").write_text(FLOWERTUNE)

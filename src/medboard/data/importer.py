@@ -44,10 +44,6 @@ KNOWN = (
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 
 
-def _first_line(path: Path) -> str | None:
-    return formats.first_text_line(path)
-
-
 def _exists(path: Path) -> bool:
     """Whether `path` names something here; a name the system cannot look up (a component over
     255 bytes, a NUL byte) names nothing, and is not an error of its own."""
@@ -80,12 +76,12 @@ def detect_file(path: Path) -> str | None:
     if suffix == ".parquet":
         return "parquet"
     if suffix == ".csv":
-        line = _first_line(path) or ""
+        line = formats.first_text_line(path) or ""
         is_hf = line.strip() == ",".join(formats.MMLU_HF_HEADER)
         return "mmlu_csv" if is_hf or formats.mmlu_csv_name(path) else None
     if suffix not in (".json", ".jsonl"):
         return None
-    line = _first_line(path)
+    line = formats.first_text_line(path)
     if line is None:
         return None
     try:

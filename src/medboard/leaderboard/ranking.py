@@ -34,7 +34,14 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from medboard.errors import MedboardError
-from medboard.leaderboard.stored import METRIC, ORIGINAL, UNKNOWN, StoredEntry, on_subset
+from medboard.leaderboard.stored import (
+    METRIC,
+    ORIGINAL,
+    UNKNOWN,
+    StoredEntry,
+    on_subset,
+    task_size,
+)
 from medboard.leaderboard.stored import StoredScore as StoredScore  # re-exported: the callers
 from medboard.leaderboard.stored import entry_protocol as entry_protocol  # of ranking read
 from medboard.leaderboard.stored import facet_values as facet_values  # the stored side from
@@ -124,15 +131,8 @@ def language_column(code: str) -> str:
 
 
 def _weight(task: str, score: StoredScore) -> float:
-    size = score.n if score.n is not None else _size(task)
+    size = score.n if score.n is not None else task_size(task)
     return float(size or 1)
-
-
-def _size(task: str) -> int | None:
-    try:
-        return REGISTRY.task(task).expected_size
-    except MedboardError:
-        return None
 
 
 def combined(scores: Mapping[str, StoredScore | None]) -> StoredScore | None:

@@ -32,7 +32,7 @@ class StoredScore:
     limit: float | None = None  # the subset the run was asked for (--limit), if any
 
 
-def _task_size(task: str) -> int | None:
+def task_size(task: str) -> int | None:
     try:
         return REGISTRY.task(task).expected_size
     except UnknownTaskError:
@@ -47,7 +47,7 @@ def on_subset(task: str, score: StoredScore) -> bool:
         return False
     if score.n is None:
         return True
-    size = _task_size(task)
+    size = task_size(task)
     if size is not None and score.n >= size:
         return False
     return score.n >= score.limit

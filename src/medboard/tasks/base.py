@@ -99,10 +99,14 @@ class Task:
         """The scored continuations, each with the target delimiter in front (' A')."""
         return tuple(self.target_delimiter + choice for choice in sample.choices)
 
+    def _of_subject(self, records: list[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+        if self.subject is None:
+            return records
+        return [r for r in records if r.get("subject") == self.subject]
+
     def select(self, records: list[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
         """The records this task evaluates, from its dataset split."""
-        if self.subject is not None:
-            records = [r for r in records if r.get("subject") == self.subject]
+        records = self._of_subject(records)
         if self.exclude is not None:
             records = [r for r in records if not self.exclude(r)]
         return records
@@ -111,9 +115,7 @@ class Task:
         """How many of the dataset split's records (of its subject) `exclude` leaves out."""
         if self.exclude is None:
             return 0
-        if self.subject is not None:
-            records = [r for r in records if r.get("subject") == self.subject]
-        return sum(1 for r in records if self.exclude(r))
+        return sum(1 for r in self._of_subject(records) if self.exclude(r))
 
 
 class UnknownTaskError(MedboardError):

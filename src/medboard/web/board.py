@@ -34,8 +34,7 @@ from medboard.leaderboard.ranking import (
     sort_columns,
     view_rows,
 )
-from medboard.tasks import REGISTRY
-from medboard.web.cells import label, safe_cell
+from medboard.web.cells import label, safe_cell, task_terms
 from medboard.web.insights import row_uncertainty
 
 PER_PAGE = 100
@@ -55,12 +54,7 @@ def optional_columns(spec: LeaderboardSpec) -> list[str]:
 
 def column_terms(spec: LeaderboardSpec, column: str) -> dict[str, Any]:
     """A task column's language and its data's license (a group: its first subject's)."""
-    task = REGISTRY.task(spec.column_tasks(column)[0])
-    return {
-        "language": task.language,
-        "license": task.license,
-        "noncommercial": task.noncommercial,
-    }
+    return task_terms(spec.column_tasks(column)[0])
 
 
 def in_language(spec: LeaderboardSpec, columns: Sequence[str], code: str) -> list[str]:

@@ -4,7 +4,9 @@ Shared by the leaderboard (board.py), the model page (model_data.py) and the que
 any of them so that none imports another for them.
 """
 
-from medboard.tasks import REGISTRY
+from typing import Any
+
+from medboard.tasks import REGISTRY, UnknownTaskError
 
 COLUMN_LABELS = {
     "rank": "Rank",
@@ -20,6 +22,20 @@ COLUMN_LABELS = {
     "source": "Source",
     "comm_cost_gb": "Comm. cost (GB)",
 }
+
+
+def task_terms(task: str) -> dict[str, Any]:
+    """A task's language and its data's license as pages show them (None for a task not
+    registered here)."""
+    try:
+        found = REGISTRY.task(task)
+    except UnknownTaskError:
+        return {"language": None, "license": None, "noncommercial": False}
+    return {
+        "language": found.language,
+        "license": found.license,
+        "noncommercial": found.noncommercial,
+    }
 
 
 def label(column: str) -> str:

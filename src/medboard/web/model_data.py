@@ -27,8 +27,7 @@ from medboard.leaderboard.analysis import correct as score_of
 from medboard.leaderboard.analysis import split_shift
 from medboard.leaderboard.ranking import TRACKS, interval, track_spec
 from medboard.results.db import Entry, Run, TaskScore
-from medboard.tasks import REGISTRY, UnknownTaskError
-from medboard.web.cells import label, safe_cell
+from medboard.web.cells import label, safe_cell, task_terms
 from medboard.web.sample_text import private_task, task_texts, with_texts
 
 SAMPLES_PER_PAGE = 20
@@ -176,19 +175,6 @@ def get_entry(session: Session, entry_id: int) -> Entry:
     return entry
 
 
-def task_terms(task: str) -> dict[str, Any]:
-    """A task's language and license as pages show them (None for a task not registered here)."""
-    try:
-        found = REGISTRY.task(split_shift(task)[0])
-    except UnknownTaskError:
-        return {"language": None, "license": None, "noncommercial": False}
-    return {
-        "language": found.language,
-        "license": found.license,
-        "noncommercial": found.noncommercial,
-    }
-
-
 def by_language(scores: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The scores grouped by language, the languages in the order they first come."""
     order = {code: i for i, code in enumerate(dict.fromkeys(s["language"] for s in scores))}
@@ -260,7 +246,7 @@ def model_data(
         }
     scores = by_language(  # permuted copies (task@shiftK) are shown under robustness instead
         [
-            {"task": t, "label": label(t), "metrics": by_task[t], **task_terms(t)}
+            {"task": t, "label": label(t), "metrics": by_task[t], **task_terms(split_shift(t)[0])}
             for t in _task_order(entry.track, set(by_task))
             if split_shift(t)[1] is None
         ]
@@ -325,7 +311,7 @@ def run_for(session: Session, entry_id: int, task: str) -> Run:
 def download_license(task: str) -> str | None:
     """The license a download of a task's samples carries: that of a task whose data is for
     non-commercial use only or states none; None for the others."""
-    terms = task_terms(task)
+    terms = task_terms(split_shift(task)[0])
     if not terms["noncommercial"]:
         return None
     return f"{terms['license']} (non-commercial use only; see docs/tasks.md)"

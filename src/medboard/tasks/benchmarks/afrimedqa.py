@@ -4,10 +4,8 @@ lm-eval has no task for it; it is asked as `medqa_4options` asks a multiple-choi
 the item's own options (five, some four): "Question: ...\\nA. ...\\nAnswer:", the letters scored.
 """
 
-from types import MappingProxyType
-
 from medboard.tasks.base import Task, letter_sample
-from medboard.tasks.benchmarks.medqa import render
+from medboard.tasks.benchmarks.medqa import mcq_reference, render
 
 AFRIMEDQA = Task(
     name="afrimedqa",
@@ -24,15 +22,7 @@ AFRIMEDQA = Task(
     license="CC BY-NC-SA 4.0",
     noncommercial=True,
     tracks=("multilingual_medical",),
-    reference=MappingProxyType(
-        {
-            "include": "medqa/medqa.yaml",  # as lm-eval's medqa_4options, over the item's options
-            "process_docs": "utils.mcq_docs",
-            "doc_to_text": "utils.mcq_doc_to_text",
-            "doc_to_choice": "utils.mcq_choices",
-            "doc_to_target": "label",
-        }
-    ),
+    reference=mcq_reference(),
     not_permutable="8 of its items letter their options from B (B-E), as the source has them",
 )
 

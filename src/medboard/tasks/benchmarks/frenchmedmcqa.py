@@ -4,10 +4,8 @@ lm-eval has no task for it; it is asked as `medqa_4options` asks a multiple-choi
 five options: "Question: ...\\nA. ...\\nE. ...\\nAnswer:", the letters scored.
 """
 
-from types import MappingProxyType
-
 from medboard.tasks.base import Task, letter_sample
-from medboard.tasks.benchmarks.medqa import render
+from medboard.tasks.benchmarks.medqa import mcq_reference, render
 
 FRENCHMEDMCQA = Task(
     name="frenchmedmcqa",
@@ -25,15 +23,7 @@ FRENCHMEDMCQA = Task(
     license="Apache-2.0 (the repository's badge)",
     attribution="FrenchMedMCQA, Apache-2.0",
     tracks=("multilingual_medical",),
-    reference=MappingProxyType(
-        {
-            "include": "medqa/medqa.yaml",  # as lm-eval's medqa_4options, over the item's options
-            "process_docs": "utils.mcq_docs",
-            "doc_to_text": "utils.mcq_doc_to_text",
-            "doc_to_choice": "utils.mcq_choices",
-            "doc_to_target": "label",
-        }
-    ),
+    reference=mcq_reference(),
 )
 
 TASKS = (FRENCHMEDMCQA,)

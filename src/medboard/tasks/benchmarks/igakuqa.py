@@ -7,11 +7,10 @@ tasks`); `igakuqa_with_images` keeps them.
 """
 
 from collections.abc import Mapping
-from types import MappingProxyType
 from typing import Any
 
 from medboard.tasks.base import Task, letter_sample
-from medboard.tasks.benchmarks.medqa import render
+from medboard.tasks.benchmarks.medqa import mcq_reference, render
 
 LICENSE = "none stated"
 
@@ -29,15 +28,7 @@ IGAKUQA = Task(
     render=render,
     to_sample=letter_sample,
     exclude=refers_to_an_image,
-    reference=MappingProxyType(
-        {
-            "include": "medqa/medqa.yaml",  # as lm-eval's medqa_4options, over the item's options
-            "process_docs": "utils.igakuqa_docs",
-            "doc_to_text": "utils.mcq_doc_to_text",
-            "doc_to_choice": "utils.mcq_choices",
-            "doc_to_target": "label",
-        }
-    ),
+    reference=mcq_reference("utils.igakuqa_docs"),
     expected_size=1235,
     expected_hash="dde92de132ca728fbc74b17ae26bce4ed0fb5fb1d2b6984cfc9c0eb85eea9e2f",
     title="IgakuQA (ja)",
@@ -57,15 +48,7 @@ IGAKUQA_WITH_IMAGES = Task(
     expected_size=1687,
     expected_hash="711a729a4167d945951147901aacdaa980f9e8cf40885ad010d7fdb603fef54f",
     title="IgakuQA with image items (ja)",
-    reference=MappingProxyType(
-        {
-            "include": "medqa/medqa.yaml",  # as lm-eval's medqa_4options, over the item's options
-            "process_docs": "utils.mcq_docs",
-            "doc_to_text": "utils.mcq_doc_to_text",
-            "doc_to_choice": "utils.mcq_choices",
-            "doc_to_target": "label",
-        }
-    ),
+    reference=mcq_reference(),
     language="ja",
     license=LICENSE,
     noncommercial=True,

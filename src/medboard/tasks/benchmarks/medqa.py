@@ -1,6 +1,23 @@
 """MedQA-USMLE, 4 options (lm-eval `medqa_4options`)."""
 
+from collections.abc import Mapping
+from types import MappingProxyType
+
 from medboard.tasks.base import HubSource, Sample, Task, letter_sample, option_lines
+
+
+def mcq_reference(process_docs: str = "utils.mcq_docs") -> Mapping[str, str]:
+    """How lm-eval asks a multiple-choice exam it has no task for (Task.reference): as
+    medqa_4options, over the item's own options (bench/lmeval_tasks/utils.py's mcq_*)."""
+    return MappingProxyType(
+        {
+            "include": "medqa/medqa.yaml",
+            "process_docs": process_docs,
+            "doc_to_text": "utils.mcq_doc_to_text",
+            "doc_to_choice": "utils.mcq_choices",
+            "doc_to_target": "label",
+        }
+    )
 
 
 def render(sample: Sample) -> str:

@@ -21,12 +21,11 @@ Revises: 0005
 Create Date: 2026-12-06 20:30:00.000000
 """
 
+import hashlib
 from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
-
-from medboard.results.db import Submission
 
 revision: str = "0006"
 down_revision: str | None = "0005"
@@ -35,6 +34,13 @@ depends_on: str | Sequence[str] | None = None
 
 ACTIVE = "status IN ('pending', 'running', 'finished')"
 INDEX = "uq_submissions_dedup_active"
+
+
+def key_of(identity: str, adapter_hash: str, dtype: str, track: str, protocol: str) -> str:
+    """Submission.key_of as it was when this migration was written: a migration keeps its own
+    copy, so that a later change of the live key cannot change what this backfill wrote."""
+    fields = (identity, adapter_hash, dtype, track, protocol)
+    return hashlib.sha256("\x1f".join(fields).encode()).hexdigest()
 
 
 def upgrade() -> None:
@@ -82,7 +88,7 @@ def _backfill() -> None:
     taken: set[str] = set()
     for row in rows:
         info = row.info if isinstance(row.info, dict) else {}
-        key = Submission.key_of(
+        key = key_of(
             row.revision or "", str(info.get("adapter_hash") or ""), row.dtype, row.track, "loglik"
         )
         if row.status in ("pending", "running", "finished"):
