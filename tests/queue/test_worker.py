@@ -185,6 +185,39 @@ def test_the_estimate_is_the_pace_of_the_batches_after_the_first(monkeypatch) ->
     assert reporter.progress()["eta_seconds"] is None
 
 
+def test_the_whole_job_progress_and_time_left(monkeypatch) -> None:
+    """Questions over all the job's tasks, and the time the job has left: none until the
+    first task has a pace, then its pace for the tasks after it."""
+    import medboard.queue.worker as worker
+
+    now = [0.0]
+    monkeypatch.setattr(worker.time, "monotonic", lambda: now[0])
+    sizes = {"a": 100, "b": 50, "c": 50}
+    reporter = worker._JobReporter(1, threading.Event(), tasks=3, every=1e9, sizes=sizes)
+    assert reporter.progress()["job_total"] == 200
+    assert reporter.progress()["job_eta_seconds"] is None  # the model loads: no pace yet
+    reporter.start("a", total=100, done=0)
+    reporter.batches(10)
+    now[0] = 5.0
+    reporter.advance(10)
+    assert reporter.progress()["job_eta_seconds"] is None  # the first batch compiles
+    now[0] = 6.0
+    reporter.advance(10)  # 1 s a batch: 8 s left in "a", which takes 14 s for 100 questions
+    p = reporter.progress()
+    assert (p["job_done"], p["job_total"], p["eta_seconds"]) == (20, 200, 8)
+    assert p["job_eta_seconds"] == round(8 + 100 / (100 / 14))  # b and c at a's pace
+    now[0] = 20.0
+    reporter.finish(None, cached=False)  # "a": 100 questions in 20 s
+    p = reporter.progress()
+    assert (p["job_done"], p["job_eta_seconds"]) == (100, 20)  # 100 left, at 5 per second
+    reporter.start("b", total=40, done=10)  # b has 40 questions (not 50), 10 cached
+    p = reporter.progress()
+    assert (p["job_done"], p["job_total"]) == (110, 190)
+    assert p["job_eta_seconds"] == round(30 / 5 + 50 / 5)  # before b's own pace: a's
+    reporter.finish(None, cached=False)
+    assert reporter.progress()["job_done"] == 140
+
+
 def test_release_gives_back_only_the_workers_own_running_job(home: Path, database) -> None:
     with database.session() as session:
         session.add(Submission(model="fake", revision="r", dtype="none", track="open_medical",

@@ -51,7 +51,13 @@ def default_name() -> str:
 
 class _JobReporter(SilentReporter):
     """Logs progress now and then, keeps where the job is for the heartbeat to store (the queue
-    page shows it), and stops the evaluation once the claim is lost."""
+    page shows it), and stops the evaluation once the claim is lost.
+
+    Besides the current task, it keeps the whole job: questions done of all its tasks
+    (`job_done` of `job_total`; a task not started yet counts its expected size, `sizes`) and
+    the time the job has left (`job_eta_seconds`, None until there is a pace to go by): the
+    current task's own estimate (BatchPace), and the tasks after it at the pace of the questions
+    computed so far, this task's projected to its end."""
 
     def __init__(
         self,
@@ -60,6 +66,7 @@ class _JobReporter(SilentReporter):
         tasks: int,
         stopping: threading.Event | None = None,
         every: float = 30.0,
+        sizes: Mapping[str, int | None] | None = None,
     ) -> None:
         self.job_id = job_id
         self.lost = lost
@@ -67,20 +74,59 @@ class _JobReporter(SilentReporter):
         self.every = every
         self.last = 0.0
         self._pace = BatchPace()
+        self._sizes: dict[str, int | None] = dict(sizes or {})  # task -> its questions
+        self._finished: set[str] = set()
+        self._worked = (0, 0.0)  # questions computed (not cached) in finished tasks, seconds
+        self._task_start = (0.0, 0)  # when the current task started, its questions cached then
         # Replaced whole, never changed in place: the heartbeat thread reads it (progress).
         self._progress: dict[str, Any] = {
             "tasks_done": 0, "tasks": tasks, "task": None, "done": 0, "total": 0,
-            "eta_seconds": None,
+            "eta_seconds": None, "job_done": 0, "job_total": self._job_total(),
+            "job_eta_seconds": None,
         }  # fmt: skip
 
+    def _job_total(self) -> int | None:
+        sizes = list(self._sizes.values())
+        if not sizes or None in sizes:
+            return None
+        return sum(s for s in sizes if s is not None)
+
+    def _job(self, task: str | None, done: int, total: int, eta: int | None) -> dict[str, Any]:
+        """The whole job's numbers, with the current task at `done` of `total`."""
+        finished = sum(self._sizes.get(t) or 0 for t in self._finished)
+        later = [s for t, s in self._sizes.items() if t not in self._finished and t != task]
+        questions, seconds = self._worked
+        rate, left = None, 0.0
+        if task is not None and eta is not None:
+            since, cached = self._task_start
+            fresh = total - cached
+            span = time.monotonic() - since + eta
+            if questions + fresh > 0 and seconds + span > 0:
+                rate, left = (questions + fresh) / (seconds + span), float(eta)
+        elif questions > 0 and seconds > 0:
+            rate = questions / seconds
+            left = (total - done) / rate if task is not None else 0.0
+        known = all(s is not None for s in later)
+        job_eta = None
+        if rate is not None and known:
+            job_eta = round(left + sum(s or 0 for s in later) / rate)
+        return {
+            "job_done": finished + (done if task is not None else 0),
+            "job_total": self._job_total(),
+            "job_eta_seconds": job_eta,
+        }
+
     def _set(self, **changes: Any) -> None:
-        self._progress = {**self._progress, **changes}
+        p = {**self._progress, **changes}
+        self._progress = {**p, **self._job(p["task"], p["done"], p["total"], p["eta_seconds"])}
 
     def _log(self) -> None:
         p = self._progress
         log.info("job #%d: %s %d/%d", self.job_id, p["task"], p["done"], p["total"])
 
     def start(self, task: str, total: int, done: int) -> None:
+        self._sizes[task] = total  # what the task has, whatever was expected
+        self._task_start = (time.monotonic(), done)
         self._set(task=task, total=total, done=done, eta_seconds=None)
         self._log()
 
@@ -98,6 +144,19 @@ class _JobReporter(SilentReporter):
             self._log()
 
     def finish(self, result: Any, cached: bool) -> None:
+        task = self._progress["task"]
+        if cached:  # a run finished before: never started here
+            spec = getattr(result, "spec", None)
+            task = getattr(spec, "task", None)
+            if task is not None:
+                self._sizes[task] = getattr(result, "n_samples", None) or self._sizes.get(task)
+        elif task is not None:
+            since, was_cached = self._task_start
+            questions, seconds = self._worked
+            fresh = self._progress["total"] - was_cached
+            self._worked = (questions + fresh, seconds + time.monotonic() - since)
+        if task is not None:
+            self._finished.add(task)
         self._set(
             tasks_done=self._progress["tasks_done"] + 1, task=None, total=0, done=0,
             eta_seconds=None,
@@ -105,8 +164,9 @@ class _JobReporter(SilentReporter):
 
     def progress(self) -> dict[str, Any]:
         """Where the job is: tasks finished of all, and the questions done in the current
-        task (task None between tasks, e.g. while the model loads). Called from the heartbeat
-        thread: a snapshot the evaluating thread replaces whole, never one half-updated."""
+        task (task None between tasks, e.g. while the model loads), and in the whole job.
+        Called from the heartbeat thread: a snapshot the evaluating thread replaces whole, never
+        one half-updated."""
         return self._progress
 
 
@@ -149,7 +209,13 @@ def evaluate_job(
             raise MedboardError(f"{job.model} changed since it was submitted (its hash differs)")
 
     stop, lost = threading.Event(), threading.Event()
-    reporter = _JobReporter(job.id, lost, len(tasks), stopping)
+    limit = (options or EvalOptions()).limit
+    sizes = {
+        t.name: t.expected_size if limit is None or t.expected_size is None
+        else min(limit, t.expected_size)
+        for t in tasks
+    }  # fmt: skip
+    reporter = _JobReporter(job.id, lost, len(tasks), stopping, sizes=sizes)
     beater = threading.Thread(
         target=_beat,
         args=(database, job.id, worker, max(lease_seconds / 4, 0.05), stop, lost),
