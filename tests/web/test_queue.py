@@ -2,6 +2,7 @@
 
 import csv
 import io
+from datetime import UTC, datetime, timedelta
 from functools import partial
 
 import pytest
@@ -12,8 +13,10 @@ from medboard.backends import ModelInfo, ModelSpec
 from medboard.errors import ModelError
 from medboard.queue.submissions import submit
 from medboard.results.db import Database, Submission
+from medboard.tasks import REGISTRY
 from medboard.web.app import create_app
 from medboard.web.filters import eta_text
+from medboard.web.jobs import ago_text
 
 
 def fake_validate(spec: ModelSpec) -> ModelInfo:
@@ -201,19 +204,86 @@ def test_the_queue_shows_where_a_job_is(client: TestClient, database: Database) 
             )  # fmt: skip
     html = client.get("/queue").text
     assert "task 2 of 9: medmcqa 1,200/4,183" in html
-    assert '<progress value="1200" max="4183"></progress>' in html
     assert "stopped at task 3 of 9: pubmedqa 64/500" in html
     assert "0 of 9 tasks done" in html
-    assert html.count("<progress ") == 1  # only the running job inside a task
+    # the whole job, from the tasks' sizes (a row stored without the job's own numbers): the
+    # 1,273 MedQA questions and 1,200 of MedMCQA done, of 7,045
+    size = sum(t.expected_size or 0 for t in REGISTRY.resolve("open_medical", None))
+    assert size == 7045
+    assert f'<progress value="2473" max="{size}"></progress>' in html
+    assert "2,473/7,045 questions (35.1%)" in html
+    assert "0/7,045 questions (0.0%)" in html  # the model loads
+    assert html.count("<progress ") == 2  # the running jobs, not the failed one
     assert "about 6 min left in this task" in html
     assert html.count("left in this task") == 1  # not for the failed job
+    assert html.count("estimating…") == 2  # no time left for the job yet: none made up
     jobs = {j["model"]: j for j in client.get("/api/queue").json()["submissions"]}
     assert jobs["/models/a"]["progress"] == running and jobs["/models/d"]["progress"] == {
         "tasks": "nine"
     }
+    assert jobs["/models/a"]["job_progress"] == {
+        "done": 2473, "total": 7045, "fraction": 0.351, "eta_seconds": None
+    }  # fmt: skip
+    assert jobs["/models/d"]["job_progress"] is None
     rows = {r["model"]: r for r in csv.DictReader(io.StringIO(client.get("/queue.csv").text))}
     assert rows["/models/a"]["progress"] == "task 2 of 9: medmcqa 1,200/4,183"
     assert rows["/models/d"]["progress"] == ""
+
+
+def test_the_queue_shows_the_whole_jobs_time_left(client: TestClient, database: Database) -> None:
+    """A worker stores the job's own numbers: the page and its JSON twin say the same."""
+    progress = {"tasks_done": 0, "tasks": 9, "task": "medqa_4options", "done": 300,
+                "total": 1273, "eta_seconds": 500, "job_done": 300, "job_total": 7045,
+                "job_eta_seconds": 2460}  # fmt: skip
+    with database.session() as session:
+        session.add(Submission(model="/models/e", dtype="bfloat16", track="open_medical",
+                               status="running", progress=progress, worker="w1"))  # fmt: skip
+    html = client.get("/queue").text
+    assert "300/7,045 questions (4.3%)" in html
+    assert '<progress value="300" max="7045"></progress>' in html
+    assert "about 41 min left</span>" in html
+    assert "about 8 min left in this task" in html
+    assert "estimating…" not in html
+    job = client.get("/api/queue").json()["submissions"][0]
+    assert job["job_progress"] == {
+        "done": 300, "total": 7045, "fraction": 0.0426, "eta_seconds": 2460
+    }  # fmt: skip
+
+
+def test_times_read_as_how_long_ago(client: TestClient, database: Database) -> None:
+    """Submitted and updated read "3 min ago", the exact UTC time in the <time> element."""
+    now = datetime.now(UTC).replace(tzinfo=None)
+    with database.session() as session:
+        session.add(Submission(model="/models/f", dtype="bfloat16", track="open_medical",
+                               created_at=now - timedelta(minutes=3, seconds=5),
+                               updated_at=now - timedelta(days=3)))  # fmt: skip
+    html = client.get("/queue").text
+    created = (now - timedelta(minutes=3, seconds=5)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert f'<time datetime="{created}" title="{created}">3 min ago</time>' in html
+    old = (now - timedelta(days=3)).strftime("%Y-%m-%d %H:%M UTC")
+    assert f">{old}</time>" in html
+    # the twin keeps the exact times
+    job = client.get("/api/queue").json()["submissions"][0]
+    assert job["created_at"] == (now - timedelta(minutes=3, seconds=5)).isoformat(
+        timespec="seconds"
+    )
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [
+        (0, "just now"),
+        (42, "42 s ago"),
+        (3 * 60 + 59, "3 min ago"),
+        (2 * 3600, "2 h ago"),
+        (2 * 3600 + 5 * 60, "2 h 5 min ago"),
+    ],
+)
+def test_ago_text(seconds: int, text: str) -> None:
+    now = datetime(2026, 3, 12, 14, 5, tzinfo=UTC)
+    assert ago_text(now - timedelta(seconds=seconds), now) == text
+    assert ago_text((now - timedelta(seconds=seconds)).replace(tzinfo=None), now) == text
+    assert ago_text("not a time", now) == ""
 
 
 def test_openapi_docs_list_every_json_twin(client: TestClient) -> None:

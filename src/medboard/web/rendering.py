@@ -13,7 +13,7 @@ from fastapi.templating import Jinja2Templates
 
 from medboard import __version__
 from medboard.leaderboard.ranking import TRACK_TITLES, TRACKS
-from medboard.web import filters
+from medboard.web import filters, jobs
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -30,6 +30,8 @@ def make_templates() -> Jinja2Templates:
         prob=filters.prob,
         progress=filters.progress_text,
         eta=filters.eta_text,
+        when=jobs.time_tag,
+        job_left=jobs.job_left_text,
     )
     env.globals.update(tracks=[(t, TRACK_TITLES[t]) for t in TRACKS], version=__version__)
     return templates

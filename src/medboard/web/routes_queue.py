@@ -21,6 +21,7 @@ from medboard.queue.submissions import (
 from medboard.results.db import MODEL_TYPES, SUBMISSION_STATES, Submission
 from medboard.web.cells import safe_cell
 from medboard.web.filters import progress_text
+from medboard.web.jobs import whole_job
 from medboard.web.rendering import render
 
 router = APIRouter()
@@ -80,6 +81,15 @@ def check_fields(fields: dict[str, str | None]) -> str | None:
     return None
 
 
+def _whole_job(job: Submission) -> dict[str, Any] | None:
+    if job.status not in ("running", "failed"):
+        return None
+    whole = whole_job(job.progress, job.track)
+    if whole is not None and job.status == "failed":
+        whole["eta_seconds"] = None  # stopped: no time left to tell
+    return whole
+
+
 def submission_json(job: Submission) -> dict[str, Any]:
     return {
         "id": job.id,
@@ -104,6 +114,9 @@ def submission_json(job: Submission) -> dict[str, Any]:
         # where a running job is (or where a failed one stopped): tasks_done of tasks, and
         # done of total questions in the current task (task null between tasks)
         "progress": job.progress,
+        # the whole job: questions done of all its tasks', and the seconds it has left (null
+        # until the worker has a pace to go by)
+        "job_progress": _whole_job(job),
         "parameters": (job.info or {}).get("parameters"),
         "created_at": job.created_at.isoformat(timespec="seconds") if job.created_at else None,
         "updated_at": job.updated_at.isoformat(timespec="seconds") if job.updated_at else None,
