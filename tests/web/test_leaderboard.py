@@ -90,12 +90,6 @@ def models(data: dict) -> list[str]:
     return [row["model"] for row in data["rows"]]
 
 
-def test_home_redirects_to_the_open_medical_board(client: TestClient) -> None:
-    response = client.get("/", follow_redirects=False)
-    assert response.status_code == 302
-    assert response.headers["location"] == "/leaderboard/open_medical"
-
-
 def test_ranking_order_ties_and_partial_entries(client: TestClient) -> None:
     html, data = page(client, "/leaderboard/open_medical")
     assert models(data) == [

@@ -4,9 +4,10 @@
 Jinja2 templates that work without JavaScript (forms and links carry the whole view in the URL);
 `static/board.js` only enhances them. Plots are SVG drawn on the server (`plots.py`).
 
-Routes: `/` -> `/leaderboard/open_medical`; `/leaderboard/{track}` (+ `.csv`), `/compare`
-(+ `.csv`), `/model/{id}` with its run downloads and sample CSV, `/submit`, `/queue` (+ `.csv`);
-the JSON twins live under `/api/...`; the OpenAPI docs at `/docs` (Swagger UI served from
+Routes: `/` the landing page (the queue's current jobs, each track's first rows);
+`/leaderboard/{track}` (+ `.csv`), `/compare` (+ `.csv`), `/model/{id}` with its run downloads
+and sample CSV, `/submit`, `/queue` (+ `.csv`), `/about`; the JSON twins live under `/api/...`
+(`/api` lists them); the OpenAPI docs at `/docs` (Swagger UI served from
 `static/swagger-ui`, so the page works offline). GETs of rendered leaderboard views are answered
 from memory before routing (`fastpath.py`).
 """
@@ -18,14 +19,21 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from medboard import __version__
 from medboard.queue.submissions import submit
 from medboard.results.db import Database
-from medboard.web import routes_admin, routes_board, routes_model, routes_queue
+from medboard.web import (
+    routes_about,
+    routes_admin,
+    routes_board,
+    routes_home,
+    routes_model,
+    routes_queue,
+)
 from medboard.web.cache import BoardCache
 from medboard.web.fastpath import CachedViews
 from medboard.web.rendering import make_templates, render
@@ -99,10 +107,6 @@ def create_app(database: Database, admin_token: str | None = None) -> FastAPI:
     app.add_exception_handler(RequestValidationError, validation_error)
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
 
-    @app.get("/", include_in_schema=False)
-    def home() -> RedirectResponse:
-        return RedirectResponse("/leaderboard/open_medical", status_code=302)
-
     @app.get("/api", tags=["meta"])
     def api_index() -> dict[str, Any]:
         """The JSON endpoints: each page's twin (`/api` + the page's path), the API's schema and
@@ -127,8 +131,10 @@ def create_app(database: Database, admin_token: str | None = None) -> FastAPI:
             swagger_ui_parameters={"validatorUrl": None},  # no badge from validator.swagger.io
         )
 
+    app.include_router(routes_home.router)
     app.include_router(routes_board.router)
     app.include_router(routes_model.router)
     app.include_router(routes_queue.router)
     app.include_router(routes_admin.router)
+    app.include_router(routes_about.router)
     return app
