@@ -17,7 +17,8 @@ stopped at the end, whatever happens.
     python bench/loadtest.py --duration 30 --out loadtest.json
     python bench/loadtest.py --duration 10 --set board --set model --set search
 
-The target (docs/loadtest.md): p99 under 100 ms with 50 concurrent clients on a 2-core machine.
+The target (docs/lab-notes/loadtest.md): p99 under 100 ms with 50 concurrent clients on a 2-core
+machine.
 Exit status 1 when an endpoint misses --target-p99-ms or answered with errors, or the server logged
 a traceback. `--mixed` adds a third run: 94 views (each sort column, pages 1-3, filters; HTML and
 JSON) asked for in turn, after each was asked for once (the time of a first render is reported);

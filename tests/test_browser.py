@@ -342,7 +342,8 @@ def test_entries_are_ranked_only_where_comparable(not_comparable: str, tmp_path:
 
 
 # SmolLM2-135M-Instruct and Gemma-3-270M on the whole multilingual track in bfloat16, as
-# measured for docs/tasks.md (medboard eval --suite multilingual_medical --record), in percent.
+# measured for docs/reference/tasks.md (medboard eval --suite multilingual_medical --record), in
+# percent.
 MULTILINGUAL = Path(__file__).parent / "fixtures" / "multilingual_board.csv"
 
 

@@ -68,7 +68,10 @@ def tasks_command() -> None:
         )
     out.print(table, soft_wrap=False)
     if restricted:
-        out.print("NC: licensed for non-commercial use only, or no license stated (docs/tasks.md)")
+        out.print(
+            "NC: licensed for non-commercial use only, or no license stated"
+            " (docs/reference/tasks.md)"
+        )
     suites = Table(title="suites")
     suites.add_column("suite")
     suites.add_column("tasks")

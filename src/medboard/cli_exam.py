@@ -1,4 +1,5 @@
-"""`medboard exam`: register, list and remove exams declared in a TOML file (docs/exams.md).
+"""`medboard exam`: register, list and remove exams declared in a TOML file
+(docs/reference/exams.md).
 
 `add` checks the declaration and its records (medboard.tasks.declared), stores the records as the
 dataset `exam_<name>`, split `test` (content-hashed), then keeps the declaration with what it

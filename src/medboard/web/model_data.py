@@ -314,7 +314,7 @@ def download_license(task: str) -> str | None:
     terms = task_terms(split_shift(task)[0])
     if not terms["noncommercial"]:
         return None
-    return f"{terms['license']} (non-commercial use only; see docs/tasks.md)"
+    return f"{terms['license']} (non-commercial use only; see docs/reference/tasks.md)"
 
 
 def samples_jsonl(path: str, license: str | None) -> Iterator[bytes]:
