@@ -5,6 +5,7 @@ from pathlib import Path
 from typing import Annotated, NoReturn
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -39,9 +40,19 @@ def tasks_command() -> None:
     from medboard.tasks import REGISTRY, TRACKS
 
     store = DataStore()
-    table = Table(title="tasks")
-    for column in ("task", "dataset/split", "size", "lang", "license", "metrics", "data"):
-        table.add_column(column)
+    # The task's name is never cut: a table that fits 80 columns keeps the name, size, language,
+    # data and license; a wider terminal also shows the dataset split and the metrics.
+    wide = out.width >= 130
+    table = Table(title="tasks", box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("task", no_wrap=True)
+    if wide:
+        table.add_column("dataset/split", no_wrap=True)
+    table.add_column("size", justify="right")
+    table.add_column("lang")
+    table.add_column("data")
+    if wide:
+        table.add_column("metrics")
+    table.add_column("license", overflow="fold")
     restricted = False
     for task in REGISTRY.tasks():
         if not store.has(task.dataset, task.split):
@@ -57,25 +68,23 @@ def tasks_command() -> None:
             if left_out:
                 status += f" ({left_out} left out)"
         restricted = restricted or task.noncommercial
-        table.add_row(
-            task.name,
-            f"{task.dataset}/{task.split}",
-            str(task.expected_size),
-            task.language,
-            escape(task.license) + (" [bold red]NC[/bold red]" if task.noncommercial else ""),
-            ", ".join(task.metrics),
-            status,
-        )
+        terms = escape(task.license.split(" (")[0])  # in full: docs and the About page
+        terms += " [bold red]NC[/bold red]" if task.noncommercial else ""
+        cells = [task.name]
+        cells += [f"{task.dataset}/{task.split}"] if wide else []
+        cells += [str(task.expected_size), task.language, status]
+        cells += [", ".join(task.metrics)] if wide else []
+        table.add_row(*cells, terms)
     out.print(table, soft_wrap=False)
     if restricted:
         out.print(
             "NC: licensed for non-commercial use only, or no license stated"
             " (docs/reference/tasks.md)"
         )
-    suites = Table(title="suites")
+    suites = Table(title="suites", box=box.SIMPLE_HEAD, pad_edge=False)
     suites.add_column("suite")
-    suites.add_column("tasks")
-    suites.add_column("questions")
+    suites.add_column("tasks", overflow="fold")
+    suites.add_column("questions", justify="right")
     for name, members in REGISTRY.suites().items():
         size = sum(REGISTRY.task(t).expected_size or 0 for t in members)
         suites.add_row(name + (" (track)" if name in TRACKS else ""), ", ".join(members), str(size))

@@ -236,6 +236,7 @@ def serve_command(
     --device and -M are the workers' (as `medboard worker`)."""
     import os
 
+    _check_submitted(submit or [], dtype)  # a missing model file: one line, before the imports
     import uvicorn
 
     from medboard.errors import DuplicateSubmissionError, MedboardError
@@ -297,6 +298,19 @@ def serve_command(
         uvicorn.run(create_app(database, admin_token=token), host=host, port=port, log_level="info")
     finally:
         _stop_workers(threads, stop)
+
+
+def _check_submitted(models: list[str], dtype: str) -> None:
+    """Each model `--submit` names, checked as far as it can be without loading it."""
+    from medboard.backends import registry
+    from medboard.errors import MedboardError
+    from medboard.queue.submissions import SubmitRequest, request_spec
+
+    for model in models:
+        try:
+            registry.check(request_spec(SubmitRequest(model=model, dtype=dtype)))
+        except MedboardError as exc:
+            raise MedboardError(f"{model} cannot be submitted: {exc}") from None
 
 
 def _exit_on_sigterm(signum: int, frame: object) -> None:

@@ -142,7 +142,9 @@ ModelOption = Annotated[
     ),
 ]
 DtypeOption = Annotated[str | None, typer.Option(help="float32 (default), bfloat16 or float16.")]
-SuiteOption = Annotated[str | None, typer.Option(help="Suite: open_medical, flowertune_medical.")]
+SuiteOption = Annotated[
+    str | None, typer.Option(help="A suite or track, e.g. open_medical (`medboard tasks`).")
+]
 TasksOption = Annotated[
     str | None, typer.Option(help="Comma-separated tasks (a subset of --suite).")
 ]

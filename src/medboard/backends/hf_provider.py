@@ -76,6 +76,9 @@ class TransformersProvider(BackendProvider):
         )
 
     def check(self, spec: ModelSpec) -> None:
+        from medboard.backends.hf_loading import resolve_source
+
+        resolve_source(spec.model, spec.get("revision"))  # a missing model file: one line now
         self.check_run(spec.options)
 
     def check_run(self, args: Mapping[str, Any]) -> None:
