@@ -1,26 +1,29 @@
 """End to end in a real browser: headless Chromium against a real `medboard serve` process.
 
 Load the leaderboard, sort, filter, search, open a model page, submit a model from a local
-path, watch it go pending -> running -> finished on the queue page and appear in the ranking.
-Screenshots of the leaderboard and of a model page go to $MEDBOARD_SCREENSHOTS (docs/screenshots
-when refreshing the committed ones), else to the test's temporary folder.
+path, watch it go pending -> running -> finished on the queue page and appear in the ranking;
+open a fresh `medboard serve` as the main job starts it (the landing page, the queue, About).
+Screenshots of the pages go to $MEDBOARD_SCREENSHOTS (docs/screenshots when refreshing the
+committed ones), else to the test's temporary folder.
 Needs Debian's chromium (/usr/bin/chromium, installed by .ci/run) and playwright (dev extra);
 skipped when either is missing.
 """
 
 import csv
 import os
+import re
 import shutil
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
 
 from medboard.leaderboard.ranking import track_spec
+from medboard.paths import shared_benchmarks
 from medboard.tasks import REGISTRY
 from tests.conftest import import_fixture_tasks
 
@@ -65,15 +68,24 @@ def server(medboard_home: Path, tmp_path: Path) -> Iterator[str]:
     yield from _serve(medboard_home, tmp_path)
 
 
-def _serve(medboard_home: Path, tmp_path: Path, *more: Path) -> Iterator[str]:
+def _serve(
+    medboard_home: Path,
+    tmp_path: Path,
+    *more: Path,
+    tables: Sequence[Path] | None = None,
+    extra: Sequence[str] = (),
+    lease: float = 30,
+) -> Iterator[str]:
     """A real `medboard serve` on tmp_path/board.db, with the published tables of tmp_path (and
-    `more`)."""
+    `more`), or `tables` alone; `extra`: more of its options (--submit, say)."""
     port = _free_port()
     command = [sys.executable, "-c", "from medboard.cli import main; main()", "serve"]
     command += ["--port", str(port), "--db", f"sqlite:///{tmp_path / 'board.db'}"]
-    for table in (tmp_path / "open.csv", tmp_path / "flowertune.csv", *more):
+    if tables is None:
+        tables = [tmp_path / "open.csv", tmp_path / "flowertune.csv", *more]
+    for table in tables:
         command += ["--published", str(table)]
-    command += ["--allow-data-mismatch", "--lease", "30"]
+    command += ["--allow-data-mismatch", "--lease", str(lease), *extra]
     env = {**os.environ, "MEDBOARD_HOME": str(medboard_home), "HF_HUB_OFFLINE": "1"}
     # the operator's models folder, which the form takes paths from: pytest's base folder,
     # where the tiny model is (tmp_path_factory)
@@ -122,9 +134,14 @@ def test_leaderboard_in_a_real_browser(server: str, tiny_model: Path, tmp_path: 
         page = browser.new_page(viewport={"width": 1400, "height": 900})
         page.set_default_timeout(30_000)
 
-        # the board, ranked by average
+        # the landing page: each track's first rows; the track's heading opens its board
         page.goto(server + "/")
-        assert page.url.endswith("/leaderboard/open_medical")
+        top = page.locator("#track-open_medical td.model a").all_inner_texts()
+        assert top == ["org/big-70b", "org/mid-8b", "lab/tiny-1b"]
+        page.locator("#track-open_medical h2 a").click()
+        page.wait_for_url("**/leaderboard/open_medical")
+
+        # the board, ranked by average
         assert _models(page) == ["org/big-70b", "org/mid-8b", "lab/tiny-1b"]
 
         # sort by a task column by clicking its header: medmcqa puts tiny-1b (90) first
@@ -399,4 +416,98 @@ def test_the_multilingual_board_by_language(multilingual: str, tmp_path: Path) -
         expect(scores).to_contain_text("Language: ja")
         expect(scores).to_contain_text("Language: ru")
         expect(scores.locator(".license-mark").first).to_have_text("non-commercial")
+        browser.close()
+
+
+DEMO = "SmolLM2 demo (fake model)"
+
+
+@pytest.fixture()
+def fresh(medboard_home: Path, tmp_path: Path) -> Iterator[str]:
+    """A fresh `medboard serve` as the main job starts it: the published FlowerTune table and a
+    demo model queued for open_medical, which the in-process worker evaluates. The fake model
+    stands in for SmolLM2, slowed down so that the pages are seen while it runs; on the shared
+    benchmarks where this checkout has them (the main job's data: the pages count the real
+    tasks' questions), else on the task fixtures and the test's FlowerTune rows."""
+    _needs_browser()
+    benchmarks = shared_benchmarks()
+    published = benchmarks.parent / "published" / "flowertune_medical.csv" if benchmarks else None
+    if benchmarks is not None and published is not None and published.is_file():
+        _medboard(medboard_home, "data", "import", str(benchmarks))
+        model = "fake:delay=0.05"  # 880 batches of 8 questions: about 45 s
+    else:
+        import_fixture_tasks(medboard_home)
+        published = tmp_path / "flowertune.csv"
+        published.write_text(FLOWERTUNE_ROWS)
+        model = "fake:delay=1,batch=1"  # 15 questions, one a second
+    extra = ["--submit", model, "--name", DEMO]
+    yield from _serve(medboard_home, tmp_path, tables=[published], extra=extra, lease=4)
+
+
+def _running_with_an_estimate(url: str, page) -> dict:
+    """The demo job once its worker has stored the whole job's progress and time left."""
+    deadline = time.time() + 120
+    job: dict = {}
+    while time.time() < deadline:
+        job = page.request.get(url + "/api/queue").json()["submissions"][0]
+        whole = job["job_progress"] or {}
+        if job["status"] not in ("pending", "running") or whole.get("eta_seconds") is not None:
+            break
+        time.sleep(0.3)
+    assert job["status"] == "running" and job["job_progress"]["done"] > 0, job
+    return job
+
+
+def test_the_first_minutes_of_a_fresh_serve(fresh: str, tmp_path: Path) -> None:
+    """Issue 35: the landing page of a fresh board shows the published rows and the queued demo,
+    /api lists the JSON endpoints, the queue shows the whole job and its time left, and the
+    About page says what each track measures."""
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        page.set_default_timeout(30_000)
+
+        # the landing page: the published FlowerTune rows and the queued demo
+        page.goto(fresh + "/")
+        flowertune = page.locator("#track-flowertune_medical")
+        expect(flowertune).to_contain_text("ZeroOne.AI")
+        assert flowertune.locator("tbody tr").count() >= 3  # the first rows, in rank order
+        demo = page.locator("#queue-now tbody tr", has_text=DEMO)
+        expect(demo).to_have_count(1)
+        assert demo.get_attribute("data-status") in ("pending", "running")
+        expect(page.locator("#empty-tracks")).to_contain_text("being evaluated")
+
+        # /api answers JSON: the endpoints
+        api = page.request.get(fresh + "/api")
+        assert api.ok and api.headers["content-type"].startswith("application/json")
+        paths = {e["path"] for e in api.json()["endpoints"]}
+        assert {"/api/overview", "/api/queue", "/api/about", "/api/leaderboard/{track}"} <= paths
+
+        # while it runs: the whole job's questions and time left, on the landing page and the
+        # queue, as the JSON twin has them
+        job = _running_with_an_estimate(fresh, page)
+        page.goto(fresh + "/")
+        expect(page.locator("#queue-now .progress .job")).to_contain_text("questions")
+        _screenshot(page, "home", tmp_path)
+        page.goto(fresh + "/queue")
+        row = page.locator(f"#submission-{job['id']}")
+        expect(row.locator(".progress .job")).to_contain_text(
+            re.compile(r"[0-9,]+/[0-9,]+ questions \([0-9.]+%\)")
+        )
+        expect(row.locator(".progress .eta")).to_contain_text(re.compile("left|estimating…"))
+        submitted = row.locator("td.when time").first
+        expect(submitted).to_have_attribute("datetime", re.compile(r"^\d{4}-.*Z$"))
+        expect(submitted).to_contain_text(re.compile("ago|just now"))
+        _screenshot(page, "queue", tmp_path)
+
+        # the About page, from the nav
+        page.locator("header nav a", has_text="About").click()
+        page.wait_for_url("**/about")
+        expect(page.locator("#about-flowertune_medical")).to_contain_text("flowertune/1")
+        expect(page.locator("#about-open_medical")).to_contain_text("loglik/1")
+        expect(page.locator("pre.bibtex")).to_contain_text("@software{medboard,")
+        expect(page.locator("#sources")).to_contain_text("MedQA (Jin et al.), MIT license")
+        _screenshot(page, "about", tmp_path)
         browser.close()

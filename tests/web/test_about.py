@@ -28,7 +28,11 @@ def test_about_lists_every_track_with_its_protocol_and_tasks(client: TestClient)
     assert flowertune["protocol"]["kind"] == "generative"
     open_medical = data["tracks"][0]
     assert (open_medical["questions"], open_medical["protocol"]["version"]) == (7045, "loglik/1")
-    assert "7,045 questions in en" in html
+    assert "7,045 questions (language: en)" in html
+    multilingual = next(t for t in data["tracks"] if t["track"] == "multilingual_medical")
+    languages = sorted({REGISTRY.task(t).language for t in REGISTRY.suite("multilingual_medical")})
+    assert multilingual["languages"] == languages and len(languages) > 1
+    assert f"{multilingual['questions']:,} questions (languages: {', '.join(languages)})" in html
 
 
 def test_about_gives_every_protocol_version(client: TestClient) -> None:

@@ -142,7 +142,8 @@ def sources() -> list[dict[str, Any]]:
             "licenses": list(dict.fromkeys(t.license or "none stated" for t in tasks)),
             "noncommercial": any(t.noncommercial for t in tasks),
             "attribution": next((t.attribution for t in tasks if t.attribution), ""),
-            "source": _source(tasks[0]),
+            # one task's Hub config (MMLU's subjects each have their own: none is shown)
+            "source": {**_source(tasks[0]), **({"hub_config": None} if len(tasks) > 1 else {})},
             "tracks": [tr for tr in TRACKS if any(t.name in suites[tr] for t in tasks)],
             "private": any(t.private for t in tasks),
         }
