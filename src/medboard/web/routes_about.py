@@ -203,4 +203,5 @@ def about_json() -> dict[str, Any]:
 
 @router.get("/about", response_class=HTMLResponse, tags=["pages"])
 def about_page(request: Request) -> HTMLResponse:
+    """What each track measures and how, protocol versions, citation, data licenses."""
     return render(request, "about.html", {"data": about(), "title": "About"})

@@ -52,6 +52,7 @@ EntryId = Annotated[int, PathParam(ge=1, le=2**31 - 1)]
 def approve(
     request: Request, submission_id: SubmissionId, authorization: Auth = None
 ) -> dict[str, Any]:
+    """Admin: let a submission that waits for approval be taken by workers."""
     _authorize(request, authorization)
     job = _act(request, admin.approve, submission_id)
     return {"id": job.id, "approved": job.approved, "status": job.status}
@@ -61,6 +62,7 @@ def approve(
 def rerun(
     request: Request, submission_id: SubmissionId, authorization: Auth = None
 ) -> dict[str, Any]:
+    """Admin: queue a finished or failed submission again."""
     _authorize(request, authorization)
     job = _act(request, admin.rerun, submission_id)
     return {"id": job.id, "status": job.status}
@@ -70,6 +72,7 @@ def rerun(
 def hide(
     request: Request, entry_id: EntryId, hidden: bool = True, authorization: Auth = None
 ) -> dict[str, Any]:
+    """Admin: hide an entry from the board, or show it again (hidden=false)."""
     _authorize(request, authorization)
     entry = _act(request, admin.hide, entry_id, hidden)
     return {"id": entry.id, "hidden": entry.hidden}
@@ -77,6 +80,7 @@ def hide(
 
 @router.delete("/entries/{entry_id}")
 def delete(request: Request, entry_id: EntryId, authorization: Auth = None) -> dict[str, Any]:
+    """Admin: delete an entry and its scores (its runs stay: the record of what ran)."""
     _authorize(request, authorization)
     _act(request, admin.delete, entry_id)
     return {"id": entry_id, "deleted": True}

@@ -246,6 +246,7 @@ def leaderboard_json(request: Request, track: TrackPath, raw: Raw) -> Response:
 
 @router.get("/leaderboard/{track}", response_class=HTMLResponse, tags=["pages"])
 def leaderboard_page(request: Request, track: TrackPath, raw: Raw) -> Response:
+    """The leaderboard of one track: sortable, filterable, with a column picker."""
     spec = spec_or_404(track)
     query, warnings = raw.parse(spec)
     target = _canonical(request, query, warnings)
@@ -318,6 +319,7 @@ IdsParam = Annotated[list[str] | None, Query(description="entry ids (at most 8)"
 def compare_json(
     request: Request, track: TrackParam = "open_medical", ids: IdsParam = None
 ) -> dict[str, Any]:
+    """Two or more entries side by side: per-task scores with 95% intervals."""
     return compare_data(request, track, _ids(ids))
 
 
@@ -325,6 +327,7 @@ def compare_json(
 def compare_csv(
     request: Request, track: TrackParam = "open_medical", ids: IdsParam = None
 ) -> Response:
+    """The comparison as CSV, scores in percent."""
     spec = spec_or_404(track)
     chosen = set(compare_data(request, track, _ids(ids))["ids"])
     rows = [r for r in rank_entries(_cache(request).entries(track), spec) if r.entry_id in chosen]
@@ -339,6 +342,7 @@ def compare_csv(
 def compare_page(
     request: Request, track: TrackParam = "open_medical", ids: IdsParam = None
 ) -> Response:
+    """Two or more entries side by side, with their paired differences."""
     data = compare_data(request, track, _ids(ids))
     groups = [t["label"] for t in data["tasks"]] + ["Average"]
     series = [

@@ -159,6 +159,8 @@ def model_page(
     per_page: PerPageParam = SAMPLES_PER_PAGE,
     only: OnlyParam = "",
 ) -> Response:
+    """One entry: scores with intervals, provenance, its runs and a page of samples."""
+
     def render() -> bytes:
         data = _data(request, entry_id, task, page, per_page, only)
         accs = [(s["label"], s["metrics"].get("acc")) for s in data["scores"]]

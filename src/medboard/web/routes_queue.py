@@ -196,6 +196,7 @@ def submit_form(
     request: Request,
     track: Annotated[str, Query(max_length=50)] = "open_medical",
 ) -> HTMLResponse:
+    """The submission form."""
     fields = {
         "model": "", "track": track, "dtype": "bfloat16", "revision": "", "adapter": "", "args": ""
     }  # fmt: skip
@@ -222,6 +223,7 @@ def submit_post(
     description: Annotated[str, Form()] = "",
     protocol: Annotated[str, Form()] = "loglik",
 ) -> Response:
+    """The submission form's post: queues the model or shows why it cannot be."""
     fields: dict[str, str | None] = {
         "model": model,
         "track": track,
@@ -272,6 +274,7 @@ def queue_json(request: Request, status: StatusParam = None) -> dict[str, Any]:
 
 @router.get("/queue.csv", tags=["queue"])
 def queue_csv(request: Request, status: StatusParam = None) -> Response:
+    """The queue as CSV."""
     data = _queue(request, status)
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
@@ -300,6 +303,7 @@ def queue_page(
     status: StatusParam = None,
     submitted: Annotated[int | None, Query(ge=0)] = None,
 ) -> HTMLResponse:
+    """The queue: pending, running, finished and failed jobs with their progress."""
     data = _queue(request, status)
     return render(
         request,
