@@ -79,3 +79,14 @@ def test_the_readme_links_point_at_files_that_exist() -> None:
     assert local, "the README links into the site"
     for target in local:
         assert (ROOT / target).exists(), f"README links to {target}, which does not exist"
+
+
+def test_every_setting_medboard_reads_is_documented() -> None:
+    """Each MEDBOARD_* variable the package reads has its row in reference/configuration.md."""
+    read = set()
+    for source in (ROOT / "src" / "medboard").rglob("*.py"):
+        read |= set(re.findall(r"""["'](MEDBOARD_[A-Z_]+)["']""", source.read_text("utf-8")))
+    assert len(read) >= 8
+    page = (DOCS / "reference" / "configuration.md").read_text(encoding="utf-8")
+    missing = sorted(name for name in read if f"`{name}`" not in page)
+    assert not missing, f"not in docs/reference/configuration.md: {missing}"
