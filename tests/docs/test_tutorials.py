@@ -67,7 +67,10 @@ def parse(markdown: str) -> list[Block]:
         directive = DIRECTIVE.match(line)
         fence = FENCE.match(line)
         if directive:
-            pending.append(shlex.split(directive.group(1)))
+            kind, _, rest = directive.group(1).partition(" ")
+            # a reason is free text (apostrophes included); replacements are shell words
+            words = rest.split() if kind in ("skip", "needs") else shlex.split(rest)
+            pending.append([kind, *words])
         elif fence:
             end = i + 1
             while end < len(lines) and lines[end].rstrip() != "```":
@@ -193,6 +196,7 @@ def run_tutorial(name: str, tmp_path: Path, models: Path) -> None:
         ["bash", str(tmp_path / "tutorial.sh")], cwd=root, env=env, text=True,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=600,
     )  # fmt: skip
+    (tmp_path / "tutorial.log").write_text(done.stdout, encoding="utf-8")
     print(f"{name}: {time.time() - started:.0f} s; {len(skipped)} block(s) not run")
     for line in skipped:
         print(f"  {line}")
