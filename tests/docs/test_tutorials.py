@@ -15,10 +15,12 @@ What cannot run here verbatim says so in the markdown, in an HTML comment right 
     <!-- tutorial: needs VAR REASON -->   run the next block only when $VAR is set, else skip it
     <!-- tutorial: replace OLD NEW -->    in the next block, OLD becomes NEW (shell words; NEW may
                                           name the test's variables, below)
-    <!-- tutorial: replace-all OLD NEW --> the same in every block after it
+    <!-- tutorial: replace-all OLD NEW --> the same in every block after it (may stand anywhere)
 
-The test's variables: TUTORIAL_DB (MEDBOARD_TEST_POSTGRES, wiped first, else a SQLite URL),
-TUTORIAL_PG_DUMP_URL (the same PostgreSQL URL as pg_dump spells it; empty without PostgreSQL),
+The test's variables (in NEW, filled in when the script is written): TUTORIAL_DB
+(MEDBOARD_TEST_POSTGRES, wiped first, else the home's SQLite database), TUTORIAL_SQLITE (1 without
+PostgreSQL), TUTORIAL_PG_DUMP_URL (the PostgreSQL URL as pg_dump spells it; empty without it),
+TUTORIAL_MEDBOARD (the medboard executable),
 TUTORIAL_PORT and TUTORIAL_PORT2 (free ports), MEDBOARD_TEST_LLAMACPP / MEDBOARD_TEST_VLLM (the
 model servers' Pythons, .ci/servers.sh) when set.
 """
@@ -57,7 +59,7 @@ class Block:
 
 def parse(markdown: str) -> list[Block]:
     """The fenced blocks of a tutorial with the directives right before each (blank lines and
-    other directives may sit between)."""
+    other directives may sit between; a replace-all may stand anywhere)."""
     blocks: list[Block] = []
     pending: list[list[str]] = []
     lines = markdown.splitlines()
@@ -81,7 +83,7 @@ def parse(markdown: str) -> list[Block]:
             blocks.append(Block(fence.group(1), text, i + 1, pending))
             pending = []
             i = end
-        elif line.strip() and pending:
+        elif line.strip() and any(words[0] != "replace-all" for words in pending):
             raise ValueError(f"line {i + 1}: a tutorial directive must precede a ``` block")
         i += 1
     if pending:
@@ -112,9 +114,12 @@ def script(blocks: list[Block], env: dict[str, str]) -> tuple[str, list[str]]:
                     skipped.append(f"line {block.line}: {args[0]} not set: {' '.join(args[1:])}")
             elif kind in ("replace", "replace-all"):
                 assert len(args) == 2, f"line {block.line}: {kind} takes OLD NEW"
-                replacements.append((args[0], args[1]))
+                # the test's variables in NEW are filled in here, so a file block gets them too
+                new = re.sub(r"\$(\w+)", lambda m: env.get(m.group(1), m.group(0)), args[1])
+                pair = (args[0], new)
+                replacements.append(pair)
                 if kind == "replace-all":
-                    replace_all.append((args[0], args[1]))
+                    replace_all.append(pair)
             elif kind == "file":
                 target = args[0]
             else:
@@ -174,12 +179,15 @@ def run_tutorial(name: str, tmp_path: Path, models: Path) -> None:
     home.mkdir()
     (home / "models").symlink_to(models)
     postgres = os.environ.get("MEDBOARD_TEST_POSTGRES", "")
+    sqlite = f"sqlite:///{home}/medboard.db"
     env = {
         **os.environ,
         "MEDBOARD_HOME": str(home),
         "HF_HUB_OFFLINE": "1",
         "HF_DATASETS_CACHE": str(tmp_path / "hf-datasets"),
-        "TUTORIAL_DB": wiped_postgres(postgres) if postgres else f"sqlite:///{tmp_path}/board.db",
+        "TUTORIAL_DB": wiped_postgres(postgres) if postgres else sqlite,
+        "TUTORIAL_SQLITE": "" if postgres else "1",
+        "TUTORIAL_MEDBOARD": str(Path(sys.executable).parent / "medboard"),
         "TUTORIAL_PG_DUMP_URL": postgres.replace("postgresql+psycopg://", "postgresql://"),
         "TUTORIAL_PORT": str(free_port()),
         "TUTORIAL_PORT2": str(free_port()),
