@@ -1,9 +1,9 @@
 """The tutorials (docs/tutorials/*.md) are run, not only read.
 
 Each tutorial's ```bash blocks run in order in one bash shell (`set -euo pipefail`: a failing
-command fails the test), in a temporary folder laid out like a clone's root: `flower/` and
-`constraints.txt` link to the repository's, `../shared` to the shared benchmarks and models, with
-a temporary MEDBOARD_HOME (its model cache shared between the tutorials). In a ```console block
+command fails the test), in a temporary folder laid out like a clone's root (`flower/` copied,
+`constraints.txt` linked, `../shared` linked to the shared benchmarks and models), with a
+temporary MEDBOARD_HOME (its model cache shared between the tutorials). In a ```console block
 the lines that start with `$ ` run and the rest is output shown to the reader. Other blocks (text,
 toml, ini) are read only. Background processes (`&`) are stopped when the tutorial's shell exits.
 
@@ -173,8 +173,8 @@ def run_tutorial(name: str, tmp_path: Path, models: Path) -> None:
     root = tmp_path / "medboard"
     root.mkdir()
     (tmp_path / "shared").symlink_to(SHARED)
-    for part in ("flower", "constraints.txt"):
-        (root / part).symlink_to(REPO / part)
+    (root / "constraints.txt").symlink_to(REPO / "constraints.txt")
+    shutil.copytree(REPO / "flower", root / "flower")  # a tutorial copies it, as from a clone
     home = tmp_path / "home"
     home.mkdir()
     (home / "models").symlink_to(models)
