@@ -81,7 +81,7 @@ def test_declared_exams_are_evaluated_recorded_ranked_queued_and_kept_private(
     evaluated = medboard(home, "eval", "--model", "fake", *args)
     assert evaluated.returncode == 0, evaluated.stderr
     assert f"recorded as entry 1 on {PRIVATE}" in evaluated.stdout
-    assert "mean of 1 tasks" in evaluated.stdout
+    assert "mean of 1 task " in evaluated.stdout
     evaluated = medboard(home, "eval", "--model", "fake", "--suite", PUBLIC, "--record", "--db", db)
     assert f"recorded as entry 2 on {PUBLIC}" in evaluated.stdout, evaluated.stderr
 

@@ -309,7 +309,8 @@ def results_table(results: list[RunResult], title: str) -> Table:
     averaged = [r for r in results if "@shift" not in r.spec.task]  # not permuted copies
     mean = sum(r.scores["acc"].value for r in averaged) / max(len(averaged), 1)
     table.add_section()
-    table.add_row(f"mean of {len(averaged)} tasks", "", f"{100 * mean:.2f}", "", "")
+    tasks = f"{len(averaged)} task" + "s" * (len(averaged) != 1)
+    table.add_row(f"mean of {tasks}", "", f"{100 * mean:.2f}", "", "")
     benchmarks = benchmark_means(averaged)
     if len(benchmarks) < len(averaged):  # a benchmark of several subjects: the board's average
         board = sum(benchmarks.values()) / len(benchmarks)
