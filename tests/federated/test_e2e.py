@@ -17,7 +17,9 @@ from medboard.federated import TRACK
 from medboard.federated.cli import fl_app
 from medboard.federated.comm import REPORT_FILE
 from medboard.federated.config import BYTES_PER_GB
-from medboard.results.db import Entry, TaskScore, open_database
+from medboard.queue.worker import run_worker
+from medboard.results.db import Entry, Submission, TaskScore, open_database
+from medboard.runner import EvalOptions
 from tests.conftest import build_tiny_llama, import_fixture_tasks
 from tests.federated.test_server import TENSOR_BYTES, WIRE_BYTES
 
@@ -80,47 +82,71 @@ def test_run_trains_counts_bytes_and_stops_its_processes(ci_run) -> None:
             continue
 
 
-def test_submit_records_the_entry_with_its_cost(ci_run, env: Path) -> None:
+def _submit_args(run: Path, app: Path, url: str, *more: str) -> list[str]:
+    return [
+        "submit", str(run), "--team", "medboard-ci", "--code-url", "https://example.org/fl",
+        "--reference", str(app), "--db", url, "--allow-data-mismatch", "--date", "2025-01-02",
+        *more,
+    ]  # fmt: skip
+
+
+def _submissions(url: str) -> list[Submission]:
+    database = open_database(url)
+    with database.session() as session:
+        return list(session.scalars(select(Submission).order_by(Submission.id)).all())
+
+
+def test_submit_queues_the_run_and_a_worker_scores_it_by_each_protocol(ci_run, env: Path) -> None:
     app, run, _ = ci_run
     import_fixture_tasks(env / "home")
     url = f"sqlite:///{env / 'board.db'}"
-    args = [
-        "submit",
-        str(run),
-        "--team",
-        "medboard-ci",
-        "--code-url",
-        "https://example.org/fl",
-        "--reference",
-        str(app),
-        "--db",
-        url,
-        "--allow-data-mismatch",
-        "--date",
-        "2025-01-02",
-    ]
-    result = runner.invoke(fl_app, args)
+    result = runner.invoke(fl_app, _submit_args(run, app, url))
     assert result.exit_code == 0, result.output
+    jobs = _submissions(url)
+    assert [(j.protocol, j.status, j.track) for j in jobs] == [
+        ("loglik", "pending", TRACK), ("flowertune", "pending", TRACK),
+        ("generative", "pending", TRACK),
+    ]  # fmt: skip
+    assert _entries(url) == 0  # queued, not scored
+    assert f"queued #{jobs[0].id}" in result.stdout
+    handled = run_worker(
+        open_database(url), "w", once=True, options=EvalOptions(allow_data_mismatch=True)
+    )
+    assert handled == 3
+    assert [j.status for j in _submissions(url)] == ["finished"] * 3, _submissions(url)
     database = open_database(url)
     with database.session() as session:
-        entry = session.scalars(select(Entry).where(Entry.track == TRACK)).one()
-        assert entry.team == "medboard-ci" and entry.origin == "evaluated"
-        assert entry.comm_cost_gb == 36 * WIRE_BYTES / BYTES_PER_GB
-        assert entry.code_url == "https://example.org/fl" and entry.date == "2025-01-02"
-        assert entry.model.model_type == "federated"
-        assert entry.model.base_model == str(Path(app_model(app)))
-        assert entry.extra["federated"]["comm_bytes"] == 36 * WIRE_BYTES
-        # the sites' training data checked against the suite it is scored on
-        contamination = entry.extra["contamination"]
-        assert contamination["n"] == 8 and len(contamination["corpus_sha256"]) == 64
-        assert set(contamination["tasks"]) == {"pubmedqa", "medmcqa", "medqa_4options", "careqa_en"}
-        tasks = session.scalars(
-            select(TaskScore.task).where(TaskScore.entry_id == entry.id, TaskScore.metric == "acc")
-        ).all()
-        assert sorted(tasks) == ["careqa_en", "medmcqa", "medqa_4options", "pubmedqa"]
-    again = runner.invoke(fl_app, args)
-    assert "already (entry" in _error_line(again)
-    assert _entries(url) == 1
+        entries = session.scalars(select(Entry).where(Entry.track == TRACK)).all()
+        assert sorted(e.extra["protocol"] for e in entries) == [
+            "flowertune/1", "generative/1", "loglik/1",
+        ]  # fmt: skip
+        assert len({e.model_id for e in entries}) == 1  # one model: base + adapter
+        for entry in entries:
+            assert entry.team == "medboard-ci" and entry.origin == "evaluated"
+            assert entry.comm_cost_gb == 36 * WIRE_BYTES / BYTES_PER_GB
+            assert entry.code_url == "https://example.org/fl" and entry.date == "2025-01-02"
+            assert entry.model.model_type == "federated"
+            assert entry.model.base_model == str(Path(app_model(app)))
+            assert entry.extra["limit"] == 5  # the static eval-limit
+            federated = entry.extra["federated"]
+            assert federated["comm_bytes"] == 36 * WIRE_BYTES
+            assert federated["budget_gb"] == 1.0 and federated["rounds"] == 3
+            assert federated["sites"] == 4 and federated["sampled_per_round"] == 4
+            state = json.loads((run / "run.json").read_text())
+            assert federated["static_hash"] == state["static_hash"]
+            assert entry.model.adapter_hash == state["hashes"]["adapter_hash"]
+            # the sites' training data checked against the suite it is scored on
+            contamination = entry.extra["contamination"]
+            assert contamination["n"] == 8 and len(contamination["corpus_sha256"]) == 64
+            tasks = session.scalars(
+                select(TaskScore.task).where(
+                    TaskScore.entry_id == entry.id, TaskScore.metric == "acc"
+                )
+            ).all()
+            assert sorted(tasks) == ["careqa_en", "medmcqa", "medqa_4options", "pubmedqa"]
+    again = runner.invoke(fl_app, _submit_args(run, app, url))
+    assert "is submitted already as #" in _error_line(again)
+    assert len(_submissions(url)) == 3 and _entries(url) == 3
 
 
 def app_model(app: Path) -> str:

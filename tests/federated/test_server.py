@@ -5,6 +5,7 @@ from pathlib import Path
 
 from medboard.federated.comm import REPORT_FILE
 from medboard.federated.config import BYTES_PER_GB, app_run_config
+from medboard.federated.integrity import run_hashes
 from medboard.federated.server_app import ADAPTER_DIR, run_server
 from tests.federated.helpers import FakeGrid
 
@@ -47,6 +48,8 @@ def test_bytes_are_the_lora_tensors_times_the_messages(fl_setup, tmp_path: Path)
     losses = [r["eval_loss"] for r in state["rounds"]]
     assert losses[0] > losses[1] > losses[2]
     assert (tmp_path / "out" / ADAPTER_DIR / "adapter_model.safetensors").is_file()
+    # what fl submit's tamper check compares with (federated.integrity)
+    assert state["hashes"] == run_hashes(tmp_path / "out" / REPORT_FILE, Path(state["adapter"]))
 
 
 def test_budget_stops_the_run_before_sending(fl_setup, tmp_path: Path) -> None:

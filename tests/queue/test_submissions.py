@@ -18,6 +18,7 @@ from medboard.queue.submissions import (
     heartbeat,
     list_submissions,
     submit,
+    submit_all,
 )
 from medboard.results.db import Database, Submission, open_database, utcnow
 
@@ -60,6 +61,34 @@ def test_rate_limit_per_submitter(tiny_model, medboard_home, database, monkeypat
     with pytest.raises(SubmissionError, match="rate limit: 2 submissions from eve"):
         submit(database, SubmitRequest(model=str(tiny_model), dtype="float16", submitter="eve"))
     submit(database, SubmitRequest(model=str(tiny_model), dtype="float16", submitter="bob"))
+
+
+def test_submit_all_queues_every_request_or_none(tiny_model, medboard_home, database) -> None:
+    entry = {"team": "t", "comm_cost_gb": 0.5, "extra": {"federated": {"rounds": 3}}}
+
+    def federated(protocol: str) -> SubmitRequest:
+        return SubmitRequest(
+            model=str(tiny_model), track="flowertune_medical", dtype="float32",
+            protocol=protocol, model_type="federated", entry=entry, limit=5,
+        )  # fmt: skip
+
+    # flowertune is a protocol of federated runs only (the published table's)
+    with pytest.raises(SubmissionError, match="unknown protocol 'flowertune'"):
+        submit(database, SubmitRequest(model=str(tiny_model), protocol="flowertune"))
+    first = submit(database, federated("loglik"))
+    with pytest.raises(DuplicateSubmissionError, match=f"#{first.id}"):  # loglik is queued
+        submit_all(database, [federated("flowertune"), federated("loglik")])
+    assert [s.id for s in list_submissions(database)] == [first.id]  # none of the two
+    jobs = submit_all(database, [federated("flowertune"), federated("generative")])
+    assert [j.protocol for j in jobs] == ["flowertune", "generative"]
+    assert jobs[0].info["entry"] == entry and jobs[0].info["limit"] == 5
+
+
+def test_claim_only_takes_the_jobs_asked_for(database) -> None:
+    ids = _queue(database, 3)
+    assert claim(database, "w", only=[ids[2]]).id == ids[2]
+    assert claim(database, "w", only=[ids[2]]) is None
+    assert claim(database, "w").id == ids[0]
 
 
 def _queue(database, n: int) -> list[int]:

@@ -193,35 +193,89 @@ def submit_command(
     base_model: Annotated[
         str | None, typer.Option(help="The base model (default: the run's).")
     ] = None,
-    name: Annotated[str | None, typer.Option(help="The entry's model name.")] = None,
+    name: Annotated[str | None, typer.Option(help="The entries' model name.")] = None,
     date: Annotated[str | None, typer.Option(help="YYYY-MM-DD (default: today).")] = None,
     dtype: Annotated[str, typer.Option(help="float32, bfloat16 or float16.")] = "float32",
+    protocol: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--protocol",
+            help="Score by this protocol only (repeatable): loglik, flowertune, generative "
+            "(default: all three, one entry each).",
+        ),
+    ] = None,
+    now: Annotated[
+        bool,
+        typer.Option(
+            "--now",
+            help="Score the run's jobs here (an in-process worker, these jobs only) instead "
+            "of leaving them to the board's workers.",
+        ),
+    ] = False,
     model_arg: ModelArgs = None,
     device: DeviceOption = None,
     reference: Reference = None,
     db: Annotated[str | None, typer.Option(help="The results database URL.")] = None,
     allow_data_mismatch: AllowMismatch = False,
 ) -> None:
-    """Check a run, evaluate its adapter on the static suite and add it to the federated track."""
-    from medboard.federated.submit import submit_run
+    """Check a run and queue its adapter on the federated track, once per protocol; a worker
+    scores each (--now: here) and records its entry. --device and -M apply with --now."""
+    from medboard.federated.submit import PROTOCOLS, queue_run
+    from medboard.results.db import open_database
 
     with _errors():
         args = backend_args(model_arg, device=device)
-        entry, run, results = submit_run(
+        database = open_database(db)
+        jobs, run = queue_run(
+            database,
             run_dir,
             team=team,
-            code_url=code_url,
             reference=_reference(reference),
-            db_url=db,
+            code_url=code_url,
             base_model=base_model,
             name=name,
             date=date,
             dtype=dtype,
+            protocols=protocol or PROTOCOLS,
             allow_data_mismatch=allow_data_mismatch,
-            backend_args=args,
         )
-    _print_results(f"entry {entry} on flowertune_medical", {"acc %": results})
     out.print(f"comm. cost {run.comm_bytes} B = {run.comm_bytes / (1000 * 1024**2):.6f} GB")
+    for job in jobs:
+        out.print(f"queued #{job.id}: {job.model} + adapter on {job.track} ({job.protocol})")
+    if not now:
+        out.print("next: medboard worker (or serve's workers) scores them")
+        return
+    _score_now(database, [job.id for job in jobs], args, allow_data_mismatch)
+
+
+def _score_now(
+    database: Any, ids: list[int], args: dict[str, Any], allow_data_mismatch: bool
+) -> None:
+    """Run the queued jobs `ids` in this process, then print each one's outcome."""
+    from medboard.queue.submissions import get_submission
+    from medboard.queue.worker import run_worker
+    from medboard.runner import EvalOptions
+
+    with _errors():
+        run_worker(
+            database,
+            "fl-submit",
+            once=True,
+            options=EvalOptions(allow_data_mismatch=allow_data_mismatch),
+            backend_args=args,
+            only=ids,
+        )
+    failed = False
+    for job_id in ids:
+        job = get_submission(database, job_id)
+        if job is None or job.status != "finished":
+            failed = True
+            reason = job.reason if job is not None else "gone"
+            console.print(f"[red]error:[/red] #{job_id}: {escape(str(reason))}", highlight=False)
+            continue
+        out.print(f"#{job.id} ({job.protocol}): entry {job.entry_id}")
+    if failed:
+        raise typer.Exit(1)
 
 
 if __name__ == "__main__":  # python -m medboard.federated.cli, before fl is registered

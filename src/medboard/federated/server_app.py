@@ -27,6 +27,7 @@ from medboard.federated.client_app import lora_settings
 from medboard.federated.comm import REPORT_FILE, CommReport, make_comm_strategy
 from medboard.federated.config import FlConfig, static_hash, static_of
 from medboard.federated.data import check_dataset
+from medboard.federated.integrity import HASHES_KEY, run_hashes
 from medboard.federated.lora import (
     build_model,
     export_adapter,
@@ -175,6 +176,7 @@ def run_server(grid: Grid, run_config: dict[str, Any]) -> dict[str, Any]:
         }
         adapter = export_adapter(base, lora, from_arrays(result.arrays), out / ADAPTER_DIR, info)
         state["adapter"] = str(adapter)
+        state[HASHES_KEY] = run_hashes(out / REPORT_FILE, adapter)  # fl submit's tamper check
         state["status"] = "finished"
     except MedboardError as exc:
         state["status"], state["reason"] = "failed", str(exc)

@@ -1,18 +1,21 @@
-"""From a finished federated run to an entry on the federated leaderboard track.
+"""From a finished federated run to entries on the federated leaderboard track.
 
-`check_run` does every check that can refuse a run before anything is evaluated or written:
-the run finished; its static section equals the track's reference; its comm_report.json is
-complete, agrees with run.json and stays within the reference budget; the adapter fits the base
-model (same revision, every LoRA tensor the shape of the layer it adapts); the evaluation data
-of the suite is in the store. Only then is the adapter evaluated (`medboard.evaluation`, the
-path `medboard eval --record` and the workers take, with the base model and the adapter merged,
-on the static suite and limit) and one entry recorded, with the team, base model, comm. cost,
-code link and date.
+`check_run` does every check that can refuse a run before anything is queued or written: the
+run finished; its static section equals the track's reference; its report and adapter are the
+ones the server wrote (the hashes run.json records: federated.integrity); its comm_report.json
+is complete, agrees with run.json and stays within the reference budget; the adapter fits the
+base model (same revision, every LoRA tensor the shape of the layer it adapts); the evaluation
+data of the suite is in the store. Only then is the run queued (`queue_run`): one submission per
+protocol (loglik, FlowerTune's faithful `flowertune`, the corrected `generative`), each naming
+the base model with the adapter, the track's eval-limit, and the entry's team, comm. cost, code
+link, date and federated figures, fixed now. A worker scores each (base model and adapter
+merged, as `medboard eval --record` does) and records its entry: one per protocol, each ranked
+among the entries of its protocol, the flowertune one next to the published table.
 """
 
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,11 +29,18 @@ from medboard.federated.config import (
     check_static,
     static_of,
 )
+from medboard.federated.integrity import check_hashes
 from medboard.federated.lora import BaseModel, check_adapter_fits, resolve_base_model
 from medboard.federated.server_app import ADAPTER_DIR, RUN_FILE
 
 if TYPE_CHECKING:
     from medboard.evaluation import Evaluated
+    from medboard.results.db import Database, Submission
+
+# The protocols a run is scored by: the Open Medical-LLM board's log-likelihood, FlowerTune's
+# generative protocol as published (its label leak included: medboard.tasks.protocols) and the
+# corrected one (queue.submissions.FEDERATED_PROTOCOLS).
+PROTOCOLS = ("loglik", "flowertune", "generative")
 
 
 @dataclass(frozen=True)
@@ -41,6 +51,7 @@ class CheckedRun:
     static: StaticSection
     base: BaseModel
     adapter: Path
+    adapter_hash: str
 
     @property
     def comm_bytes(self) -> int:
@@ -67,6 +78,12 @@ def check_run(
     reference_static = static_of(app_run_config(reference))
     check_static(state.get("static", {}), reference_static, str(reference))
     static = StaticSection.from_run_config({f"static.{k}": v for k, v in reference_static.items()})
+    adapter = folder / ADAPTER_DIR
+    if not (adapter / "adapter_config.json").is_file():
+        raise SubmissionError(f"run {folder} has no adapter ({adapter}/adapter_config.json)")
+    if not (folder / REPORT_FILE).is_file():
+        raise SubmissionError(f"{folder} is not a finished federated run: no {REPORT_FILE}")
+    adapter_hash = check_hashes(folder, state, folder / REPORT_FILE, adapter)
     report = _read_json(folder / REPORT_FILE, REPORT_FILE)
     if report.get("status") != "finished":
         raise SubmissionError(f"{folder / REPORT_FILE} is incomplete: {report.get('reason')}")
@@ -83,16 +100,13 @@ def check_run(
             f"communication budget exceeded: the run exchanged {total} B ({gb(total):.3f} GB), "
             f"the track allows {static.budget_bytes} B ({static.comm_budget_gb} GB)"
         )
-    adapter = folder / ADAPTER_DIR
-    if not (adapter / "adapter_config.json").is_file():
-        raise SubmissionError(f"run {folder} has no adapter ({adapter}/adapter_config.json)")
     spec = base_model or state.get("base_model", {}).get("spec")
     if not spec:
         raise SubmissionError(f"{folder / RUN_FILE} names no base model: pass --base-model")
     base = resolve_base_model(spec)
     check_adapter_fits(adapter, base)
     check_eval_data(static, allow_data_mismatch)
-    return CheckedRun(folder, state, report, static, base, adapter)
+    return CheckedRun(folder, state, report, static, base, adapter, adapter_hash)
 
 
 def check_eval_data(static: StaticSection, allow_data_mismatch: bool) -> list[Any]:
@@ -130,21 +144,6 @@ def evaluate_adapter(
     return evaluate_spec(spec, tasks, options, reporter)
 
 
-def _existing_entry(database: Any, adapter_hash: str | None) -> int | None:
-    from sqlalchemy import select
-
-    from medboard.results.db import Entry, Model
-
-    if not adapter_hash:
-        return None
-    with database.session() as session:
-        return session.scalars(
-            select(Entry.id)
-            .join(Model)
-            .where(Entry.track == TRACK, Model.adapter_hash == adapter_hash)
-        ).first()
-
-
 def _training_file(config: dict[str, Any]) -> Path | None:
     """The run's local instruction file, if it trained on one that is still there."""
     from medboard.federated.data import resolve_data_file
@@ -156,62 +155,41 @@ def _training_file(config: dict[str, Any]) -> Path | None:
     return path if path.is_file() else None
 
 
-def submit_run(
-    folder: Path,
-    team: str,
-    code_url: str,
-    reference: Path,
-    db_url: str | None = None,
-    base_model: str | None = None,
-    name: str | None = None,
-    date: str | None = None,
-    dtype: str = "float32",
-    allow_data_mismatch: bool = False,
-    reporter: Any = None,
-    backend_args: Mapping[str, Any] | None = None,
-) -> tuple[int, CheckedRun, list[Any]]:
-    """Check, evaluate and record one run; returns (entry id, the checked run, the results)."""
-    from medboard.results.db import open_database
+def _sampled_per_round(report: dict[str, Any]) -> int | None:
+    """The sites a round trains on: the train messages sent in its rounds (the most of any)."""
+    counts = [r.get("train", {}).get("down", {}).get("messages") for r in report["rounds"]]
+    found = [int(c) for c in counts if c]
+    return max(found) if found else None
 
-    if not team.strip():
-        raise SubmissionError("--team is required (the name shown on the leaderboard)")
-    run = check_run(folder, reference, base_model, allow_data_mismatch)
-    database = open_database(db_url)
-    evaluated = evaluate_adapter(
-        run.base.spec,
-        run.adapter,
-        run.static,
-        run.static.eval_limit,
-        dtype=dtype,
-        allow_data_mismatch=allow_data_mismatch,
-        reporter=reporter,
-        backend_args=backend_args,
-    )
-    existing = _existing_entry(database, evaluated.identity.get("adapter_hash"))
-    if existing is not None:
-        raise SubmissionError(f"this adapter is on the {TRACK} track already (entry {existing})")
-    base_name = Path(run.base.spec).name if run.base.spec.endswith(".gguf") else run.base.spec
-    details = {
-        "name": name or f"{team}/{base_name}+fl-lora",
-        "model_type": "federated",
-        "base_model": run.base.spec,
-        "team": team,
-        "comm_cost_gb": gb(run.comm_bytes),
-        "code_url": code_url or None,
-        "date": date or time.strftime("%Y-%m-%d"),
-    }
+
+def entry_of(
+    run: CheckedRun,
+    team: str,
+    code_url: str = "",
+    date: str | None = None,
+    allow_data_mismatch: bool = False,
+) -> dict[str, Any]:
+    """What each of the run's entries carries besides its scores (queue SubmitRequest.entry):
+    team, base model, comm. cost, code link, date, and in `extra.federated` the figures the model
+    page shows (cost, budget, rounds, sites, static hash) with the rest of the run's record."""
     config = run.state.get("run_config", {})
     extra: dict[str, Any] = {
         "federated": {
             "comm_bytes": run.comm_bytes,
+            "comm_gb": gb(run.comm_bytes),
+            "budget_bytes": run.static.budget_bytes,
+            "budget_gb": run.static.comm_budget_gb,
             "comm_tensor_bytes": run.report["total"]["tensor_bytes"],
             "messages": run.report["total"]["messages"],
             "rounds": config.get("num-server-rounds"),
+            "sites": run.static.num_clients,
+            "sampled_per_round": _sampled_per_round(run.report),
             "strategy": config.get("strategy.name"),
             "fraction_train": config.get("strategy.fraction-train"),
             "static": run.state.get("static"),
             "static_hash": run.state.get("static_hash"),
             "base_revision": run.base.revision,
+            "adapter_hash": run.adapter_hash,
             "wall_seconds": run.state.get("wall_seconds"),
         }
     }
@@ -222,5 +200,58 @@ def submit_run(
         extra["contamination"] = contamination_summary(
             corpus, TRACK, allow_mismatch=allow_data_mismatch
         )
-    entry = evaluated.record(database, TRACK, details, str(folder), extra=extra)
-    return entry, run, evaluated.results
+    return {
+        "team": team,
+        "base_model": run.base.spec,
+        "comm_cost_gb": gb(run.comm_bytes),
+        "code_url": code_url or None,
+        "date": date or time.strftime("%Y-%m-%d"),
+        "extra": extra,
+    }
+
+
+def queue_run(
+    database: "Database",
+    folder: Path,
+    team: str,
+    reference: Path,
+    code_url: str = "",
+    base_model: str | None = None,
+    name: str | None = None,
+    date: str | None = None,
+    dtype: str = "float32",
+    protocols: Sequence[str] = PROTOCOLS,
+    allow_data_mismatch: bool = False,
+) -> tuple[list["Submission"], CheckedRun]:
+    """Check the run and queue it once per protocol, all or none (queue.submit_all); returns
+    the submissions and the checked run."""
+    from medboard.queue.submissions import SubmitRequest, submit_all
+
+    if not team.strip():
+        raise SubmissionError("--team is required (the name shown on the leaderboard)")
+    unknown = [p for p in protocols if p not in PROTOCOLS]
+    if unknown or not protocols:
+        raise SubmissionError(
+            f"unknown protocol '{(unknown or [''])[0]}' (choose from {', '.join(PROTOCOLS)})"
+        )
+    run = check_run(folder, reference, base_model, allow_data_mismatch)
+    entry = entry_of(run, team, code_url, date, allow_data_mismatch)
+    base_name = Path(run.base.spec).name if run.base.spec.endswith(".gguf") else run.base.spec
+    requests = [
+        SubmitRequest(
+            model=run.base.spec,
+            track=TRACK,
+            dtype=dtype,
+            adapter=str(run.adapter.resolve()),
+            submitter=team,
+            name=name or f"{team}/{base_name}+fl-lora",
+            model_type="federated",
+            weight_type="adapter",
+            description=f"federated run {folder.resolve().name}",
+            protocol=protocol,
+            entry=entry,
+            limit=run.static.eval_limit or None,
+        )
+        for protocol in dict.fromkeys(protocols)
+    ]
+    return submit_all(database, requests), run

@@ -7,7 +7,7 @@ which resumes the evaluation from its answer cache.
 """
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -38,7 +38,10 @@ WEIGHT_TYPES = ("original", "adapter", "delta")  # as the Open LLM Leaderboard's
 # board's log-likelihood scoring, and the corrected generative one; flowertune reproduces a
 # label leak (never to rank models) and cot is for studies.
 PROTOCOLS = ("loglik", "generative")
-CAPABILITY = {"loglik": "loglikelihood", "generative": "generate"}
+# A federated run (medboard fl submit) is also scored by flowertune: the protocol of the
+# FlowerTune table it is compared with (its entry is ranked among that protocol's entries only).
+FEDERATED_PROTOCOLS = ("loglik", "flowertune", "generative")
+CAPABILITY = {"loglik": "loglikelihood", "generative": "generate", "flowertune": "generate"}
 
 
 @dataclass(frozen=True)
@@ -55,7 +58,12 @@ class SubmitRequest:
     model_type: str = "unknown"  # one of MODEL_TYPES
     weight_type: str | None = None  # WEIGHT_TYPES; default: adapter with an adapter, else original
     description: str = ""
-    protocol: str = "loglik"  # one of PROTOCOLS
+    protocol: str = "loglik"  # one of PROTOCOLS (FEDERATED_PROTOCOLS with `entry`)
+    # What the entry will carry besides its scores, fixed at submission (medboard fl submit:
+    # team, comm. cost, code link, date, and `extra`: the federated run's figures); never from
+    # the web. `limit`: the first N questions of each task (a federated track's eval-limit).
+    entry: Mapping[str, Any] | None = None
+    limit: int | None = None
     # From the public web form or API: local paths only inside the operator's models folder,
     # and a Hub model queued unchecked, for the worker to validate (queue.public).
     public: bool = False
@@ -115,10 +123,12 @@ def check_request(request: SubmitRequest) -> None:
     for name, value, known in (
         ("model type", request.model_type, MODEL_TYPES),
         ("weight type", request.weight_type or "original", WEIGHT_TYPES),
-        ("protocol", request.protocol, PROTOCOLS),
+        ("protocol", request.protocol, FEDERATED_PROTOCOLS if request.entry else PROTOCOLS),
     ):
         if value not in known:
             raise SubmissionError(f"unknown {name} '{value}' (choose from {', '.join(known)})")
+    if request.entry is not None and request.public:
+        raise SubmissionError("entry details come from medboard fl submit, never from the web")
     if request.weight_type == "delta":
         raise SubmissionError(
             "weight type delta: medboard cannot add delta weights to their base model; submit "
@@ -243,6 +253,36 @@ def submit(
 ) -> Submission:
     """Validate the model and queue it (pending); SubmissionError says why it cannot be, and
     DuplicateSubmissionError (one) which job or entry has it already."""
+    return submit_all(database, [request], validate)[0]
+
+
+def submit_all(
+    database: Database, requests: Sequence[SubmitRequest], validate: Validator = registry.validate
+) -> list[Submission]:
+    """Queue several requests (a federated run under each protocol) in one transaction: each is
+    validated and checked for duplicates first, and one refusal queues none of them. A model
+    named by several requests is validated once."""
+    seen: dict[str, ModelInfo] = {}
+
+    def once(spec: ModelSpec) -> ModelInfo:
+        if spec.text not in seen:
+            seen[spec.text] = validate(spec)
+        return seen[spec.text]
+
+    prepared = [_prepare(database, request, once) for request in requests]
+    try:
+        with database.session() as session:
+            session.add_all([job for job, _ in prepared])
+    except IntegrityError:
+        raise _raced(database, prepared[0][1], prepared[0][0]) from None
+    return [job for job, _ in prepared]
+
+
+def _prepare(
+    database: Database, request: SubmitRequest, validate: Validator
+) -> tuple[Submission, str]:
+    """The job a request makes (not written yet), with the model's text; refused as `submit`
+    says."""
     deferred = False
     if request.public:
         check_request(request)  # before a path is looked at: no NUL byte reaches the OS
@@ -279,7 +319,10 @@ def submit(
         submitter=request.submitter,
         status="pending",
         approved=not approval_required(),
-        info=found | ({"name": name} if name else {}),
+        info=found
+        | ({"name": name} if name else {})
+        | ({"entry": dict(request.entry)} if request.entry else {})
+        | ({"limit": request.limit} if request.limit else {}),
         args={k: v for k, v in spec.args if k not in COLUMNS} or None,
         dedup_key=Submission.key_of(
             identity, info.adapter_hash if info else "", dtype, request.track, request.protocol
@@ -290,12 +333,7 @@ def submit(
         description=request.description.strip() or None,
     )
     _duplicate(database, spec.text, job, info)
-    try:
-        with database.session() as session:
-            session.add(job)
-    except IntegrityError:
-        raise _raced(database, spec.text, job) from None
-    return job
+    return job, spec.text
 
 
 def validate_queued(
@@ -350,24 +388,29 @@ def get_submission(database: Database, submission_id: int) -> Submission | None:
         return session.get(Submission, submission_id)
 
 
-def _claimable(now: datetime, lease_seconds: float) -> object:
+def _claimable(now: datetime, lease_seconds: float, only: Collection[int] | None) -> Any:
     expired = now - timedelta(seconds=lease_seconds)
-    return Submission.approved.is_(True) & or_(
+    claimable = Submission.approved.is_(True) & or_(
         Submission.status == "pending",
         (Submission.status == "running") & (Submission.heartbeat_at < expired),
     )
+    return claimable if only is None else claimable & Submission.id.in_(list(only))
 
 
 def claim(
-    database: Database, worker: str, lease_seconds: float = DEFAULT_LEASE_SECONDS
+    database: Database,
+    worker: str,
+    lease_seconds: float = DEFAULT_LEASE_SECONDS,
+    only: Collection[int] | None = None,
 ) -> Submission | None:
-    """Take the oldest pending job (or one whose worker stopped beating), or None."""
+    """Take the oldest pending job (or one whose worker stopped beating), or None; `only`: among
+    these jobs (medboard fl submit --now scores its own jobs, not the rest of the queue)."""
     now = utcnow()
     with database.session() as session:
         if database.engine.dialect.name == "postgresql":
             job = session.scalars(
                 select(Submission)
-                .where(_claimable(now, lease_seconds))
+                .where(_claimable(now, lease_seconds, only))
                 .order_by(Submission.id)
                 .limit(1)
                 .with_for_update(skip_locked=True)
@@ -378,7 +421,7 @@ def claim(
         else:
             job_id = session.scalar(
                 select(Submission.id)
-                .where(_claimable(now, lease_seconds))
+                .where(_claimable(now, lease_seconds, only))
                 .order_by(Submission.id)
                 .limit(1)
             )
@@ -388,7 +431,7 @@ def claim(
         # job, only one changes a row.
         changed = session.execute(
             update(Submission)
-            .where(Submission.id == job_id, _claimable(now, lease_seconds))
+            .where(Submission.id == job_id, _claimable(now, lease_seconds, only))
             .values(
                 status="running",
                 worker=worker,

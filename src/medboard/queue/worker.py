@@ -10,7 +10,7 @@ import socket
 import threading
 import time
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -207,9 +207,17 @@ def evaluate_job(
         # may reach the model on its own server): a local file by its hash, checked again.
         if job.info.get("kind") not in ("hub", "served") and identity["revision"] != job.revision:
             raise MedboardError(f"{job.model} changed since it was submitted (its hash differs)")
+        submitted = job.info.get("adapter_hash")
+        if job.adapter and submitted and identity.get("adapter_hash") != submitted:
+            raise MedboardError(
+                f"adapter {job.adapter} changed since it was submitted (its hash differs)"
+            )
 
     stop, lost = threading.Event(), threading.Event()
-    limit = (options or EvalOptions()).limit
+    options = options or EvalOptions()
+    if job.info.get("entry") is not None:  # a federated run: scored on its track's eval-limit
+        options = replace(options, limit=job.info.get("limit") or None)
+    limit = options.limit
     sizes = {
         t.name: t.expected_size if limit is None or t.expected_size is None
         else min(limit, t.expected_size)
@@ -231,7 +239,7 @@ def evaluate_job(
                 raise LostClaimError(f"job #{job.id} was claimed by another worker")
             job = validated
         spec = registry.for_job(spec_of(job), backend_args or {})
-        asked = replace(options or EvalOptions(), protocol=job.protocol)
+        asked = replace(options, protocol=job.protocol)
         evaluated = evaluate_spec(spec, tasks, asked, reporter, unchanged)
     except (KeyboardInterrupt, WorkerStopped) as exc:
         interrupted = exc
@@ -267,13 +275,17 @@ def _record(session: Session, job: Submission, evaluated: Evaluated) -> int:
         log.info("job #%d: the model has entry %d already; nothing recorded", job.id, found.id)
         entry_id = found.id
     else:
+        # What the submission fixed for its entry (medboard fl submit: team, comm. cost...)
+        given = job.info.get("entry") or {}
         details = {
             "name": job.info.get("name") or job.model,
             "parameters": job.info.get("parameters"),
             "license": job.info.get("license"),
             "model_type": job.model_type,
+            **{k: v for k, v in given.items() if k != "extra"},
         }
         extra = {
+            **(given.get("extra") or {}),
             "protocol": protocol_version(job.protocol),
             "weight_type": job.weight_type,
             "description": job.description or "",
@@ -335,11 +347,12 @@ def run_worker(
     stop: threading.Event | None = None,
     options: EvalOptions | None = None,
     backend_args: Mapping[str, str] | None = None,
+    only: Collection[int] | None = None,
 ) -> int:
-    """Drain the queue; with `once`, stop when it is empty; once `stop` is set, stop after the
-    batch in progress, giving its job back to the queue. `backend_args`: the worker's own
-    (registry.per_run_args), for every job whose backend takes them. Returns the jobs
-    handled."""
+    """Drain the queue (`only`: these jobs of it); with `once`, stop when it is empty; once
+    `stop` is set, stop after the batch in progress, giving its job back to the queue.
+    `backend_args`: the worker's own (registry.per_run_args), for every job whose backend takes
+    them. Returns the jobs handled."""
     name = name or default_name()
     stop = stop or threading.Event()
     backend_args = registry.per_run_args(backend_args or {})  # a bad one: before any claim
@@ -347,7 +360,7 @@ def run_worker(
     log.info("worker %s polling %s", name, database.url)
     try:
         while not stop.is_set():
-            job = claim(database, name, lease_seconds)
+            job = claim(database, name, lease_seconds, only)
             if job is None:
                 if once:
                     break
