@@ -11,7 +11,7 @@ runner = CliRunner()
 
 
 def test_every_fl_command_and_option_is_documented() -> None:
-    docs = (REPO / "docs" / "federated.md").read_text(encoding="utf-8")
+    docs = (REPO / "docs" / "explanation" / "federated.md").read_text(encoding="utf-8")
     group = typer.main.get_command(fl_app)
     assert set(group.commands) == {"prepare-data", "run", "evaluate", "submit"}
     for name, command in group.commands.items():
