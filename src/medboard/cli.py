@@ -77,10 +77,7 @@ def tasks_command() -> None:
         table.add_row(*cells, terms)
     out.print(table, soft_wrap=False)
     if restricted:
-        out.print(
-            "NC: licensed for non-commercial use only, or no license stated"
-            " (docs/reference/tasks.md)"
-        )
+        out.print("NC: non-commercial use only, or no license stated (docs/reference/tasks.md)")
     suites = Table(title="suites", box=box.SIMPLE_HEAD, pad_edge=False)
     suites.add_column("suite")
     suites.add_column("tasks", overflow="fold")
