@@ -13,7 +13,9 @@ runner = CliRunner()
 def test_every_fl_command_and_option_is_documented() -> None:
     docs = (REPO / "docs" / "explanation" / "federated.md").read_text(encoding="utf-8")
     group = typer.main.get_command(fl_app)
-    assert set(group.commands) == {"prepare-data", "run", "evaluate", "submit"}
+    assert set(group.commands) == {
+        "prepare-data", "run", "evaluate", "submit", "partition", "deploy"
+    }  # fmt: skip
     for name, command in group.commands.items():
         heading = re.search(rf"^### `medboard fl {name}\b.*`$", docs, re.MULTILINE)
         assert heading, name

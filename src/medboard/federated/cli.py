@@ -280,3 +280,6 @@ def _score_now(
 
 if __name__ == "__main__":  # python -m medboard.federated.cli, before fl is registered
     fl_app()
+
+
+from medboard.federated import cli_deploy  # noqa: E402, F401  (registers fl partition, fl deploy)

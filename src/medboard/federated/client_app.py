@@ -12,16 +12,21 @@ Messages (Message API):
 - evaluate: loads the global adapter, replies with the loss on the site's held-out examples.
 """
 
-import json
 from pathlib import Path
 from typing import Any
 
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
-from medboard.errors import DataError
+from medboard.errors import ModelError
 from medboard.federated.config import FlConfig
-from medboard.federated.data import PartitionSpec, check_dataset, load_partition, split_eval
+from medboard.federated.data import (
+    check_dataset,
+    load_partition,
+    partition_spec,
+    read_site_file,
+    split_eval,
+)
 from medboard.federated.lora import (
     LoraSettings,
     TrainSettings,
@@ -50,37 +55,30 @@ def lora_settings(cfg: FlConfig) -> LoraSettings:
     return LoraSettings(cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.target_modules)
 
 
-def _read_site_file(path: Path) -> list[dict[str, str]]:
-    if not path.is_file():
-        raise DataError(f"missing dataset: this site's data-path {path} does not exist")
-    rows = []
-    with path.open(encoding="utf-8") as handle:
-        for line in handle:
-            if line.strip():
-                row = json.loads(line)
-                rows.append({"instruction": row["instruction"], "response": row["response"]})
-    return rows
-
-
 def site_rows(cfg: FlConfig, context: Context) -> tuple[list[dict[str, str]], list]:
     """(train, held-out) instruction pairs of this site."""
     node = context.node_config
     if "data-path" in node:
-        rows = _read_site_file(Path(str(node["data-path"])).expanduser())
+        rows = read_site_file(Path(str(node["data-path"])).expanduser())
     else:
         static = cfg.static
         data_file = check_dataset(static.dataset, cfg.data_path, "")
-        spec = PartitionSpec(
-            dataset=static.dataset,
-            data_file=str(data_file) if data_file else "",
-            num_partitions=int(node.get("num-partitions", static.num_clients)),
-            partitioner=static.partitioner,
-            partition_by=static.partition_by,
-            alpha=static.dirichlet_alpha,
-            seed=static.partition_seed,
-        )
+        count = int(node.get("num-partitions", static.num_clients))
+        spec = partition_spec(static, str(data_file) if data_file else "", count)
         rows = load_partition(spec, int(node["partition-id"]))
     return split_eval(rows, cfg.eval_examples)
+
+
+def resolve_device(name: str) -> str:
+    """The torch device of the run config's `device`, or one line saying why this site lacks it."""
+    import torch
+
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ModelError(
+            f"run config asks for device '{name}' but this site has no CUDA device "
+            f'(torch {torch.__version__}); set device="cpu" or run the site on a GPU'
+        )
+    return name
 
 
 def _prepare(msg: Message, context: Context) -> tuple[FlConfig, Any, Any]:
@@ -88,8 +86,10 @@ def _prepare(msg: Message, context: Context) -> tuple[FlConfig, Any, Any]:
 
     cfg = FlConfig.from_run_config(context.run_config)
     torch.set_num_threads(cfg.threads)
+    device = resolve_device(cfg.device)
     base = resolve_base_model(cfg.model)
     model, tokenizer = build_model(base.directory, lora_settings(cfg), cfg.seed)
+    model.to(device)
     load_adapter_state(model, from_arrays(msg.content["arrays"]))
     return cfg, model, tokenizer
 

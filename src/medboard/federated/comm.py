@@ -34,6 +34,70 @@ class CommBudgetExceeded(MedboardError):
     """Sending the next messages would take the run past its communication budget."""
 
 
+class SiteFailed(MedboardError):
+    """A site answered a round with an error, or not at all: the run stops, naming it."""
+
+
+# Flower's ErrorCode values (flwr.common.constant.ErrorCode), as words.
+ERROR_NAMES = {
+    1: "its ClientApp could not be loaded",
+    2: "its ClientApp raised an exception",
+    3: "the message was unavailable",
+    4: "the reply expired",
+    5: "the SuperLink declared the site unavailable (no heartbeat)",
+    6: "a mod refused the message",
+    7: "the app bundle was invalid",
+    8: "its ClientApp crashed",
+}
+
+
+def site_failures(
+    server_round: int, phase: str, sent: list[Any], replies: list[Any], sites: dict[int, int]
+) -> str:
+    """One line naming every site whose reply is an error or missing; empty if none.
+
+    A site's own error (its ClientApp raised) comes from its node. The SuperLink's errors
+    (NODE_UNAVAILABLE: no heartbeat) come from the SuperLink's node id and point at the sent
+    message by `reply_to_message_id`; when that id is unknown, they are matched to the sites
+    that sent nothing else.
+    """
+
+    def name(node: int) -> str:
+        return f"site {sites[node]}" if node in sites else f"node {node}"
+
+    targets = {m.metadata.message_id: m.metadata.dst_node_id for m in sent}
+    ok = {r.metadata.src_node_id for r in replies if not r.has_error()}
+    lost = [m.metadata.dst_node_id for m in sent if m.metadata.dst_node_id not in ok]
+    failed: dict[int, str] = {}
+    unmatched = []
+    for reply in replies:
+        if not reply.has_error():
+            continue
+        code = int(reply.error.code)
+        what = ERROR_NAMES.get(code, f"Flower error code {code}")
+        detail = " ".join(str(reply.error.reason or "").split())
+        line = f"{what} (code {code}: {detail[:300]})"
+        node = reply.metadata.src_node_id
+        if node not in sites:
+            node = targets.get(reply.metadata.reply_to_message_id, node)
+        if node in sites and node not in failed:
+            failed[node] = line
+        else:
+            unmatched.append(line)
+    problems = []
+    for node in lost:
+        if node not in failed and unmatched:
+            failed[node] = unmatched.pop(0)
+        if node in failed:
+            problems.append(f"{name(node)} failed: {failed[node]}")
+        else:
+            problems.append(f"{name(node)} sent no reply before the round's timeout")
+    problems += [f"an unknown node failed: {line}" for line in unmatched]
+    if not problems:
+        return ""
+    return f"round {server_round} {phase}: " + "; ".join(problems) + "; run stopped"
+
+
 @dataclass
 class Flow:
     messages: int = 0
@@ -176,6 +240,7 @@ def make_comm_strategy(inner: Any, report: CommReport, sites: dict[int, int], se
             self.inner = inner
             self.report = report
             self.sites = sites
+            self.sent: dict[tuple[int, str], list[Any]] = {}
 
         def _sorted(self, replies: Iterable[Any]) -> list[Any]:
             # Replies arrive in any order; aggregation in site order gives the same sums.
@@ -205,6 +270,7 @@ def make_comm_strategy(inner: Any, report: CommReport, sites: dict[int, int], se
                 raise CommBudgetExceeded(reason)
             self.report.flow(server_round, phase, "down").add(down)
             self.report.write()
+            self.sent[(server_round, phase)] = messages  # Flower sets their ids on sending
             _log(
                 INFO,
                 f"comm: round {server_round} {phase} down {down.messages} messages "
@@ -221,6 +287,15 @@ def make_comm_strategy(inner: Any, report: CommReport, sites: dict[int, int], se
                 f"comm: round {server_round} {phase} up {up.messages} messages {up.bytes} B; "
                 f"total {self.report.total().bytes} B",
             )
+            # Flower's strategies aggregate the replies they got and drop the errors; a round
+            # with a lost site is not the round the static section describes, so stop.
+            sent = self.sent.get((server_round, phase), [])
+            reason = site_failures(server_round, phase, sent, replies, self.sites)
+            if reason:
+                self.report.status, self.report.reason = "stopped", reason
+                self.report.write()
+                _log(ERROR, reason)
+                raise SiteFailed(reason)
 
         def configure_train(
             self, server_round: int, arrays: Any, config: Any, grid: Any

@@ -125,6 +125,9 @@ class FlConfig:
     threads: int
     data_path: str
     out_dir: str
+    # Where a site trains: "cpu" (default) or "cuda" / "cuda:N"; optional, so older run configs
+    # (and run.json files) stay valid.
+    device: str = "cpu"
 
     @classmethod
     def from_run_config(cls, config: Mapping[str, Value]) -> "FlConfig":
@@ -156,7 +159,12 @@ class FlConfig:
             threads=get("train.threads", int),
             data_path=get("data-path", str),
             out_dir=get("out-dir", str),
+            device=get("device", str) if "device" in config else "cpu",
         )
+        if not re.fullmatch(r"cpu|cuda(:\d+)?", parsed.device):
+            raise ConfigError(
+                f"run config: device must be 'cpu', 'cuda' or 'cuda:N', got '{parsed.device}'"
+            )
         if parsed.strategy not in STRATEGIES:
             raise ConfigError(
                 f"run config: strategy.name must be one of {', '.join(STRATEGIES)}, "

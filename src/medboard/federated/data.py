@@ -18,10 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from medboard.errors import DataError, HubUnreachableError
+from medboard.federated.config import StaticSection
 from medboard.paths import atomic_write_bytes, atomic_write_text, shared_benchmarks
 
 INSTRUCTIONS_FILE = "medical-instructions.jsonl"
 MANIFEST_FILE = "manifest.json"
+# One file per site for the deployment engine: site-0.jsonl, site-1.jsonl, ...
+SITE_FILE = "site-{}.jsonl"
 # (benchmark folder, split file): training and few-shot pools only; no evaluation split.
 SOURCES: tuple[tuple[str, str], ...] = (
     ("medmcqa", "train.jsonl"),
@@ -160,6 +163,21 @@ class PartitionSpec:
     seed: int
 
 
+def partition_spec(
+    static: StaticSection, data_file: str, num_partitions: int | None = None
+) -> PartitionSpec:
+    """The partitioning of the static section (static.num-clients sites unless told)."""
+    return PartitionSpec(
+        dataset=static.dataset,
+        data_file=data_file,
+        num_partitions=num_partitions or static.num_clients,
+        partitioner=static.partitioner,
+        partition_by=static.partition_by,
+        alpha=static.dirichlet_alpha,
+        seed=static.partition_seed,
+    )
+
+
 _DATASETS: dict[PartitionSpec, Any] = {}
 
 
@@ -244,3 +262,46 @@ def split_eval(rows: list[dict[str, str]], eval_examples: int) -> tuple[list, li
     if held <= 0:
         return rows, []
     return rows[:-held], rows[-held:]
+
+
+def write_site_files(spec: PartitionSpec, folder: Path) -> list[Path]:
+    """Each site's partition as its own file (`site-N.jsonl`), the rows simulation gives it.
+
+    A SuperNode of the deployment engine reads only its file (its node config's `data-path`),
+    and trains on exactly what the same site trains on in simulation.
+    """
+    paths = []
+    for site in range(spec.num_partitions):
+        rows = load_partition(spec, site)
+        text = "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in rows)
+        path = folder / SITE_FILE.format(site)
+        atomic_write_text(path, text)
+        paths.append(path)
+    return paths
+
+
+def read_site_file(path: Path) -> list[dict[str, str]]:
+    """One site's instruction pairs (JSONL, `instruction` and `response` strings per line)."""
+    if not path.is_file():
+        raise DataError(f"missing dataset: the site's data file {path} does not exist")
+    rows = []
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+                pair = {"instruction": row["instruction"], "response": row["response"]}
+            except (json.JSONDecodeError, KeyError, TypeError) as exc:
+                raise DataError(
+                    f"malformed site data: {path}:{number} is not an instruction pair "
+                    f"({type(exc).__name__}: {exc})"
+                ) from None
+            if not all(isinstance(v, str) for v in pair.values()):
+                raise DataError(
+                    f"malformed site data: {path}:{number}: instruction and response must be text"
+                )
+            rows.append(pair)
+    if not rows:
+        raise DataError(f"malformed site data: {path} holds no instruction pairs")
+    return rows

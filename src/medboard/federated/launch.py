@@ -84,7 +84,7 @@ def prepare_run(
     return FlConfig.from_run_config({**config, **final}), final, folder
 
 
-def _clean(out: Path) -> None:
+def clean_run_folder(out: Path) -> None:
     """A run folder holds one run: stale results never pass for this run's."""
     import shutil
 
@@ -164,15 +164,23 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def _wait_health(port: int, process: subprocess.Popen, log: Path) -> None:
+def wait_health(
+    port: int, process: subprocess.Popen, log: Path, ca_cert: Path | None = None
+) -> None:
+    """Until the SuperLink answers /health (over TLS, checked against `ca_cert`, when given)."""
+    import ssl
+
     import httpx
 
+    scheme = "https" if ca_cert else "http"
+    verify: bool | ssl.SSLContext = ssl.create_default_context(cafile=ca_cert) if ca_cert else True
     deadline = time.time() + STARTUP_SECONDS
     while time.time() < deadline:
         if process.poll() is not None:
             raise MedboardError(f"the SuperLink exited with code {process.returncode}; see {log}")
         try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1.0).is_success:
+            url = f"{scheme}://127.0.0.1:{port}/health"
+            if httpx.get(url, timeout=1.0, verify=verify).is_success:
                 return
         except httpx.HTTPError:
             pass
@@ -180,9 +188,121 @@ def _wait_health(port: int, process: subprocess.Popen, log: Path) -> None:
     raise MedboardError(f"the SuperLink did not start within {STARTUP_SECONDS:.0f} s; see {log}")
 
 
-def _tool(name: str) -> str:
-    found = Path(sys.executable).parent / name
+def _bin_dir() -> Path:
+    # Not resolved: a venv's python is a link to the system's, and the venv's bin is wanted.
+    return Path(sys.executable).parent
+
+
+def flower_tool(name: str) -> str:
+    found = _bin_dir() / name
     return str(found) if found.exists() else name
+
+
+def flower_env(flwr_home: Path, marker: str) -> dict[str, str]:
+    """The environment of every Flower process medboard starts.
+
+    The interpreter's bin folder comes first on PATH: the SuperLink and the SuperNodes spawn
+    `flower-superexec` by name, and a shell without the venv activated would not find it.
+    """
+    env = dict(os.environ)
+    path = env.get("PATH", "")
+    env.update(
+        {
+            "PATH": os.pathsep.join([str(_bin_dir()), *filter(None, path.split(os.pathsep))]),
+            "FLWR_HOME": str(flwr_home),
+            "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1",
+            "FLWR_DISABLE_UPDATE_CHECK": "1",
+            "RAY_USAGE_STATS_ENABLED": "0",
+            "TOKENIZERS_PARALLELISM": "false",
+            MARKER_VAR: marker,
+        }
+    )
+    return env
+
+
+def superlink_command(port: int, *options: str) -> list[str]:
+    """flower-superlink on 127.0.0.1:`port` (Fleet, Control and Runtime APIs: one port in 1.41),
+    the ServerApp in a subprocess, no runtime dependency installation; `options` add the rest."""
+    return [
+        flower_tool("flower-superlink"),
+        *options,
+        "--isolation",
+        "subprocess",
+        "--disable-runtime-dependency-installation",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
+
+
+def start_process(
+    command: list[str], env: dict[str, str], cwd: Path, log: Path
+) -> subprocess.Popen:
+    """A Flower process in its own session, its output in `log`; the caller stops it."""
+    with log.open("w", encoding="utf-8") as handle:
+        return subprocess.Popen(
+            command,
+            env=env,
+            cwd=cwd,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def stream_flwr_run(
+    app: Path,
+    run_config: dict[str, Value],
+    env: dict[str, str],
+    folder: Path,
+    started: float,
+    timeout: float,
+    echo: Callable[[str], None] | None = None,
+    options: tuple[str, ...] = (),
+) -> None:
+    """`flwr run APP medboard --run-config ... --stream` against the run's SuperLink; its log in
+    `folder/flwr.log`; raise on failure or past `timeout`. `options` add flwr run's others."""
+    command = [flower_tool("flwr"), "run", str(app), CONNECTION]
+    command += ["--run-config", format_overrides(run_config), *options, "--stream"]
+    flwr_log = folder / "flwr.log"
+    with flwr_log.open("w", encoding="utf-8") as handle:
+        runner = subprocess.Popen(
+            command,
+            env=env,
+            cwd=folder,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+        try:
+            assert runner.stdout is not None
+            for line in runner.stdout:
+                handle.write(line)
+                handle.flush()
+                if echo is not None:
+                    echo(line.rstrip("\n"))
+                if time.time() - started > timeout:
+                    raise MedboardError(f"the run took longer than {timeout:.0f} s")
+            runner.wait()
+        finally:
+            stop_process_tree(runner, grace=5.0)
+    if runner.returncode != 0:
+        raise MedboardError(f"flwr run failed (exit {runner.returncode}); see {flwr_log}")
+
+
+def write_connection(flwr_home: Path, address: str, root_certificates: Path | None) -> None:
+    """FLWR_HOME/config.toml with one SuperLink connection, the default."""
+    flwr_home.mkdir(parents=True, exist_ok=True)
+    security = (
+        f'root-certificates = "{root_certificates}"\n' if root_certificates else "insecure = true\n"
+    )
+    (flwr_home / "config.toml").write_text(
+        f'[superlink]\ndefault = "{CONNECTION}"\n\n[superlink.{CONNECTION}]\n'
+        f'address = "{address}"\n{security}',
+        encoding="utf-8",
+    )
 
 
 def run_app(
@@ -197,99 +317,27 @@ def run_app(
     app = app.resolve()
     cfg, final, folder = prepare_run(app, overrides, reference, out)
     folder.mkdir(parents=True, exist_ok=True)
-    _clean(folder)
+    clean_run_folder(folder)
     flwr_home = folder / ".flwr"
-    flwr_home.mkdir(exist_ok=True)
-    http_port, control_port, fleet_port = free_port(), free_port(), free_port()
-    (flwr_home / "config.toml").write_text(
-        f'[superlink]\ndefault = "{CONNECTION}"\n\n[superlink.{CONNECTION}]\n'
-        f'address = "127.0.0.1:{http_port}"\ninsecure = true\n',
-        encoding="utf-8",
-    )
+    http_port = free_port()
+    write_connection(flwr_home, f"127.0.0.1:{http_port}", None)
     marker = uuid.uuid4().hex
-    env = dict(os.environ)
-    env.update(
-        {
-            "FLWR_HOME": str(flwr_home),
-            "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1",
-            "FLWR_DISABLE_UPDATE_CHECK": "1",
-            "RAY_USAGE_STATS_ENABLED": "0",
-            "TOKENIZERS_PARALLELISM": "false",
-            MARKER_VAR: marker,
-        }
-    )
+    env = flower_env(flwr_home, marker)
     superlink_log = folder / "superlink.log"
-    command = [
-        _tool("flower-superlink"),
-        "--insecure",
-        "--simulation",
-        "--isolation",
-        "subprocess",
-        "--disable-runtime-dependency-installation",
-        "--control-api-address",
-        f"127.0.0.1:{control_port}",
-        "--fleet-api-address",
-        f"127.0.0.1:{fleet_port}",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(http_port),
-    ]
+    command = superlink_command(http_port, "--insecure", "--simulation")
     started = time.time()
-    with superlink_log.open("w", encoding="utf-8") as log_handle:
-        superlink = subprocess.Popen(  # stopped in the finally below, with its descendants
-            command,
-            env=env,
-            cwd=folder,
-            stdout=log_handle,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        _wait_health(http_port, superlink, superlink_log)
+    superlink = start_process(command, env, folder, superlink_log)
+    try:  # the SuperLink is stopped below, with its descendants
+        wait_health(http_port, superlink, superlink_log)
         federation = simulation_settings(app, cfg.static.num_clients)
-        run_command = [
-            _tool("flwr"),
-            "run",
-            str(app),
-            CONNECTION,
-            "--run-config",
-            format_overrides(final),
-            "--federation-config",
-            format_overrides(federation),
-            "--stream",
-        ]
-        flwr_log = folder / "flwr.log"
-        with flwr_log.open("w", encoding="utf-8") as handle:
-            runner = subprocess.Popen(
-                run_command,
-                env=env,
-                cwd=folder,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-                start_new_session=True,
-            )
-            try:
-                assert runner.stdout is not None
-                for line in runner.stdout:
-                    handle.write(line)
-                    handle.flush()
-                    if echo is not None:
-                        echo(line.rstrip("\n"))
-                    if time.time() - started > timeout:
-                        raise MedboardError(f"the run took longer than {timeout:.0f} s")
-                runner.wait()
-            finally:
-                stop_process_tree(runner, grace=5.0)
-        if runner.returncode != 0:
-            raise MedboardError(f"flwr run failed (exit {runner.returncode}); see {flwr_log}")
+        options = ("--federation-config", format_overrides(federation))
+        stream_flwr_run(app, final, env, folder, started, timeout, echo, options)
     finally:
         stop_process_tree(superlink, marker=marker)
-    return RunOutcome(folder, _outcome(folder), round(time.time() - started, 2))
+    return RunOutcome(folder, run_outcome(folder), round(time.time() - started, 2))
 
 
-def _outcome(folder: Path) -> dict[str, Any]:
+def run_outcome(folder: Path) -> dict[str, Any]:
     import json
 
     path = folder / RUN_FILE

@@ -93,7 +93,8 @@ def adapter_state(model: Any) -> dict[str, Any]:
     """The LoRA tensors, named as PEFT saves them, detached copies."""
     from peft import get_peft_model_state_dict
 
-    return {k: v.detach().clone() for k, v in get_peft_model_state_dict(model).items()}
+    # On the CPU whatever device trained them: they travel as NumPy arrays.
+    return {k: v.detach().cpu().clone() for k, v in get_peft_model_state_dict(model).items()}
 
 
 def load_adapter_state(model: Any, state: dict[str, Any]) -> None:
@@ -168,6 +169,7 @@ def train_local(
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     params = [p for p in model.parameters() if p.requires_grad]
+    device = params[0].device
     anchor = [p.detach().clone() for p in params] if settings.proximal_mu > 0 else []
     optimizer = torch.optim.AdamW(params, lr=settings.learning_rate, weight_decay=0.0)
     model.train()
@@ -180,7 +182,8 @@ def train_local(
                 order, position = torch.randperm(len(rows), generator=generator).tolist(), 0
             batch.append(rows[order[position]])
             position += 1
-        loss = model(**collate(tokenizer, batch, settings.max_seq_length)).loss
+        inputs = collate(tokenizer, batch, settings.max_seq_length)
+        loss = model(**{k: v.to(device) for k, v in inputs.items()}).loss
         losses.append(float(loss.detach()))
         if anchor:
             drift = sum(((p - a) ** 2).sum() for p, a in zip(params, anchor, strict=True))
@@ -203,10 +206,12 @@ def evaluate_loss(
     import torch
 
     total, tokens = 0.0, 0
+    device = next(model.parameters()).device
     model.eval()
     with torch.no_grad():
         for start in range(0, len(rows), batch_size):
             batch = collate(tokenizer, rows[start : start + batch_size], max_len)
+            batch = {k: v.to(device) for k, v in batch.items()}
             logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
             logits = logits.logits[:, :-1].float()
             labels = batch["labels"][:, 1:]
