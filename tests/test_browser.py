@@ -511,3 +511,138 @@ def test_the_first_minutes_of_a_fresh_serve(fresh: str, tmp_path: Path) -> None:
         expect(page.locator("#sources")).to_contain_text("MedQA (Jin et al.), MIT license")
         _screenshot(page, "about", tmp_path)
         browser.close()
+
+
+FL_TEAM = "Browser FL"
+
+
+@pytest.fixture()
+def federated(
+    medboard_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[str, Path]]:
+    """Issue 36: a finished federated run (the CI config, 4 sites and 3 rounds on the tiny Llama,
+    made in-process as tests/federated/test_central_scoring.py does), a real `medboard serve`
+    with the published FlowerTune rows, and the run queued on serve's database by
+    `medboard fl submit` in a subprocess, as a user would; serve's worker scores its three jobs.
+    Yields (serve's URL, the base model's path)."""
+    _needs_browser()
+    for module in ("flwr", "flwr_datasets", "peft"):
+        pytest.importorskip(module)
+    import torch
+
+    from tests.federated.helpers import finished_run, make_fl_setup
+
+    import_fixture_tasks(medboard_home)
+    (tmp_path / "open.csv").write_text(OPEN)
+    (tmp_path / "flowertune.csv").write_text(FLOWERTUNE_ROWS)
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf-datasets-cache"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as tests/federated/conftest.py's _one_thread
+    try:
+        setup = make_fl_setup(tmp_path / "fl")
+        app, run = finished_run(setup, tmp_path / "fl")
+    finally:
+        torch.set_num_threads(threads)
+    for url in _serve(medboard_home, tmp_path):
+        db = f"sqlite:///{tmp_path / 'board.db'}"
+        _medboard(medboard_home, "fl", "submit", str(run), "--team", FL_TEAM,
+                  "--reference", str(app), "--db", db, "--allow-data-mismatch")  # fmt: skip
+        yield url, setup.model
+
+
+def _finished_jobs(url: str, page, count: int, within: float = 120) -> list[dict]:
+    """The queue's jobs once `count` of them are there and none is pending or running."""
+    deadline = time.time() + within
+    jobs: list[dict] = []
+    while time.time() < deadline:
+        jobs = page.request.get(url + "/api/queue").json()["submissions"]
+        if len(jobs) == count and all(j["status"] in ("finished", "failed") for j in jobs):
+            break
+        time.sleep(0.5)
+    return jobs
+
+
+def test_a_federated_run_scored_by_serve(federated: tuple[str, Path], tmp_path: Path) -> None:
+    """Issue 36: `medboard fl submit` queues the run once per protocol and serve's worker scores
+    each into an entry. The FlowerTune board shows the three, each marked with its protocol and
+    ranked among its protocol's entries (the flowertune one with the published rows), under the
+    team's name, with the comm. cost; the model page shows the cost, budget, rounds, sites and
+    the static config's hash."""
+    from playwright.sync_api import expect, sync_playwright
+
+    url, base = federated
+    name = f"{FL_TEAM}/{base}+fl-lora"  # fl submit's default: the team is in the model's name
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        page.set_default_timeout(30_000)
+
+        # three jobs, one per protocol, all finished by serve's in-process worker
+        jobs = _finished_jobs(url, page, 3)
+        assert sorted(j["protocol"] for j in jobs) == ["flowertune", "generative", "loglik"], jobs
+        assert {j["status"] for j in jobs} == {"finished"}, [
+            (j["status"], j["reason"]) for j in jobs
+        ]
+
+        # the board: one section per protocol, the flowertune one (this track's protocol) with
+        # the published rows
+        page.goto(url + "/leaderboard/flowertune_medical")
+        rows = page.locator("#board tbody tr")
+        kinds = [
+            rows.nth(i).get_attribute("data-ranking")
+            or rows.nth(i).locator("td.model").inner_text()
+            for i in range(rows.count())
+        ]
+        assert kinds[0] == "flowertune" and kinds[5] == "generative" and kinds[7] == "loglik", kinds
+        published = [k for k in kinds[1:5] if not k.startswith(FL_TEAM)]
+        assert len(published) == 3 and published[0].startswith("ZeroOne.AI / "), kinds
+        expect(rows.nth(5)).to_contain_text("apart from the flowertune ranking")
+
+        # our three entries: the same model, told apart by their protocol badges, each with the
+        # run's comm. cost in the cost column
+        ours = page.locator("#board tbody tr[data-entry-id]", has_text=FL_TEAM)
+        expect(ours).to_have_count(3)
+        header = [h.strip() for h in page.locator("#board thead th").all_inner_texts()]
+        cost_column = header.index("Comm. cost (GB)")
+        costs = {}
+        for i in range(3):
+            row = ours.nth(i)
+            expect(row.locator("td.model a")).to_have_text(name)
+            costs[row.locator(".badge.protocol").inner_text()] = (
+                row.locator("td").nth(cost_column).inner_text()
+            )
+        assert sorted(costs) == ["flowertune", "generative", "loglik"]
+        assert sum(k.startswith(FL_TEAM) for k in kinds[1:5]) == 1, kinds
+        assert kinds[6].startswith(FL_TEAM) and kinds[6].endswith("generative"), kinds
+        assert kinds[8].startswith(FL_TEAM) and kinds[8].endswith("loglik"), kinds
+        _screenshot(page, "leaderboard_federated", tmp_path)
+
+        # the flowertune entry's page: cost, budget, rounds, sites, static hash
+        ours.filter(has=page.locator(".badge.protocol", has_text="flowertune")).locator(
+            "td.model a"
+        ).click()
+        page.wait_for_url("**/model/*")
+        entry_id = page.url.rsplit("/", 1)[1]
+        shown = page.request.get(f"{url}/api/model/{entry_id}").json()["entry"]
+        fed = shown["extra"]["federated"]
+        assert shown["team"] == FL_TEAM and shown["extra"]["protocol"] == "flowertune/1"
+        assert 0 < shown["comm_cost_gb"] == fed["comm_gb"] < 1.0 and len(fed["static_hash"]) == 64
+        for protocol, cost in costs.items():  # the board's cost is the entry's
+            assert float(cost) == pytest.approx(shown["comm_cost_gb"]), protocol
+        facts = page.locator("dl", has_text="Static config hash")
+        for label, value in [
+            ("Communication cost", f"{shown['comm_cost_gb']} GB"),
+            ("Bytes exchanged", f"{fed['comm_bytes']} B in {fed['messages']} messages"),
+            ("Communication budget", "1.0 GB"),
+            ("Rounds", "3"),
+            ("Sites", "4, 4 sampled per round"),
+            ("Static config hash", fed["static_hash"]),
+        ]:
+            fact = facts.locator("dt", has_text=label).locator("xpath=following-sibling::dd[1]")
+            expect(fact).to_contain_text(value)
+        # the sites' training data against the suite: a count of items per task
+        items = page.locator("#contamination tbody tr td:nth-child(2)").all_inner_texts()
+        assert items and all(i.isdigit() for i in items), items
+        _screenshot(page, "model_page_federated", tmp_path)
+        browser.close()

@@ -2,6 +2,7 @@
 
 import json
 import tomllib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -137,3 +138,69 @@ class FakeGrid:
             reply = handlers[message.metadata.message_type](message, context)
             replies.append(reply)
         return list(reversed(replies))  # arrival order is not send order
+
+
+@dataclass(frozen=True)
+class FlSetup:
+    root: Path
+    model: Path
+    benchmarks: Path
+    data: Path
+    sha256: str
+
+    def config(self, out: Path, **changes: Any) -> dict[str, Any]:
+        """The run config of the CI run (4 sites, 3 rounds, LoRA, FedAvg), with changes."""
+        config: dict[str, Any] = {
+            "num-server-rounds": 3,
+            "data-path": str(self.data),
+            "out-dir": str(out),
+            "strategy.fraction-train": 1.0,
+            "strategy.fraction-evaluate": 1.0,
+            "model.name": str(self.model),
+            "train.local-steps": 5,
+            "train.batch-size": 4,
+            "train.learning-rate": 0.01,
+            "train.max-seq-length": 64,
+            "train.eval-examples": 4,
+        }
+        config.update(changes)
+        return config
+
+    def static(self, **changes: Any) -> dict[str, Any]:
+        static: dict[str, Any] = {
+            "dataset-sha256": self.sha256,
+            "num-clients": 4,
+            "partitioner": "iid",
+            "eval-limit": 5,
+            "comm-budget-gb": 1.0,
+        }
+        static.update(changes)
+        return static
+
+    def app(self, folder: Path, out: Path, static: dict | None = None, **changes: Any) -> Path:
+        return write_app(folder, self.config(out, **changes), static or self.static())
+
+
+def make_fl_setup(root: Path) -> FlSetup:
+    """A tiny Llama, small training files and their instruction file, under `root`."""
+    from medboard.federated.data import prepare_instructions
+    from tests.conftest import build_tiny_llama
+
+    model = build_tiny_llama(root / "tiny-llama")
+    benchmarks = write_benchmarks(root / "benchmarks")
+    manifest = prepare_instructions(benchmarks, root / "fl-data")
+    return FlSetup(root, model, benchmarks, root / "fl-data", manifest["sha256"])
+
+
+def finished_run(setup: FlSetup, root: Path) -> tuple[Path, Path]:
+    """A finished run of the CI config, made in-process (the ServerApp with the ClientApp behind
+    a FakeGrid, about a second): (the app, which is also the submission's reference; the run
+    folder)."""
+    from medboard.federated.config import app_run_config
+    from medboard.federated.server_app import run_server
+
+    app = setup.app(root / "app", root / "run")
+    config = app_run_config(app)
+    state = run_server(FakeGrid(config, setup.static()["num-clients"]), config)
+    assert state["status"] == "finished", state["reason"]
+    return app, root / "run"

@@ -15,13 +15,11 @@ from typer.testing import CliRunner
 
 from medboard.federated.cli import fl_app
 from medboard.federated.comm import REPORT_FILE
-from medboard.federated.config import app_run_config
-from medboard.federated.server_app import run_server
 from medboard.queue.worker import run_worker
 from medboard.results.db import Entry, Submission, open_database
 from medboard.runner import EvalOptions
 from tests.conftest import import_fixture_tasks
-from tests.federated.helpers import FakeGrid
+from tests.federated.helpers import finished_run
 
 runner = CliRunner()
 
@@ -39,11 +37,7 @@ def env(tmp_path_factory: pytest.TempPathFactory):
 @pytest.fixture(scope="module")
 def made_run(env: Path, fl_setup) -> tuple[Path, Path]:
     """(the app, the finished run folder)."""
-    app = fl_setup.app(env / "app", env / "run")
-    config = app_run_config(app)
-    state = run_server(FakeGrid(config, fl_setup.static()["num-clients"]), config)
-    assert state["status"] == "finished", state["reason"]
-    return app, env / "run"
+    return finished_run(fl_setup, env)
 
 
 def _args(run: Path, app: Path, url: str, *more: str) -> list[str]:
