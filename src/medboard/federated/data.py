@@ -270,6 +270,9 @@ def write_site_files(spec: PartitionSpec, folder: Path) -> list[Path]:
     A SuperNode of the deployment engine reads only its file (its node config's `data-path`),
     and trains on exactly what the same site trains on in simulation.
     """
+    from datasets.utils.logging import disable_progress_bar
+
+    disable_progress_bar()  # the command's stderr is for its one-line errors
     paths = []
     for site in range(spec.num_partitions):
         rows = load_partition(spec, site)

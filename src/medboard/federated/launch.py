@@ -18,6 +18,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -43,6 +44,8 @@ from medboard.federated.server_app import ADAPTER_DIR, RUN_FILE
 CONNECTION = "medboard"
 MARKER_VAR = "MEDBOARD_FL_RUN"
 STARTUP_SECONDS = 60.0
+# Seconds flwr run may stream on once the ServerApp has written its outcome.
+SERVER_END_GRACE = 5.0
 
 
 @dataclass(frozen=True)
@@ -276,6 +279,10 @@ def stream_flwr_run(
             text=True,
             start_new_session=True,
         )
+        ended = threading.Event()
+        watcher = threading.Thread(target=_end_after_server, args=(folder, runner, ended))
+        watcher.daemon = True
+        watcher.start()
         try:
             assert runner.stdout is not None
             for line in runner.stdout:
@@ -288,8 +295,33 @@ def stream_flwr_run(
             runner.wait()
         finally:
             stop_process_tree(runner, grace=5.0)
-    if runner.returncode != 0:
+    if runner.returncode != 0 and not ended.is_set():
         raise MedboardError(f"flwr run failed (exit {runner.returncode}); see {flwr_log}")
+
+
+def _end_after_server(folder: Path, runner: subprocess.Popen, ended: threading.Event) -> None:
+    """Stop `flwr run --stream` once the ServerApp has written its final run.json.
+
+    After a ServerApp that failed, `flwr run --stream` goes on streaming for about 40 s (until
+    the SuperLink marks the run finished); the outcome is in run.json already.
+    """
+    import json
+
+    path = folder / RUN_FILE
+    while runner.poll() is None:
+        try:
+            status = json.loads(path.read_text(encoding="utf-8")).get("status")
+        except (OSError, ValueError):
+            status = None
+        if status in ("finished", "failed"):
+            deadline = time.time() + SERVER_END_GRACE
+            while runner.poll() is None and time.time() < deadline:
+                time.sleep(0.2)
+            if runner.poll() is None:
+                ended.set()
+                stop_process_tree(runner, grace=5.0)
+            return
+        time.sleep(0.5)
 
 
 def write_connection(flwr_home: Path, address: str, root_certificates: Path | None) -> None:
