@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from medboard.backends.spec import local_kind
 from medboard.errors import SubmissionError
 from medboard.federated import TRACK
 from medboard.federated.comm import REPORT_FILE, gb
@@ -236,7 +237,9 @@ def queue_run(
         )
     run = check_run(folder, reference, base_model, allow_data_mismatch)
     entry = entry_of(run, team, code_url, date, allow_data_mismatch)
-    base_name = Path(run.base.spec).name if run.base.spec.endswith(".gguf") else run.base.spec
+    # as the published rows read: "team / base model", a local base model by its folder or file
+    local = local_kind(run.base.spec) is not None
+    base_name = Path(run.base.spec).name if local else run.base.spec
     requests = [
         SubmitRequest(
             model=run.base.spec,
@@ -244,10 +247,10 @@ def queue_run(
             dtype=dtype,
             adapter=str(run.adapter.resolve()),
             submitter=team,
-            name=name or f"{team}/{base_name}+fl-lora",
+            name=name or f"{team} / {base_name}",
             model_type="federated",
             weight_type="adapter",
-            description=f"federated run {folder.resolve().name}",
+            description=f"federated run in {folder.resolve().name}/",
             protocol=protocol,
             entry=entry,
             limit=run.static.eval_limit or None,

@@ -29,6 +29,14 @@ def dash(value: Any) -> Any:
     return "—" if value is None or value == "" else value
 
 
+def gigabytes(value: float | None) -> str:
+    """A communication cost in GB as the published table gives it (one decimal), and a cost
+    under 0.1 GB (a small model's run) to two significant digits rather than as 0.0."""
+    if value is None:
+        return "—"
+    return f"{value:.1f}" if value >= 0.1 or value == 0 else f"{value:.2g}"
+
+
 def prob(value: float | None) -> str:
     return "" if value is None else f"{100 * value:.1f}%"
 

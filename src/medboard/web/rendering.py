@@ -27,6 +27,7 @@ def make_templates() -> Jinja2Templates:
         interval=filters.interval_text,
         params=filters.human_params,
         dash=filters.dash,
+        gb=filters.gigabytes,
         prob=filters.prob,
         progress=filters.progress_text,
         eta=filters.eta_text,
