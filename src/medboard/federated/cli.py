@@ -5,57 +5,24 @@ one line on stderr and exit code 1, as everywhere in medboard.
 """
 
 import json
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from medboard.cli_options import DeviceOption, ModelArgs, backend_args
-from medboard.errors import MedboardError
+from medboard.federated.cli_common import AllowMismatch, Reference, console, out
+from medboard.federated.cli_common import input_errors as _errors
+from medboard.federated.cli_common import reference_app as _reference
+from medboard.federated.cli_deploy import deploy_command, partition_command
 
 fl_app = typer.Typer(
     help="Federated fine-tuning track (Flower): prepare data, run, evaluate, submit.",
     no_args_is_help=True,
 )
-console = Console(stderr=True)
-out = Console(soft_wrap=True)
-
-Reference = Annotated[
-    Path | None,
-    typer.Option(
-        "--reference",
-        help="The track's reference app (folder or pyproject.toml) whose static section a run "
-        "must keep. Default: the repository's flower/.",
-    ),
-]
-AllowMismatch = Annotated[
-    bool,
-    typer.Option(
-        "--allow-data-mismatch",
-        help="Evaluate task data whose content hash differs from the expected one.",
-    ),
-]
-
-
-@contextmanager
-def _errors() -> Iterator[None]:
-    try:
-        yield
-    except MedboardError as exc:
-        # escaped: a message's brackets are text (pip install 'medboard[hf]'), not markup
-        console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
-        raise typer.Exit(1) from None
-
-
-def _reference(path: Path | None) -> Path:
-    from medboard.federated.config import default_reference
-
-    return path if path is not None else default_reference()
 
 
 @fl_app.command("prepare-data")
@@ -278,8 +245,8 @@ def _score_now(
         raise typer.Exit(1)
 
 
-if __name__ == "__main__":  # python -m medboard.federated.cli, before fl is registered
+fl_app.command("partition")(partition_command)
+fl_app.command("deploy")(deploy_command)
+
+if __name__ == "__main__":  # python -m medboard.federated.cli
     fl_app()
-
-
-from medboard.federated import cli_deploy  # noqa: E402, F401  (registers fl partition, fl deploy)

@@ -1,6 +1,6 @@
 """`medboard fl partition` and `medboard fl deploy`: the deployment engine, one SuperNode per site.
 
-Registered on `fl_app` by the import at the end of federated/cli.py.
+Registered on `fl_app` in federated/cli.py.
 """
 
 from pathlib import Path
@@ -9,7 +9,9 @@ from typing import Annotated
 import typer
 
 from medboard.errors import MedboardError
-from medboard.federated.cli import Reference, _errors, _reference, console, fl_app, out
+from medboard.federated.cli_common import Reference, console, out
+from medboard.federated.cli_common import input_errors as _errors
+from medboard.federated.cli_common import reference_app as _reference
 
 RunConfig = Annotated[
     list[str] | None,
@@ -31,7 +33,6 @@ def _site_certs(items: list[str]) -> dict[int, Path]:
     return certs
 
 
-@fl_app.command("partition")
 def partition_command(
     app_dir: Annotated[Path, typer.Argument(help="The Flower app folder.")] = Path("flower"),
     out_dir: Annotated[
@@ -55,7 +56,6 @@ def partition_command(
         out.print(f"site {number}: {pairs} pairs in {path}")
 
 
-@fl_app.command("deploy")
 def deploy_command(
     app_dir: Annotated[Path, typer.Argument(help="The Flower app folder.")] = Path("flower"),
     run_config: RunConfig = None,
