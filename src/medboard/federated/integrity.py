@@ -9,23 +9,15 @@ too; the worker checks the adapter again before it scores it (queue.worker), so 
 is scored is the one that was checked.
 """
 
-import hashlib
 from pathlib import Path
 from typing import Any
 
 from medboard.errors import SubmissionError
+from medboard.federated.data import file_sha256
 
 HASHES_KEY = "hashes"
 REPORT_KEY = "comm_report_sha256"
 ADAPTER_KEY = "adapter_hash"
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def adapter_hash(adapter: Path) -> str:
