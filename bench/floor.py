@@ -5,9 +5,9 @@ runs at least each decoder layer's matrix products over those tokens, the attent
 and the output projection at the answer positions. This script times exactly that, on the
 batches medboard's engine plans for the suite (the same rows and padded widths, or the same
 packed rows): for each batch, the first decoder layer's own linear layers on its tokens, the
-attention eval runs (medboard's AMX kernel, or torch's) for the layer's head shapes (causal,
-grouped key/value heads, each packed question attending to itself), both times the number of
-layers, and the output projection on the batch's answer positions. No norms, activations,
+attention eval runs (medboard's AMX or AVX-512 kernel, or torch's) for the layer's head shapes
+(causal, grouped key/value heads, each packed question attending to itself), both times the
+number of layers, and the output projection on the batch's answer positions. No norms, activations,
 rotary embeddings, tokenization, loading or Python: a floor, not an estimate.
 
     MEDBOARD_HOME=~/.cache/medboard python bench/floor.py \\
@@ -16,7 +16,8 @@ rotary embeddings, tokenization, loading or Python: a floor, not an estimate.
 
 With a bench/speed.py report of the same model (or --reference-seconds), it prints the largest
 speedup over the reference that these kernels allow (reference wall / floor), and how close
-medboard's measured wall time is to the floor.
+medboard's measured wall time is to the floor, and the fraction of the measured matmul peak each
+reaches (the layers' products over the padded tokens / wall time / peak).
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ if str(BENCH) not in sys.path:
 
 from runners import write_json  # noqa: E402
 from speed import OPEN_MEDICAL, matmul_peak, model_directory  # noqa: E402
+
+from medboard.backends.attention import ATTENTION_CHOICES  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -124,14 +127,15 @@ def _timed(fn: Any, repeats: int) -> float:
 
 
 def batch_floor(
-    batch: Batch, shape: LayerShape, head: Any, repeats: int, amx: bool = False
+    batch: Batch, shape: LayerShape, head: Any, repeats: int, kernel: str | None = None
 ) -> dict[str, float]:
-    """Seconds of matrix products, attention and output projection for one batch; with `amx`
-    attention is medboard's AMX kernel wherever eval would run it, else torch's."""
+    """Seconds of matrix products, attention and output projection for one batch; with a
+    `kernel` (amx, avx512) attention is medboard's kernel wherever eval would run it, else
+    torch's."""
     import torch
     import torch.nn.functional as F  # noqa: N812
 
-    from medboard.backends.attention import applies
+    from medboard.backends.attention import _operator, _packed_operator, applies
     from medboard.backends.packing import pack
 
     dtype = shape.weights[0].dtype  # the products: the model's, or float32 (see layer_shape)
@@ -144,7 +148,10 @@ def batch_floor(
     v = torch.randn_like(k)
     hidden = torch.randn(batch.reads, head.shape[1], dtype=head.dtype)
     gqa = shape.query_heads != shape.kv_heads
-    amx = amx and applies(None, q, k, v, None, 0.0)  # the engine's own test of a call
+    if kernel and applies(None, q, k, v, None, 0.0):  # the engine's own test of a call
+        causal, packed = _operator(kernel), _packed_operator(kernel)
+    else:
+        kernel = None
 
     def products() -> None:
         for w in shape.weights:
@@ -154,10 +161,10 @@ def batch_floor(
         starts = pack([[0] * n for n in batch.lengths])[2]
 
     def attention() -> None:
-        if amx and batch.lengths:
-            torch.ops.medboard.amx_packed_attention(q, k, v, starts, shape.head_dim**-0.5)
-        elif amx:
-            torch.ops.medboard.amx_causal_attention(q, k, v, shape.head_dim**-0.5)
+        if kernel and batch.lengths:
+            packed(q, k, v, starts, shape.head_dim**-0.5)
+        elif kernel:
+            causal(q, k, v, shape.head_dim**-0.5)
         else:
             F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=gqa)
 
@@ -179,7 +186,7 @@ def floor(
     matmul: str = "auto",
     attention: str = "auto",
 ) -> dict[str, Any]:
-    from medboard.backends.attention import register
+    from medboard.backends.attention import VARIANT_OF_TAG
     from medboard.backends.hf import HFBackend
 
     backend = HFBackend(
@@ -189,13 +196,11 @@ def floor(
     shape = layer_shape(backend.model, float32_products=backend.matmul == "float32")
     head = backend.model.get_output_embeddings().weight
     head = head.to(shape.weights[0].dtype)  # float32 too when the products are
-    amx = backend.attention is not None
-    if amx:
-        register()  # torch.ops.medboard.amx_causal_attention and amx_packed_attention
+    kernel = VARIANT_OF_TAG.get(backend.attention or "")
     totals = {"matrix_products": 0.0, "attention": 0.0, "output_projection": 0.0}
     started = time.perf_counter()
     for number, batch in enumerate(batches, 1):
-        for part, seconds in batch_floor(batch, shape, head, repeats, amx).items():
+        for part, seconds in batch_floor(batch, shape, head, repeats, kernel).items():
             totals[part] += seconds
         if number % 20 == 0 or number == len(batches):
             print(
@@ -207,10 +212,15 @@ def floor(
         "model": model,
         "dtype": dtype,
         "bf16_matmul": backend.matmul,
-        "attention": "amx" if amx else "torch",
+        "attention": kernel or "torch",
         "tasks": list(tasks),
         "batches": len(batches),
         "padded_tokens": sum(b.rows * b.width for b in batches),
+        # the decoder layers' products over every padded token (what the floor multiplies)
+        "product_flops": 2
+        * shape.layers
+        * sum(w.numel() for w in shape.weights)
+        * sum(b.rows * b.width for b in batches),
         "layers": shape.layers,
         "seconds": {k: round(v, 2) for k, v in totals.items()},
         "floor_seconds": round(sum(totals.values()), 2),
@@ -234,7 +244,28 @@ def compared(result: dict[str, Any], reference: float | None, medboard: float | 
             f"medboard {medboard:.1f} s: {medboard / result['floor_seconds']:.2f}x the floor "
             f"({medboard - result['floor_seconds']:.1f} s above it)"
         )
+    if result.get("pct_peak"):
+        lines.append(
+            f"fraction of the measured {result['dtype']} matmul peak "
+            f"({result['matmul_peak_tflops']} TFLOP/s; the layers' products over the padded "
+            "tokens / wall time / peak): "
+            + ", ".join(f"{k} {v:.1f}%" for k, v in result["pct_peak"].items())
+        )
     return lines
+
+
+def peak_fractions(
+    result: dict[str, Any], reference: float | None, medboard: float | None
+) -> dict[str, float]:
+    """Percent of the matmul peak each wall time reaches on the floor's products."""
+    peak = result["matmul_peak_tflops"] * 1e12
+    walls = {
+        "matrix products": result["seconds"]["matrix_products"],
+        "floor": result["floor_seconds"],
+        "reference": reference,
+        "medboard": medboard,
+    }
+    return {k: round(100 * result["product_flops"] / s / peak, 1) for k, s in walls.items() if s}
 
 
 def measured_walls(report: Path, model_dir: str) -> tuple[float | None, float | None]:
@@ -260,7 +291,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="as medboard eval's",
     )
     parser.add_argument(
-        "--attention", default="auto", choices=("auto", "torch", "amx"), help="as medboard eval's"
+        "--attention", default="auto", choices=ATTENTION_CHOICES, help="as medboard eval's"
     )
     parser.add_argument("--repeats", type=int, default=2, help="timed calls per kernel (min)")
     parser.add_argument("--speed-report", type=Path, default=None, help="bench/speed.py JSON")
@@ -294,6 +325,7 @@ def main(argv: list[str] | None = None) -> int:
         ref_wall, mb_wall = measured_walls(args.speed_report, str(model_directory(args.model)))
         reference, medboard = reference or ref_wall, medboard or mb_wall
     result["reference_seconds"], result["medboard_seconds"] = reference, medboard
+    result["pct_peak"] = peak_fractions(result, reference, medboard)
     print("\n".join(compared(result, reference, medboard)))
     if args.out is not None:
         write_json(args.out, result)

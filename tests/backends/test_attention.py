@@ -2,9 +2,11 @@ from pathlib import Path
 
 import pytest
 
-from medboard.backends import ChoiceRequest, GenerateRequest, create_backend
+from medboard.backends import ChoiceRequest, GenerateRequest, attention, create_backend
 from medboard.backends.attention import (
     AMX_ATTENTION,
+    AVX512_ATTENTION,
+    KERNELS,
     applies,
     attention_mode,
     library,
@@ -18,6 +20,14 @@ from tests.conftest import build_tiny_llama, made_up_clock, score_with_kernel
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
 amx_only = pytest.mark.skipif(not cpu_has_amx(), reason="the kernel runs on AMX tiles")
+# Each kernel, where this CPU runs it.
+VARIANTS = [
+    pytest.param(
+        name, id=name,
+        marks=pytest.mark.skipif(not kernel.usable(), reason=f"needs {kernel.requirement}"),
+    )
+    for name, kernel in KERNELS.items()
+]  # fmt: skip
 
 
 def _qkv(batch: int, length: int, heads: int, kv_heads: int, size: int, seed: int) -> tuple:
@@ -31,14 +41,16 @@ def _qkv(batch: int, length: int, heads: int, kv_heads: int, size: int, seed: in
     return make(heads), make(kv_heads), make(kv_heads)
 
 
-def _kernel(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> torch.Tensor:
-    library()
+def _kernel(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float, variant: str = "amx"
+) -> torch.Tensor:
+    library(variant)
     from medboard.backends.attention import _operator
 
-    return _operator()(q, k, v, scale)
+    return _operator(variant)(q, k, v, scale)
 
 
-@amx_only
+@pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize(
     "shape",
     [
@@ -50,7 +62,7 @@ def _kernel(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> 
         (2, 45, 8, 2, 128),
     ],
 )
-def test_kernel_is_as_exact_as_torch_flash_attention(shape: tuple) -> None:
+def test_kernel_is_as_exact_as_torch_flash_attention(shape: tuple, variant: str) -> None:
     q, k, v = _qkv(*shape, seed=sum(shape))
     scale = shape[-1] ** -0.5
     with torch.inference_mode():
@@ -60,7 +72,7 @@ def test_kernel_is_as_exact_as_torch_flash_attention(shape: tuple) -> None:
         torch_out = F.scaled_dot_product_attention(
             q, k, v, is_causal=True, enable_gqa=True, scale=scale
         ).transpose(1, 2)
-        mine = _kernel(q, k, v, scale)
+        mine = _kernel(q, k, v, scale, variant)
     assert mine.shape == torch_out.shape and mine.dtype == torch.bfloat16
     assert mine.is_contiguous()
     mine_err = (mine.double() - exact).abs()
@@ -91,7 +103,7 @@ def test_kernel_leaves_onednn_tile_state_alone() -> None:
     assert torch.equal(linear, again)
 
 
-@amx_only
+@pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize(
     "lengths, heads, kv_heads, size",
     [
@@ -101,7 +113,7 @@ def test_kernel_leaves_onednn_tile_state_alone() -> None:
     ],
 )
 def test_packed_kernel_is_the_kernel_on_each_sequence(
-    lengths: list[int], heads: int, kv_heads: int, size: int
+    lengths: list[int], heads: int, kv_heads: int, size: int, variant: str
 ) -> None:
     """Sequences packed into one row: each attends to itself alone, with the same arithmetic
     (bit for bit) as the kernel on that sequence by itself."""
@@ -113,9 +125,9 @@ def test_packed_kernel_is_the_kernel_on_each_sequence(
         starts.append(starts[-1] + n)
     scale = size**-0.5
     with torch.inference_mode():
-        packed = _packed_operator()(q, k, v, torch.tensor(starts), scale)
+        packed = _packed_operator(variant)(q, k, v, torch.tensor(starts), scale)
         alone = [
-            _kernel(q[:, :, a:b], k[:, :, a:b], v[:, :, a:b], scale)
+            _kernel(q[:, :, a:b], k[:, :, a:b], v[:, :, a:b], scale, variant)
             for a, b in zip(starts, starts[1:], strict=False)
             if b > a
         ]
@@ -185,8 +197,29 @@ def test_attention_mode_choices() -> None:
     assert attention_mode("bfloat16", "cpu", "torch") is None
     with pytest.raises(ModelError, match="unknown attention 'flash'"):
         attention_mode("bfloat16", "cpu", "flash")
-    with pytest.raises(ModelError, match="needs --dtype bfloat16"):
+    with pytest.raises(ModelError, match="needs --dtype bfloat16 on a CPU with AMX"):
         attention_mode("float32", "cpu", "amx")
+    with pytest.raises(ModelError, match="needs --dtype bfloat16 on a CPU with AVX-512 BF16"):
+        attention_mode("float32", "cpu", "avx512")
+
+
+@pytest.mark.skipif(not KERNELS["avx512"].usable(), reason="the kernel needs avx512_bf16")
+@pytest.mark.parametrize(("winner", "expected"), [("avx512", AVX512_ATTENTION), ("torch", None)])
+def test_auto_takes_the_avx512_kernel_where_there_are_no_tiles(
+    winner: str, expected: str | None, medboard_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a CPU with AVX-512 BF16 and no AMX (AMD Zen 4, here with the tiles hidden) `auto`
+    times the AVX-512 kernel against torch's SDPA and takes the faster."""
+    monkeypatch.setattr(attention, "cpu_has_amx", lambda: False)
+    timed = made_up_clock(monkeypatch, {"avx512": 1.0, "torch": 1.0, winner: 0.5})
+    assert attention_mode("bfloat16", "cpu") == expected
+    assert attention_mode("bfloat16", "cpu") == expected  # kept
+    assert timed == [["avx512", "torch"]]
+    assert attention_mode("bfloat16", "cpu", "avx512") == AVX512_ATTENTION  # asked for, it runs
+    monkeypatch.setattr(attention, "cpu_flags", lambda: frozenset({"avx2", "avx512f"}))
+    assert attention_mode("bfloat16", "cpu") is None  # neither kernel: torch's SDPA
+    with pytest.raises(ModelError, match="--attention avx512 needs"):
+        attention_mode("bfloat16", "cpu", "avx512")
 
 
 @amx_only
@@ -207,10 +240,10 @@ def tiny_wide_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_llama(tmp_path_factory.mktemp("tiny-wide"), hidden=256)
 
 
-@amx_only
+@pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("compile_mode", ["off", "on"])
 def test_scoring_with_the_kernel_matches_torch_attention(
-    tiny_wide_model: Path, medboard_home: Path, compile_mode: str
+    tiny_wide_model: Path, medboard_home: Path, compile_mode: str, variant: str
 ) -> None:
     requests = [
         ChoiceRequest("Question: Which nerve innervates the diaphragm?\nAnswer:", (" A", " B")),
@@ -218,11 +251,12 @@ def test_scoring_with_the_kernel_matches_torch_attention(
         ChoiceRequest("Abstract: " + "the liver is large. " * 30 + "\nAnswer:", (" yes", " no")),
     ]
     amx, plain, got, expected, events = score_with_kernel(
-        tiny_wide_model, "attention", "amx", requests, dtype="bfloat16", compile_mode=compile_mode
-    )
-    assert amx.identity()["attention"] == AMX_ATTENTION
+        tiny_wide_model, "attention", variant, requests, dtype="bfloat16",
+        compile_mode=compile_mode,
+    )  # fmt: skip
+    assert amx.identity()["attention"] == KERNELS[variant].tag
     assert plain.identity()["attention"] is None
-    ran = [name for name in events if "amx_packed_attention" in name]
+    ran = [name for name in events if f"{variant}_packed_attention" in name]
     assert ran  # the kernel served the (packed) scoring passes, not a silent fallback
     for e, g in zip(expected, got, strict=True):
         assert g.logprobs == pytest.approx(e.logprobs, rel=0.02, abs=0.05)
@@ -233,15 +267,15 @@ def test_scoring_with_the_kernel_matches_torch_attention(
     assert amx.generate([prompt]) == plain.generate([prompt])
 
 
-@amx_only
+@pytest.mark.parametrize("variant", VARIANTS)
 def test_packed_scoring_gives_the_numbers_of_padded_batches(
-    tiny_wide_model: Path, medboard_home: Path
+    tiny_wide_model: Path, medboard_home: Path, variant: str
 ) -> None:
     """Questions packed one after another into one row score exactly as in padded rows, the
     row padded to whole multiples of PACK_MULTIPLE; without packing the kernel still runs."""
     from medboard.backends.packing import PACK_MULTIPLE
 
-    backend = create_backend(str(tiny_wide_model), dtype="bfloat16", attention="amx")
+    backend = create_backend(str(tiny_wide_model), dtype="bfloat16", attention=variant)
     requests = [
         ChoiceRequest(f"Question: {'why ' * n}is bone {n} hard?\nAnswer:", (" A", " B", " C"))
         for n in (1, 9, 3, 40, 2)
@@ -251,13 +285,13 @@ def test_packed_scoring_gives_the_numbers_of_padded_batches(
     with torch.profiler.profile() as profile:
         packed = backend.loglikelihood(requests)
     names = [e.name for e in profile.events()]
-    assert any("amx_packed_attention" in n for n in names)
+    assert any(f"{variant}_packed_attention" in n for n in names)
     backend._packs = False
     with torch.profiler.profile() as profile:
         padded = backend.loglikelihood(requests)
     names = [e.name for e in profile.events()]
-    assert any("amx_causal_attention" in n for n in names)
-    assert not any("amx_packed_attention" in n for n in names)
+    assert any(f"{variant}_causal_attention" in n for n in names)
+    assert not any(f"{variant}_packed_attention" in n for n in names)
     assert [r.logprobs for r in packed] == [r.logprobs for r in padded]
     assert [r.greedy for r in packed] == [r.greedy for r in padded]
     with torch.inference_mode():

@@ -14,6 +14,10 @@ KERNELS = [
         id="attention",
     ),
     pytest.param(
+        attention.attention_mode, attention.library, "avx512", "attention_avx512.c", "avx512_bf16",
+        id="attention-avx512",
+    ),
+    pytest.param(
         activation.activation_mode, activation.library, "native", "gated_act.c", "avx512_bf16",
         id="activation",
     ),

@@ -76,6 +76,12 @@ def test_comparison_with_measured_walls(tmp_path: Path) -> None:
     text = "\n".join(floor.compared(result, reference=300.0, medboard=180.0))
     assert "**2.50x**" in text and "3x needs 100.0 s" in text
     assert "1.50x the floor (60.0 s above it)" in text
+    # the fraction of the machine's matmul peak each wall time reaches on the same products
+    result |= {"product_flops": 6e13, "matmul_peak_tflops": 1.0, "dtype": "bfloat16"}
+    result["pct_peak"] = floor.peak_fractions(result, 300.0, None)
+    assert result["pct_peak"] == {"matrix products": 75.0, "floor": 50.0, "reference": 20.0}
+    text = "\n".join(floor.compared(result, reference=300.0, medboard=None))
+    assert "bfloat16 matmul peak (1.0 TFLOP/s" in text and "reference 20.0%" in text
     report = tmp_path / "speed.json"
     report.write_text(
         json.dumps(
@@ -123,12 +129,12 @@ def test_floor_times_the_attention_medboard_runs(
     shape = floor.layer_shape(HFBackend(model, dtype="bfloat16").model)
     head = torch.zeros(50, 256, dtype=torch.bfloat16)
     with torch.profiler.profile() as profile:
-        real(floor.Batch(2, 40, 2), shape, head, 1, True)
+        real(floor.Batch(2, 40, 2), shape, head, 1, "amx")
     assert any("amx_causal_attention" in e.name for e in profile.events())
     # eval packs these questions (one row, padded to a multiple of 256), and so does the floor
     from medboard.backends.packing import PACK_MULTIPLE
 
     assert amx["padded_tokens"] % PACK_MULTIPLE == 0
     with torch.profiler.profile() as profile:
-        real(floor.Batch(1, PACK_MULTIPLE, 2, lengths=(30, 50)), shape, head, 1, True)
+        real(floor.Batch(1, PACK_MULTIPLE, 2, lengths=(30, 50)), shape, head, 1, "amx")
     assert any("amx_packed_attention" in e.name for e in profile.events())

@@ -1,46 +1,90 @@
-"""Causal attention on AMX tiles for bfloat16 scoring passes on the CPU (attention_amx.c).
+"""Causal attention kernels for bfloat16 scoring passes on the CPU (attention_core.h): on AMX
+tiles (attention_amx.c) or with AVX-512 BF16 instructions where there are no tiles
+(attention_avx512.c: AMD Zen 4 and 5, Intel with AVX512_BF16 before Sapphire Rapids).
 
 torch's CPU flash-attention kernel splits a prompt into blocks of 32 queries and multiplies each
 block separately; at the hundred-odd tokens of a medical question that fixed cost outweighs the
-arithmetic (about 0.1 TFLOP/s, a quarter of SmolLM2's scoring time). attention_amx.c does the
-same arithmetic (float32 scores and softmax, bfloat16 probabilities times values accumulated in
-float32) with whole key ranges on AMX tiles. It is compiled with the system's C compiler on
-first use into medboard's home and called through a torch custom operator, so compiled layers
-keep it as one opaque call.
+arithmetic (about 0.1 TFLOP/s, a quarter of SmolLM2's scoring time). The kernels do the same
+arithmetic (float32 scores and softmax, bfloat16 probabilities times values accumulated in
+float32) over whole key ranges. Each is compiled with the system's C compiler on first use into
+medboard's home and called through a torch custom operator, so compiled layers keep it as one
+opaque call.
 
-It runs where it computes exactly what torch would (no mask, causal, queries = keys, head size a
-multiple of 64, no sliding window shorter than the prompt, no logit soft-capping, no dropout);
+They run where they compute exactly what torch would (no mask, causal, queries = keys, head size
+a multiple of 64, no sliding window shorter than the prompt, no logit soft-capping, no dropout);
 every other call, generation with a KV cache included, goes to torch's SDPA as before.
 """
 
 import ctypes
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from medboard.backends.native import build_amx, kernel_mode
-from medboard.backends.probe import cpu_has_amx, fastest
+from medboard.backends.native import AVX512, build, build_amx, kernel_mode
+from medboard.backends.probe import cpu_flags, cpu_has_amx, fastest
 from medboard.errors import ModelError
 
-ATTENTION_CHOICES = ("auto", "torch", "amx")
-# Recorded in run keys (like kernels.COMPILED_ARITHMETIC): the kernel rounds bfloat16 at other
-# places than torch's, so answers can move at near-ties. Bump with a change to its arithmetic.
+ATTENTION_CHOICES = ("auto", "torch", "amx", "avx512")
+# Recorded in run keys (like kernels.COMPILED_ARITHMETIC): the kernels round bfloat16 at other
+# places than torch's, so answers can move at near-ties. Bump with a change to the arithmetic.
 AMX_ATTENTION = "amx-1"
-NAME = "medboard_amx"  # the name it has among transformers' attention implementations
-# The name for packed batches: several sequences one after another in one row, each attending
-# only to itself (`medboard_segments`: their start offsets, and the end, as a model kwarg).
-PACKED_NAME = "medboard_amx_packed"
+AVX512_ATTENTION = "avx512-attn-1"
+
+
+@dataclass(frozen=True)
+class Kernel:
+    """One attention kernel: its source, run-key tag, the CPU it needs and its probe's name."""
+
+    source: str
+    tag: str
+    requirement: str
+    probe: str
+
+    def usable(self) -> bool:
+        if self.source == "attention_amx.c":
+            return cpu_has_amx()
+        return {"avx512f", "avx512bw", "avx512vl", "avx512_bf16"} <= (cpu_flags() or frozenset())
+
+
+KERNELS = {
+    "amx": Kernel("attention_amx.c", AMX_ATTENTION, "a CPU with AMX (amx_bf16)", "amx-attention"),
+    "avx512": Kernel(
+        "attention_avx512.c", AVX512_ATTENTION, "a CPU with AVX-512 BF16 (avx512_bf16)",
+        "avx512-attention",
+    ),
+}  # fmt: skip
+VARIANT_OF_TAG = {k.tag: name for name, k in KERNELS.items()}
+
+
+def names(variant: str) -> tuple[str, str]:
+    """The kernel's names among transformers' attention implementations: for padded batches,
+    and for packed ones (several sequences one after another in one row, each attending only to
+    itself; `medboard_segments`, their start offsets and the end, as a model kwarg)."""
+    return f"medboard_{variant}", f"medboard_{variant}_packed"
+
+
+NAME, PACKED_NAME = names("amx")
 
 
 def attention_mode(dtype: str, device: str, requested: str = "auto") -> str | None:
-    """AMX_ATTENTION when scoring passes use the AMX kernel, else None (torch's attention)."""
-    # Linux only (the kernel asks Linux for the tile state), where cpu_has_amx reads cpuinfo.
-    usable = dtype == "bfloat16" and device == "cpu" and sys.platform == "linux" and cpu_has_amx()
-    requirement = "--dtype bfloat16 on a CPU with AMX (amx_bf16)"
+    """The tag of the kernel scoring passes use (AMX_ATTENTION, AVX512_ATTENTION), or None for
+    torch's attention. `auto` takes the AMX kernel where the CPU has tiles, else the AVX-512
+    BF16 one, where it builds and is faster than torch's SDPA on this machine."""
+    if requested not in ATTENTION_CHOICES:
+        choices = ", ".join(ATTENTION_CHOICES)
+        raise ModelError(f"unknown attention '{requested}' (choose from {choices})")
+    if requested == "torch":
+        return None
+    variant = requested if requested != "auto" else "amx" if cpu_has_amx() else "avx512"
+    kernel = KERNELS[variant]
+    # Linux only (the kernels ask Linux for the tile state; cpu_flags reads cpuinfo).
+    usable = dtype == "bfloat16" and device == "cpu" and sys.platform == "linux"
     return kernel_mode(
-        "attention", requested, ATTENTION_CHOICES, usable, requirement, library, AMX_ATTENTION,
-        faster=lambda: fastest("amx-attention", _candidates) == "amx",
+        "attention", requested, ("auto", "torch", variant), usable and kernel.usable(),
+        f"--dtype bfloat16 on {kernel.requirement}", lambda: library(variant), kernel.tag,
+        faster=lambda: fastest(kernel.probe, lambda: _candidates(variant)) == variant,
     )  # fmt: skip
 
 
@@ -49,17 +93,17 @@ def attention_mode(dtype: str, device: str, requested: str = "auto") -> str | No
 PROBE_SHAPE = (4, 8, 256, 64)  # questions, heads, tokens, head size
 
 
-def _candidates() -> dict[str, Callable[[], object]]:
+def _candidates(variant: str = "amx") -> dict[str, Callable[[], object]]:
     """The kernel and torch's SDPA on the same causal attention."""
     import torch
     import torch.nn.functional as F  # noqa: N812
 
-    kernel = _operator()
+    kernel = _operator(variant)
     generator = torch.Generator().manual_seed(0)
     query, key, value = (torch.randn(PROBE_SHAPE, generator=generator).bfloat16() for _ in range(3))
     scale = PROBE_SHAPE[-1] ** -0.5
     return {
-        "amx": lambda: kernel(query, key, value, scale),
+        variant: lambda: kernel(query, key, value, scale),
         "torch": lambda: F.scaled_dot_product_attention(
             query, key, value, is_causal=True, scale=scale
         ),
@@ -67,9 +111,10 @@ def _candidates() -> dict[str, Callable[[], object]]:
 
 
 @cache
-def library() -> ctypes.CDLL:
-    """attention_amx.c, built once into medboard's home and loaded (native.build)."""
-    lib = build_amx("attention_amx.c")
+def library(variant: str = "amx") -> ctypes.CDLL:
+    """The kernel's source, built once into medboard's home and loaded (native.build)."""
+    source = KERNELS[variant].source
+    lib = build_amx(source) if variant == "amx" else build(source, AVX512)
     pointer, size = ctypes.c_void_p, ctypes.c_int64
     lib.mb_attention_bf16.argtypes = [pointer] * 4 + [size] * 5 + [pointer] * 3 + [ctypes.c_float]
     lib.mb_attention_bf16.restype = ctypes.c_int
@@ -80,43 +125,43 @@ def library() -> ctypes.CDLL:
 
 
 @cache
-def _operator() -> Any:
-    """The kernel as torch.ops.medboard.amx_causal_attention (registered on first use)."""
+def _operator(variant: str = "amx") -> Any:
+    """The kernel as torch.ops.medboard.<variant>_causal_attention (registered on first use)."""
     import torch
 
-    @torch.library.custom_op("medboard::amx_causal_attention", mutates_args=())
-    def amx_causal_attention(
+    @torch.library.custom_op(f"medboard::{variant}_causal_attention", mutates_args=())
+    def causal_attention(
         query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, scale: float
     ) -> torch.Tensor:
         batch, heads, length, size = query.shape
         query, key, value = (_rows_ready(t) for t in (query, key, value))
         out = torch.empty((batch, length, heads, size), dtype=query.dtype)
         strides = [(ctypes.c_int64 * 3)(*t.stride()[:3]) for t in (query, key, value)]
-        status = library().mb_attention_bf16(
+        status = library(variant).mb_attention_bf16(
             query.data_ptr(), key.data_ptr(), value.data_ptr(), out.data_ptr(),
             batch, length, heads, key.shape[1], size,
             *strides, scale,
         )  # fmt: skip
         if status != 0:
-            raise MemoryError("the AMX attention kernel could not allocate its buffers")
+            raise MemoryError("the attention kernel could not allocate its buffers")
         return out
 
-    @amx_causal_attention.register_fake
+    @causal_attention.register_fake
     def _(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, scale: float) -> Any:
         batch, heads, length, size = query.shape
         return query.new_empty((batch, length, heads, size))
 
-    return amx_causal_attention
+    return causal_attention
 
 
 @cache
-def _packed_operator() -> Any:
-    """The kernel on packed sequences, torch.ops.medboard.amx_packed_attention: query, key and
-    value [1, heads, positions, size], `starts` the sequences' first positions and the end."""
+def _packed_operator(variant: str = "amx") -> Any:
+    """The kernel on packed sequences, torch.ops.medboard.<variant>_packed_attention: query, key
+    and value [1, heads, positions, size], `starts` the sequences' first positions and the end."""
     import torch
 
-    @torch.library.custom_op("medboard::amx_packed_attention", mutates_args=())
-    def amx_packed_attention(
+    @torch.library.custom_op(f"medboard::{variant}_packed_attention", mutates_args=())
+    def packed_attention(
         query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, starts: torch.Tensor,
         scale: float,
     ) -> torch.Tensor:  # fmt: skip
@@ -126,16 +171,16 @@ def _packed_operator() -> Any:
         longest = int((starts[1:] - starts[:-1]).max()) if len(starts) > 1 else 0
         out = torch.empty((1, length, heads, size), dtype=query.dtype)
         strides = [(ctypes.c_int64 * 3)(*t.stride()[:3]) for t in (query, key, value)]
-        status = library().mb_attention_packed_bf16(
+        status = library(variant).mb_attention_packed_bf16(
             query.data_ptr(), key.data_ptr(), value.data_ptr(), out.data_ptr(),
             starts.data_ptr(), len(starts) - 1, longest, heads, key.shape[1], size,
             *strides, scale,
         )  # fmt: skip
         if status != 0:
-            raise MemoryError("the AMX attention kernel could not allocate its buffers")
+            raise MemoryError("the attention kernel could not allocate its buffers")
         return out
 
-    @amx_packed_attention.register_fake
+    @packed_attention.register_fake
     def _(
         query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, starts: torch.Tensor,
         scale: float,
@@ -143,7 +188,7 @@ def _packed_operator() -> Any:
         _, heads, length, size = query.shape
         return query.new_empty((1, length, heads, size))
 
-    return amx_packed_attention
+    return packed_attention
 
 
 def _rows_ready(t: Any) -> Any:
@@ -176,61 +221,67 @@ def applies(
     )
 
 
-def amx_attention_forward(
-    module: Any,
-    query: Any,
-    key: Any,
-    value: Any,
-    attention_mask: Any,
-    dropout: float = 0.0,
-    scaling: float | None = None,
-    **kwargs: Any,
-) -> tuple[Any, None]:
-    """transformers' attention interface: the kernel where it applies, else torch's SDPA."""
+def _forwards(variant: str) -> tuple[Callable[..., Any], Callable[..., Any]]:
+    """transformers' attention interface for the kernel: on padded batches, and on packed ones."""
     import torch
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-    if applies(module, query, key, value, attention_mask, dropout, **kwargs):
+    kernel, packed_kernel = _operator(variant), _packed_operator(variant)
+
+    def attention_forward(
+        module: Any,
+        query: Any,
+        key: Any,
+        value: Any,
+        attention_mask: Any,
+        dropout: float = 0.0,
+        scaling: float | None = None,
+        **kwargs: Any,
+    ) -> tuple[Any, None]:
+        """The kernel where it applies, else torch's SDPA."""
+        if applies(module, query, key, value, attention_mask, dropout, **kwargs):
+            scale = scaling if scaling is not None else query.shape[-1] ** -0.5
+            return kernel(query, key, value, float(scale)), None
+        return sdpa_attention_forward(
+            module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs
+        )
+
+    def packed_forward(
+        module: Any,
+        query: Any,
+        key: Any,
+        value: Any,
+        attention_mask: Any,
+        dropout: float = 0.0,
+        scaling: float | None = None,
+        **kwargs: Any,
+    ) -> tuple[Any, None]:
+        """Packed batches (kwarg `medboard_segments`): the kernel where it applies, else torch's
+        SDPA one sequence at a time. The caller packs only sequences no longer than a sliding
+        window the model has (the kernel has none)."""
+        starts = kwargs.pop("medboard_segments", None)
+        if starts is None or query.shape[0] != 1:
+            raise ModelError("packed attention needs one row and its medboard_segments")
         scale = scaling if scaling is not None else query.shape[-1] ** -0.5
-        return torch.ops.medboard.amx_causal_attention(query, key, value, float(scale)), None
-    return sdpa_attention_forward(
-        module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs
-    )
+        within = {k: v for k, v in kwargs.items() if k != "sliding_window"}  # see above
+        if applies(module, query, key, value, None, dropout, **within):
+            return packed_kernel(query, key, value, starts, float(scale)), None
+        bounds = starts.tolist()
+        outs = [
+            sdpa_attention_forward(
+                module, query[:, :, a:b], key[:, :, a:b], value[:, :, a:b], None,
+                dropout=dropout, scaling=scaling, **kwargs,
+            )[0]
+            for a, b in zip(bounds, bounds[1:], strict=False)
+        ]  # fmt: skip
+        return torch.cat(outs, dim=1), None
+
+    return attention_forward, packed_forward
 
 
-def packed_attention_forward(
-    module: Any,
-    query: Any,
-    key: Any,
-    value: Any,
-    attention_mask: Any,
-    dropout: float = 0.0,
-    scaling: float | None = None,
-    **kwargs: Any,
-) -> tuple[Any, None]:
-    """transformers' attention interface for packed batches (kwarg `medboard_segments`): the
-    kernel where it applies, else torch's SDPA one sequence at a time. The caller packs only
-    sequences no longer than a sliding window the model has (the kernel has none)."""
-    import torch
-    from transformers.integrations.sdpa_attention import sdpa_attention_forward
-
-    starts = kwargs.pop("medboard_segments", None)
-    if starts is None or query.shape[0] != 1:
-        raise ModelError("packed attention needs one row and its medboard_segments")
-    scale = scaling if scaling is not None else query.shape[-1] ** -0.5
-    within = {k: v for k, v in kwargs.items() if k != "sliding_window"}  # see above
-    if applies(module, query, key, value, None, dropout, **within):
-        packed = torch.ops.medboard.amx_packed_attention
-        return packed(query, key, value, starts, float(scale)), None
-    bounds = starts.tolist()
-    outs = [
-        sdpa_attention_forward(
-            module, query[:, :, a:b], key[:, :, a:b], value[:, :, a:b], None,
-            dropout=dropout, scaling=scaling, **kwargs,
-        )[0]
-        for a, b in zip(bounds, bounds[1:], strict=False)
-    ]  # fmt: skip
-    return torch.cat(outs, dim=1), None
+def packed_attention_forward(module: Any, query: Any, *args: Any, **kwargs: Any) -> Any:
+    """The AMX kernel's forward on packed batches (see _forwards)."""
+    return _forwards("amx")[1](module, query, *args, **kwargs)
 
 
 def _no_mask(*args: Any, **kwargs: Any) -> None:
@@ -253,18 +304,18 @@ def packs(model: Any) -> bool:
 
 
 @cache
-def register() -> None:
-    """torch.ops.medboard.amx_causal_attention, and the kernel among transformers' attention
-    implementations (idempotent)."""
+def register(variant: str = "amx") -> None:
+    """torch.ops.medboard.<variant>_causal_attention and _packed_attention, and the kernel among
+    transformers' attention implementations (idempotent)."""
     from transformers import AttentionInterface
     from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
-    _operator()  # torch.ops.medboard.amx_causal_attention, before any compiled call reads it
-    _packed_operator()
-    AttentionInterface.register(NAME, amx_attention_forward)
-    AttentionMaskInterface.register(NAME, sdpa_mask)  # the masks SDPA gets: none when causal
-    AttentionInterface.register(PACKED_NAME, packed_attention_forward)
-    AttentionMaskInterface.register(PACKED_NAME, _no_mask)  # the segments say it all
+    name, packed_name = names(variant)
+    forward, packed_forward = _forwards(variant)  # the operators, before a compiled call
+    AttentionInterface.register(name, forward)
+    AttentionMaskInterface.register(name, sdpa_mask)  # the masks SDPA gets: none when causal
+    AttentionInterface.register(packed_name, packed_forward)
+    AttentionMaskInterface.register(packed_name, _no_mask)  # the segments say it all
 
 
 def _configs(model: Any) -> list[Any]:
@@ -273,18 +324,20 @@ def _configs(model: Any) -> list[Any]:
     return [c for c in found.values() if getattr(c, "_attn_implementation", None) == "sdpa"]
 
 
-class AmxAttention:
-    """Attention through the kernel while inside, for a model that uses torch's SDPA; on packed
-    batches while `packed` is set."""
+class KernelAttention:
+    """Attention through the kernel of run-key tag `tag` while inside, for a model that uses
+    torch's SDPA; on packed batches while `packed` is set."""
 
-    def __init__(self, model: Any) -> None:
-        register()
+    def __init__(self, model: Any, tag: str = AMX_ATTENTION) -> None:
+        self.variant = VARIANT_OF_TAG[tag]
+        register(self.variant)
+        self.names = names(self.variant)
         self.configs = _configs(model)
         self.packed = False
 
-    def __enter__(self) -> "AmxAttention":
+    def __enter__(self) -> "KernelAttention":
         for config in self.configs:
-            config._attn_implementation = PACKED_NAME if self.packed else NAME
+            config._attn_implementation = self.names[1] if self.packed else self.names[0]
         return self
 
     def __exit__(self, *exc: object) -> None:

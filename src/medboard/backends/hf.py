@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from medboard.backends.activation import FUSED_MLP, FusedActivation, activation_mode
-from medboard.backends.attention import AmxAttention, attention_mode, packs
+from medboard.backends.attention import KernelAttention, attention_mode, packs
 from medboard.backends.base import ChoiceRequest, GenerateRequest, GenerateResult
 from medboard.backends.hf_generate import eos_token_ids, greedy_generate, plan_generate
 from medboard.backends.hf_loading import (
@@ -160,11 +160,11 @@ class HFBackend(Scoring):
         self._scoring: list[AbstractContextManager[Any]] = []
         if self.compile:
             self._scoring.append(CompiledLayers(self._model))
-        # Scoring passes pack several questions into one row where the AMX kernel does the
+        # Scoring passes pack several questions into one row where a kernel does the
         # attention (it keeps each question to itself): no padding, few batch shapes.
-        self._attention: AmxAttention | None = None
+        self._attention: KernelAttention | None = None
         if self.attention:
-            self._attention = AmxAttention(self._model)
+            self._attention = KernelAttention(self._model, self.attention)
             self._scoring.append(self._attention)
         self._packs = self._attention is not None and packs(self._model)
         if self.activation:

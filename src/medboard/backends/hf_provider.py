@@ -28,7 +28,8 @@ ARGS = {
         per_run=True,
     ),
     "attention": Arg(
-        "attention while scoring: auto (medboard's AMX kernel where it runs faster), torch or amx",
+        "attention while scoring: auto (medboard's kernel where it runs faster: AMX, else "
+        "AVX-512 BF16), torch, amx or avx512",
         default="auto",
         choices=ATTENTION_CHOICES,
         per_run=True,

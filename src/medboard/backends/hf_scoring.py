@@ -13,7 +13,7 @@ from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass
 from typing import Any
 
-from medboard.backends.attention import AmxAttention
+from medboard.backends.attention import KernelAttention
 from medboard.backends.base import ChoiceRequest, ChoiceResult
 from medboard.backends.hf_generate import shared_prefix, with_cache
 from medboard.backends.last_layer import LastLayerRows
@@ -41,7 +41,7 @@ class Scoring:
     _model: Any
     _full_forward: bool  # the model's own forward gives logits _head cannot reproduce
     _packs: bool  # the attention kernel takes the model's attention on packed rows
-    _attention: AmxAttention | None
+    _attention: KernelAttention | None
     _last_rows: LastLayerRows | None
     _scoring: list[AbstractContextManager[Any]]  # what scoring passes switch on
     _context_tokens: dict[ChoiceRequest, int]

@@ -16,7 +16,7 @@ from medboard.paths import home
 
 HERE = Path(__file__).parent
 # Headers the kernels include: part of every kernel's build identity.
-HEADERS = ("vecmath.h", "amx.h")
+HEADERS = ("vecmath.h", "amx.h", "attention_core.h")
 AVX512 = ("-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512bf16")
 AMX = (*AVX512, "-mamx-tile", "-mamx-bf16", "-mprfchw")
 

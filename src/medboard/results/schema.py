@@ -25,7 +25,7 @@ class RunSpec(BaseModel):
     dtype: str
     matmul: str | None = None  # how bfloat16 products run (medboard.backends.kernels)
     compiled: str | None = None  # compiled layers' arithmetic (kernels.COMPILED_ARITHMETIC)
-    attention: str | None = None  # the AMX attention kernel's arithmetic (attention.AMX_ATTENTION)
+    attention: str | None = None  # the attention kernel's arithmetic (attention.KERNELS' tags)
     activation: str | None = None  # the gated activation kernel's (activation.NATIVE_ACTIVATION)
     # The backend, where it is not the transformers one: another engine's arithmetic on the same
     # weights (vLLM in process reads the same folder) is another run.
