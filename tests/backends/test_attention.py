@@ -2,15 +2,15 @@ from pathlib import Path
 
 import pytest
 
-from medboard.backends import ChoiceRequest, GenerateRequest, attention, create_backend
+from medboard.backends import ChoiceRequest, GenerateRequest, attention, create_backend, probe
 from medboard.backends.attention import (
     AMX_ATTENTION,
     AVX512_ATTENTION,
     KERNELS,
     applies,
     attention_mode,
+    forwards,
     library,
-    packed_attention_forward,
     packs,
 )
 from medboard.backends.probe import cpu_has_amx
@@ -146,6 +146,7 @@ def test_packed_attention_without_the_kernel_is_sdpa_per_sequence() -> None:
 
     q, k, v = (t.float() for t in _qkv(1, 30, 4, 2, 8, seed=5))
     starts = torch.tensor([0, 12, 13, 30])
+    packed_attention_forward = forwards("amx")[1]
     with torch.inference_mode():
         out, _ = packed_attention_forward(Module(), q, k, v, None, medboard_segments=starts)
         for a, b in [(0, 12), (12, 13), (13, 30)]:
@@ -216,7 +217,7 @@ def test_auto_takes_the_avx512_kernel_where_there_are_no_tiles(
     assert attention_mode("bfloat16", "cpu") == expected  # kept
     assert timed == [["avx512", "torch"]]
     assert attention_mode("bfloat16", "cpu", "avx512") == AVX512_ATTENTION  # asked for, it runs
-    monkeypatch.setattr(attention, "cpu_flags", lambda: frozenset({"avx2", "avx512f"}))
+    monkeypatch.setattr(probe, "cpu_flags", lambda: frozenset({"avx2", "avx512f"}))
     assert attention_mode("bfloat16", "cpu") is None  # neither kernel: torch's SDPA
     with pytest.raises(ModelError, match="--attention avx512 needs"):
         attention_mode("bfloat16", "cpu", "avx512")

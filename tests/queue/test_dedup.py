@@ -54,7 +54,11 @@ def _all_at_once(validate: Callable[[ModelSpec], ModelInfo]) -> Callable[[ModelS
     barrier = threading.Barrier(N, timeout=60)
 
     def validated(spec: ModelSpec) -> ModelInfo:
-        info = validate(spec)
+        try:
+            info = validate(spec)
+        except BaseException:
+            barrier.abort()  # the others stop waiting at once; this caller's error is the cause
+            raise
         barrier.wait()
         return info
 
@@ -76,6 +80,20 @@ def _in_threads(call: Callable[[int], Any]) -> list[Any]:
     for thread in threads:
         thread.join(timeout=120)
     return results
+
+
+def _described(results: list[Any]) -> list[str]:
+    """Each caller's outcome in one line (a response's status and body, or the exception it
+    raised), for an assertion message that shows which caller failed first and how."""
+    lines = []
+    for i, result in enumerate(results):
+        if isinstance(result, BaseException):
+            lines.append(f"caller {i}: raised {type(result).__name__}: {result!r}")
+        elif hasattr(result, "status_code"):
+            lines.append(f"caller {i}: HTTP {result.status_code}: {result.text[:300]}")
+        else:
+            lines.append(f"caller {i}: {result!r}")
+    return lines
 
 
 def _drain_and_count(database: Database) -> tuple[list[Submission], list[Entry]]:
@@ -105,7 +123,7 @@ def test_eight_concurrent_submit_calls_queue_one_job_and_one_entry(
     results = _in_threads(one)
     queued = [r for r in results if isinstance(r, Submission)]
     refused = [r for r in results if isinstance(r, DuplicateSubmissionError)]
-    assert len(queued) == 1 and len(refused) == N - 1, results
+    assert len(queued) == 1 and len(refused) == N - 1, _described(results)
     job_id = queued[0].id
     for exc in refused:
         assert exc.submission_id == job_id
@@ -157,8 +175,8 @@ def test_eight_concurrent_api_posts_give_one_201_and_seven_409s(
         return TestClient(app).post("/api/submit", json={**body, "submitter": f"s{i}"})
 
     responses = _in_threads(post)
-    codes = sorted(r.status_code for r in responses)
-    assert codes == [201] + [409] * (N - 1), [r.text for r in responses]
+    codes = sorted(getattr(r, "status_code", 0) for r in responses)
+    assert codes == [201] + [409] * (N - 1), _described(responses)
     (created,) = [r.json() for r in responses if r.status_code == 201]
     job_id = created["submission"]["id"]
     for response in responses:

@@ -26,7 +26,7 @@ from functools import cache
 from typing import Any
 
 from medboard.backends.native import AVX512, build, build_amx, kernel_mode
-from medboard.backends.probe import cpu_flags, cpu_has_amx, fastest
+from medboard.backends.probe import cpu_has_amx, cpu_has_avx512_bf16, fastest
 from medboard.errors import ModelError
 
 ACTIVATION_CHOICES = ("auto", "torch", "native")
@@ -60,12 +60,11 @@ def activation_mode(
     while the kernel takes them rounded (as it does everywhere else, where the compiled layers
     round them too), so its numbers would differ from the layers' (by 0.07 in a log-likelihood
     of -32.6 on a tiny random model, on every instruction set)."""
-    flags = cpu_flags() or frozenset()
     usable = (
         dtype == "bfloat16"
         and device == "cpu"
         and sys.platform == "linux"
-        and {"avx512f", "avx512bw", "avx512vl", "avx512_bf16"} <= flags
+        and cpu_has_avx512_bf16()
         and not (requested == "auto" and compiled and matmul == "float32")
     )
     requirement = "--dtype bfloat16 on a Linux CPU with AVX-512 BF16"

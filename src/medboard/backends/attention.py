@@ -23,7 +23,7 @@ from functools import cache
 from typing import Any
 
 from medboard.backends.native import AVX512, build, build_amx, kernel_mode
-from medboard.backends.probe import cpu_flags, cpu_has_amx, fastest
+from medboard.backends.probe import cpu_has_amx, cpu_has_avx512_bf16, fastest
 from medboard.errors import ModelError
 
 ATTENTION_CHOICES = ("auto", "torch", "amx", "avx512")
@@ -35,24 +35,25 @@ AVX512_ATTENTION = "avx512-attn-1"
 
 @dataclass(frozen=True)
 class Kernel:
-    """One attention kernel: its source, run-key tag, the CPU it needs and its probe's name."""
+    """One attention kernel: its source, run-key tag, the CPU it needs (in words, and the check
+    of this CPU), how its source is built, and its probe's name."""
 
     source: str
     tag: str
     requirement: str
+    usable: Callable[[], bool]
+    build: Callable[[str], ctypes.CDLL]
     probe: str
-
-    def usable(self) -> bool:
-        if self.source == "attention_amx.c":
-            return cpu_has_amx()
-        return {"avx512f", "avx512bw", "avx512vl", "avx512_bf16"} <= (cpu_flags() or frozenset())
 
 
 KERNELS = {
-    "amx": Kernel("attention_amx.c", AMX_ATTENTION, "a CPU with AMX (amx_bf16)", "amx-attention"),
+    "amx": Kernel(
+        "attention_amx.c", AMX_ATTENTION, "a CPU with AMX (amx_bf16)", cpu_has_amx, build_amx,
+        "amx-attention",
+    ),
     "avx512": Kernel(
         "attention_avx512.c", AVX512_ATTENTION, "a CPU with AVX-512 BF16 (avx512_bf16)",
-        "avx512-attention",
+        cpu_has_avx512_bf16, lambda source: build(source, AVX512), "avx512-attention",
     ),
 }  # fmt: skip
 VARIANT_OF_TAG = {k.tag: name for name, k in KERNELS.items()}
@@ -63,9 +64,6 @@ def names(variant: str) -> tuple[str, str]:
     and for packed ones (several sequences one after another in one row, each attending only to
     itself; `medboard_segments`, their start offsets and the end, as a model kwarg)."""
     return f"medboard_{variant}", f"medboard_{variant}_packed"
-
-
-NAME, PACKED_NAME = names("amx")
 
 
 def attention_mode(dtype: str, device: str, requested: str = "auto") -> str | None:
@@ -157,8 +155,8 @@ def _packed_candidates(variant: str) -> dict[str, Callable[[], object]]:
 @cache
 def library(variant: str = "amx") -> ctypes.CDLL:
     """The kernel's source, built once into medboard's home and loaded (native.build)."""
-    source = KERNELS[variant].source
-    lib = build_amx(source) if variant == "amx" else build(source, AVX512)
+    kernel = KERNELS[variant]
+    lib = kernel.build(kernel.source)
     pointer, size = ctypes.c_void_p, ctypes.c_int64
     lib.mb_attention_bf16.argtypes = [pointer] * 4 + [size] * 5 + [pointer] * 3 + [ctypes.c_float]
     lib.mb_attention_bf16.restype = ctypes.c_int
@@ -265,7 +263,7 @@ def applies(
     )
 
 
-def _forwards(variant: str) -> tuple[Callable[..., Any], Callable[..., Any]]:
+def forwards(variant: str) -> tuple[Callable[..., Any], Callable[..., Any]]:
     """transformers' attention interface for the kernel: on padded batches, and on packed ones."""
     import torch
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
@@ -323,11 +321,6 @@ def _forwards(variant: str) -> tuple[Callable[..., Any], Callable[..., Any]]:
     return attention_forward, packed_forward
 
 
-def packed_attention_forward(module: Any, query: Any, *args: Any, **kwargs: Any) -> Any:
-    """The AMX kernel's forward on packed batches (see _forwards)."""
-    return _forwards("amx")[1](module, query, *args, **kwargs)
-
-
 def _no_mask(*args: Any, **kwargs: Any) -> None:
     """The mask transformers builds for packed batches: none (the segments say it all)."""
     return None
@@ -355,7 +348,7 @@ def register(variant: str = "amx") -> None:
     from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
     name, packed_name = names(variant)
-    forward, packed_forward = _forwards(variant)  # the operators, before a compiled call
+    forward, packed_forward = forwards(variant)  # the operators, before a compiled call
     AttentionInterface.register(name, forward)
     AttentionMaskInterface.register(name, sdpa_mask)  # the masks SDPA gets: none when causal
     AttentionInterface.register(packed_name, packed_forward)

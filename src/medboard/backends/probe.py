@@ -57,6 +57,15 @@ def cpu_has_amx() -> bool:
     return flags is None or "amx_bf16" in flags
 
 
+AVX512_BF16_FLAGS = frozenset({"avx512f", "avx512bw", "avx512vl", "avx512_bf16"})
+
+
+def cpu_has_avx512_bf16() -> bool:
+    """Whether the CPU has what medboard's AVX-512 kernels use (VDPBF16PS and the AVX-512
+    foundation, byte-word and vector-length sets; Linux: False where cpuinfo cannot be read)."""
+    return (cpu_flags() or frozenset()) >= AVX512_BF16_FLAGS
+
+
 def machine() -> dict[str, Any]:
     """What a timing on this machine depends on, read without importing torch."""
     try:
