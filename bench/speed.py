@@ -4,7 +4,10 @@ For each model: the reference (hf backend, the same ref_<task> configs as bench/
 once per candidate batch size and the fastest is kept; then medboard and the reference at that
 batch size alternate until each has --repeats runs (the reference's selection run counts as its
 first). Every run is a fresh process from start to finish (model loading included), with no
-cache: medboard gets an empty run store over the same data store. Reported per tool, as medians:
+cache of results: medboard gets an empty run store over the same data store (it shares, as every
+home on a machine does, torch's compile cache and medboard's machine cache: probe verdicts and
+built kernels; --cold-machine gives each run an empty machine cache too, a first run on the
+machine). Reported per tool, as medians:
 wall time, questions/s, prompt tokens/s, peak RSS of the process tree, and the fraction of the
 machine's matmul peak (2 x non-embedding parameters x prompt tokens / wall / peak), which the
 script measures first. The accuracies of the last runs of both tools are compared as in
@@ -207,7 +210,10 @@ def bench_model(
         command = medboard_command(
             directory, args.dtype, tasks, out, args.device, args.limit, extra
         )
-        timed = run_logged(command, out.with_suffix(".log"), {**env, "MEDBOARD_HOME": str(home)})
+        run_env = {**env, "MEDBOARD_HOME": str(home)}
+        if args.cold_machine:  # probes timed and kernels built again, in the run's home
+            run_env["MEDBOARD_MACHINE_CACHE"] = str(home)
+        timed = run_logged(command, out.with_suffix(".log"), run_env)
         summary = json.loads((out / "results.json").read_text())
         questions = sum(r["n_samples"] for r in summary["runs"].values())
         tokens = sum(r["prompt_tokens"] for r in summary["runs"].values())
@@ -349,6 +355,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--medboard-args",
         default="",
         help="extra medboard eval options, e.g. '-M batch_tokens=4096'",
+    )
+    parser.add_argument(
+        "--cold-machine",
+        action="store_true",
+        help="each medboard run with an empty machine cache (probes and kernel builds included)",
     )
     parser.add_argument("--benchmarks", type=Path, default=None, help="normalized JSONL folder")
     parser.add_argument("--work", type=Path, required=True, help="work folder (outputs, logs)")

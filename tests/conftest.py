@@ -94,9 +94,11 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture()
 def medboard_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """An empty medboard home (data store, runs, model cache) for one test."""
+    """An empty medboard home (data store, runs, model cache) for one test, which is also its
+    machine cache (probe verdicts, built kernels): each test finds the machine unmeasured."""
     home = tmp_path / "home"
     monkeypatch.setenv("MEDBOARD_HOME", str(home))
+    monkeypatch.setenv("MEDBOARD_MACHINE_CACHE", str(home))
     return home
 
 

@@ -6,12 +6,30 @@ from pathlib import Path
 
 import pytest
 
-from medboard.paths import atomic_write_bytes, home, read_json_object, write_json_object
+from medboard.paths import (
+    atomic_write_bytes,
+    home,
+    machine_cache,
+    read_json_object,
+    write_json_object,
+)
 
 
 def test_home_follows_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MEDBOARD_HOME", str(tmp_path / "h"))
     assert home() == tmp_path / "h"
+
+
+def test_the_machine_cache_is_one_per_user_whatever_the_home(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("MEDBOARD_MACHINE_CACHE", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "user"))
+    for name in ("h1", "h2"):
+        monkeypatch.setenv("MEDBOARD_HOME", str(tmp_path / name))
+        assert machine_cache() == tmp_path / "user" / ".cache" / "medboard-machine"
+    monkeypatch.setenv("MEDBOARD_MACHINE_CACHE", str(tmp_path / "m"))
+    assert machine_cache() == tmp_path / "m"
 
 
 def test_a_json_object_round_trips_and_leaves_no_temporary_file(tmp_path: Path) -> None:

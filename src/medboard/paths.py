@@ -12,6 +12,14 @@ def home() -> Path:
     return Path(os.environ.get("MEDBOARD_HOME", Path.home() / ".cache" / "medboard"))
 
 
+def machine_cache() -> Path:
+    """What medboard works out about this machine and every home on it shares: the answers of
+    its probes and load-time checks (verdicts.json) and its built C kernels (kernels/).
+    MEDBOARD_MACHINE_CACHE, else ~/.cache/medboard-machine."""
+    default = Path.home() / ".cache" / "medboard-machine"
+    return Path(os.environ.get("MEDBOARD_MACHINE_CACHE", default))
+
+
 def shared_benchmarks() -> Path | None:
     """The shared benchmark folder if present: MEDBOARD_BENCHMARKS, else ../shared/benchmarks."""
     env = os.environ.get("MEDBOARD_BENCHMARKS")

@@ -28,6 +28,18 @@ def test_an_answer_is_worked_out_once(medboard_home: Path) -> None:
     assert list(stored.values()) == [True]
 
 
+def test_every_home_on_the_machine_shares_the_answers(
+    medboard_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fresh home (a benchmark's, a worker's) does not time the machine again."""
+    calls, work = counting(True)
+    remembered("q", {"a": 1}, work)
+    monkeypatch.setenv("MEDBOARD_HOME", str(tmp_path / "another-home"))
+    assert remembered("q", {"a": 1}, work) is True
+    assert len(calls) == 1
+    assert not (tmp_path / "another-home").exists()
+
+
 def test_a_no_is_remembered_too(medboard_home: Path) -> None:
     calls, work = counting(False)
     assert remembered("q", {"a": 1}, work) is False

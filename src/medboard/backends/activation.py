@@ -138,7 +138,7 @@ def _mlp_candidates() -> dict[str, Callable[[], object]]:
 
 @cache
 def library() -> ctypes.CDLL:
-    """gated_act.c, built once into medboard's home and loaded (native.build)."""
+    """gated_act.c, built once on this machine and loaded (native.build)."""
     lib = build("gated_act.c", AVX512)
     pointer = ctypes.c_void_p
     lib.mb_gated_act_bf16.argtypes = [pointer] * 3 + [ctypes.c_int64, ctypes.c_int]
@@ -170,7 +170,7 @@ def _operator() -> Any:
 
 @cache
 def mlp_library() -> ctypes.CDLL:
-    """gated_mlp_amx.c, built once into medboard's home and loaded (native.build)."""
+    """gated_mlp_amx.c, built once on this machine and loaded (native.build)."""
     lib = build_amx("gated_mlp_amx.c")
     pointer, size = ctypes.c_void_p, ctypes.c_int64
     lib.mb_pack_gated_bf16.argtypes = [pointer] * 3 + [size] * 2

@@ -7,7 +7,7 @@ block separately; at the hundred-odd tokens of a medical question that fixed cos
 arithmetic (about 0.1 TFLOP/s, a quarter of SmolLM2's scoring time). The kernels do the same
 arithmetic (float32 scores and softmax, bfloat16 probabilities times values accumulated in
 float32) over whole key ranges. Each is compiled with the system's C compiler on first use into
-medboard's home and called through a torch custom operator, so compiled layers keep it as one
+the machine cache and called through a torch custom operator, so compiled layers keep it as one
 opaque call.
 
 They run where they compute exactly what torch would (no mask, causal, queries = keys, head size
@@ -154,7 +154,7 @@ def _packed_candidates(variant: str) -> dict[str, Callable[[], object]]:
 
 @cache
 def library(variant: str = "amx") -> ctypes.CDLL:
-    """The kernel's source, built once into medboard's home and loaded (native.build)."""
+    """The kernel's source, built once on this machine and loaded (native.build)."""
     kernel = KERNELS[variant]
     lib = kernel.build(kernel.source)
     pointer, size = ctypes.c_void_p, ctypes.c_int64

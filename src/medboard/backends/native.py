@@ -1,6 +1,7 @@
-"""medboard's C kernels (attention_amx.c, gated_act.c, gated_mlp_amx.c): built with the
-system's C compiler on first use into medboard's home, once per source, flags and compiler,
-then loaded with ctypes."""
+"""medboard's C kernels (attention_amx.c, attention_avx512.c, gated_act.c, gated_mlp_amx.c):
+built with the system's C compiler on first use into the machine cache (paths.machine_cache,
+shared by every medboard home on the machine), once per source, flags and compiler, then loaded
+with ctypes."""
 
 import ctypes
 import hashlib
@@ -12,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from medboard.errors import ModelError
-from medboard.paths import home
+from medboard.paths import machine_cache
 
 HERE = Path(__file__).parent
 # Headers the kernels include: part of every kernel's build identity.
@@ -41,7 +42,7 @@ def build(source: str, flags: tuple[str, ...]) -> ctypes.CDLL:
     for header in HEADERS:
         digest.update((HERE / header).read_bytes())
     digest.update(" ".join(flags).encode() + version.encode())
-    target = home() / "kernels" / f"{path.stem}-{digest.hexdigest()[:16]}.so"
+    target = machine_cache() / "kernels" / f"{path.stem}-{digest.hexdigest()[:16]}.so"
     if not target.exists():
         target.parent.mkdir(parents=True, exist_ok=True)
         partial = target.with_suffix(f".{os.getpid()}.tmp")

@@ -1,8 +1,9 @@
 """Yes-or-no answers that take a process a second to work out and stay the same until what they
-depend on changes, kept in a file so that later processes skip the work: under the medboard home
-by default; the instruction-set answer, which is about inductor on this machine, beside
-inductor's compiled-code cache (kernels.trust_checked_vec_isa), so every medboard home on the
-machine shares it, as they share that cache.
+depend on changes, kept in a file so that later processes skip the work: in the machine cache
+by default (paths.machine_cache: every medboard home on the machine shares them, so a fresh home
+does not time the machine again, 5-6 s on the Xeon with AMX); the instruction-set answer, which
+is about inductor on this machine, beside inductor's compiled-code cache
+(kernels.trust_checked_vec_isa), as every home shares that cache.
 
 Every `medboard eval` asked them again: whether inductor's compiler builds and loads code for
 each vector instruction set the CPU reports (a test program compiled and loaded in a child
@@ -21,7 +22,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from medboard.paths import home, read_json_object, write_json_object
+from medboard.paths import machine_cache, read_json_object, write_json_object
 
 FILE_NAME = "verdicts.json"
 
@@ -53,7 +54,7 @@ def _remember(
 ) -> bool | str:
     text = json.dumps(dict(depends), sort_keys=True, default=str)
     key = f"{question}:{hashlib.sha256(text.encode()).hexdigest()[:32]}"
-    path = path or home() / FILE_NAME
+    path = path or machine_cache() / FILE_NAME
     answer = read_json_object(path).get(key)
     if isinstance(answer, kind):
         return answer
