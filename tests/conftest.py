@@ -168,9 +168,12 @@ def score_with_kernel(
 def made_up_clock(monkeypatch: Any, seconds: dict[str, float]) -> list[list[str]]:
     """probe.timings as a machine on which each candidate takes `seconds[name]`: the candidates
     still run (kernels and compiled code included), only the clock is made up. Returns the
-    names of each set of candidates timed, as they are timed."""
+    names of each set of candidates timed, as they are timed. Only with the machine cache in
+    the test's home (medboard_home): made-up verdicts must never reach the real one."""
     from medboard.backends import probe
+    from medboard.paths import home, machine_cache
 
+    assert machine_cache() == home() != Path.home() / ".cache" / "medboard", "use medboard_home"
     timed: list[list[str]] = []
 
     def timings(candidates: dict, repeats: int = probe.REPEATS) -> dict[str, float]:
