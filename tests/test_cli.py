@@ -97,6 +97,19 @@ def test_tasks_lists_tasks_suites_and_presence(home: Path) -> None:
         assert name in result.stdout
 
 
+@pytest.mark.parametrize(
+    ("args", "meant"), [(["evl"], "'eval'"), (["fl", "rnu"], "'run'"), (["exam", "ad"], "'add'")]
+)
+def test_a_mistyped_command_gets_one_suggestion(
+    tmp_path: Path, args: list[str], meant: str
+) -> None:
+    result = medboard(tmp_path, *args)
+    assert result.returncode == 2
+    message = " ".join(result.stderr.split())
+    assert f"No such command '{args[-1]}'" in message, result.stderr
+    assert message.count("Did you mean") == 1 and meant in message, result.stderr
+
+
 def test_a_long_path_stays_on_one_line(tmp_path: Path) -> None:
     """Messages are not broken at the 80 columns of a log (a path split in two cannot be
     copied); tables still fit them."""

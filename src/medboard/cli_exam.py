@@ -34,7 +34,9 @@ from medboard.tasks.declared import (
 from medboard.tasks.exam_data import read_text
 
 exam_app = typer.Typer(
-    help="Your own exam, declared in a TOML file: add, list, remove.", no_args_is_help=True
+    help="Your own exam, declared in a TOML file: add, list, remove.",
+    no_args_is_help=True,
+    suggest_commands=False,  # click suggests (see medboard.cli)
 )
 out = message_console()
 

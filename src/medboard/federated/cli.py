@@ -22,6 +22,7 @@ from medboard.federated.cli_deploy import deploy_command, partition_command
 fl_app = typer.Typer(
     help="Federated fine-tuning track (Flower): prepare data, run, evaluate, submit.",
     no_args_is_help=True,
+    suggest_commands=False,  # click suggests (see medboard.cli)
 )
 
 
