@@ -13,8 +13,9 @@ def home() -> Path:
 
 
 def machine_cache() -> Path:
-    """What medboard works out about this machine and every home on it shares: the answers of
-    its probes and load-time checks (verdicts.json) and its built C kernels (kernels/).
+    """What medboard works out or derives once on this machine and every home on it shares: the
+    answers of its probes and load-time checks (verdicts.json), its built C kernels (kernels/),
+    GGUF models dequantized (models/) and model files' content hashes (hash-cache.json).
     MEDBOARD_MACHINE_CACHE, else ~/.cache/medboard-machine."""
     default = Path.home() / ".cache" / "medboard-machine"
     return Path(os.environ.get("MEDBOARD_MACHINE_CACHE", default))

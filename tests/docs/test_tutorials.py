@@ -161,7 +161,7 @@ def wiped_postgres(url: str) -> str:
 
 @pytest.fixture(scope="session")
 def shared_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One model cache for every tutorial's home: SmolLM2's GGUF is dequantized once."""
+    """One machine cache for every tutorial's home: SmolLM2's GGUF is dequantized once."""
     return tmp_path_factory.mktemp("tutorial-models")
 
 
@@ -179,12 +179,12 @@ def run_tutorial(name: str, tmp_path: Path, models: Path) -> None:
     shutil.copytree(REPO / "flower", root / "flower")  # a tutorial copies it, as from a clone
     home = tmp_path / "home"
     home.mkdir()
-    (home / "models").symlink_to(models)
     postgres = os.environ.get("MEDBOARD_TEST_POSTGRES", "")
     sqlite = f"sqlite:///{home}/medboard.db"
     env = {
         **os.environ,
         "MEDBOARD_HOME": str(home),
+        "MEDBOARD_MACHINE_CACHE": str(models),  # GGUF models dequantized once for every tutorial
         "HF_HUB_OFFLINE": "1",
         "HF_DATASETS_CACHE": str(tmp_path / "hf-datasets"),
         "TUTORIAL_DB": wiped_postgres(postgres) if postgres else sqlite,
