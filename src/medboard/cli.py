@@ -11,26 +11,16 @@ from rich.markup import escape
 from rich.table import Table
 
 from medboard.cli_exam import exam_app
-from medboard.cli_options import (
-    message_console,
-)
+from medboard.cli_options import command_group, message_console
 from medboard.errors import MedboardError
 from medboard.federated.cli import fl_app
 
-# suggest_commands=False on every group: click suggests the command a typo meant already, and
-# typer's suggestion repeated it ("Did you mean 'eval'? Did you mean 'eval'?").
-app = typer.Typer(
-    help="medboard: evaluate language models on the medical QA suites.",
-    no_args_is_help=True,
+app = command_group(
+    "medboard: evaluate language models on the medical QA suites.",
     pretty_exceptions_enable=False,
     add_completion=False,
-    suggest_commands=False,
 )
-data_app = typer.Typer(
-    help="The local dataset store: import, pull, list.",
-    no_args_is_help=True,
-    suggest_commands=False,
-)
+data_app = command_group("The local dataset store: import, pull, list.")
 app.add_typer(data_app, name="data")
 app.add_typer(fl_app, name="fl")
 app.add_typer(exam_app, name="exam")

@@ -17,7 +17,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from medboard.cli_options import message_console
+from medboard.cli_options import command_group, message_console
 from medboard.errors import MedboardError
 from medboard.paths import atomic_write_text
 from medboard.tasks.declared import (
@@ -33,11 +33,7 @@ from medboard.tasks.declared import (
 )
 from medboard.tasks.exam_data import read_text
 
-exam_app = typer.Typer(
-    help="Your own exam, declared in a TOML file: add, list, remove.",
-    no_args_is_help=True,
-    suggest_commands=False,  # click suggests (see medboard.cli)
-)
+exam_app = command_group("Your own exam, declared in a TOML file: add, list, remove.")
 out = message_console()
 
 

@@ -26,6 +26,13 @@ LeaseOption = Annotated[
 ]
 
 
+def command_group(help: str, **options: Any) -> typer.Typer:
+    """A group of commands (medboard, and each of its groups): help when called bare, and one
+    suggestion for a mistyped command, click's (typer's repeated it: "Did you mean 'eval'? Did
+    you mean 'eval'?")."""
+    return typer.Typer(help=help, no_args_is_help=True, suggest_commands=False, **options)
+
+
 def message_console() -> Console:
     """The console commands print to (stdout). soft_wrap: a message line (a path, a URL) is never
     broken where the terminal, or a log's 80 columns, ends; tables are printed with

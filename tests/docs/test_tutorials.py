@@ -160,12 +160,12 @@ def wiped_postgres(url: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def shared_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def shared_machine_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One machine cache for every tutorial's home: SmolLM2's GGUF is dequantized once."""
-    return tmp_path_factory.mktemp("tutorial-models")
+    return tmp_path_factory.mktemp("tutorial-machine-cache")
 
 
-def run_tutorial(name: str, tmp_path: Path, models: Path) -> None:
+def run_tutorial(name: str, tmp_path: Path, machine_cache: Path) -> None:
     if not (SHARED / "benchmarks").is_dir():
         pytest.skip(f"no shared benchmarks at {SHARED / 'benchmarks'}")
     markdown = (TUTORIALS / name).read_text(encoding="utf-8")
@@ -184,7 +184,7 @@ def run_tutorial(name: str, tmp_path: Path, models: Path) -> None:
     env = {
         **os.environ,
         "MEDBOARD_HOME": str(home),
-        "MEDBOARD_MACHINE_CACHE": str(models),  # GGUF models dequantized once for every tutorial
+        "MEDBOARD_MACHINE_CACHE": str(machine_cache),  # GGUF models dequantized once
         "HF_HUB_OFFLINE": "1",
         "HF_DATASETS_CACHE": str(tmp_path / "hf-datasets"),
         "TUTORIAL_DB": wiped_postgres(postgres) if postgres else sqlite,
@@ -225,8 +225,8 @@ def run_tutorial(name: str, tmp_path: Path, models: Path) -> None:
     "name",
     ["evaluate-models.md", "run-a-leaderboard.md", "federated-team.md", "add-your-exam.md"],
 )
-def test_tutorial_runs(name: str, tmp_path: Path, shared_models: Path) -> None:
-    run_tutorial(name, tmp_path, shared_models)
+def test_tutorial_runs(name: str, tmp_path: Path, shared_machine_cache: Path) -> None:
+    run_tutorial(name, tmp_path, shared_machine_cache)
 
 
 def test_every_tutorial_is_run() -> None:

@@ -13,17 +13,13 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from medboard.cli_options import DeviceOption, ModelArgs, backend_args
+from medboard.cli_options import DeviceOption, ModelArgs, backend_args, command_group
 from medboard.federated.cli_common import AllowMismatch, Reference, console, out
 from medboard.federated.cli_common import input_errors as _errors
 from medboard.federated.cli_common import reference_app as _reference
 from medboard.federated.cli_deploy import deploy_command, partition_command
 
-fl_app = typer.Typer(
-    help="Federated fine-tuning track (Flower): prepare data, run, evaluate, submit.",
-    no_args_is_help=True,
-    suggest_commands=False,  # click suggests (see medboard.cli)
-)
+fl_app = command_group("Federated fine-tuning track (Flower): prepare data, run, evaluate, submit.")
 
 
 @fl_app.command("prepare-data")
