@@ -2,9 +2,13 @@
 
 import json
 import tomllib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 REFERENCE_APP = REPO / "flower"
@@ -204,3 +208,24 @@ def finished_run(setup: FlSetup, root: Path) -> tuple[Path, Path]:
     state = run_server(FakeGrid(config, setup.static()["num-clients"]), config)
     assert state["status"] == "finished", state["reason"]
     return app, root / "run"
+
+
+@contextmanager
+def command_env(root: Path, **more: str) -> Iterator[Path]:
+    """The environment of a test module's commands (yields `root`): a medboard home and a
+    datasets cache of its own under `root`, offline, and any `more` variables."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MEDBOARD_HOME", str(root / "home"))
+        patch.setenv("HF_DATASETS_CACHE", str(root / "hf-cache"))
+        patch.setenv("HF_HUB_OFFLINE", "1")
+        for name, value in more.items():
+            patch.setenv(name, value)
+        yield root
+
+
+def error_line(result: Any) -> str:
+    """The one line a command that failed (exit code 1) wrote to stderr."""
+    assert result.exit_code == 1, result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    return lines[0]

@@ -23,6 +23,7 @@ from medboard.federated.config import BYTES_PER_GB
 from medboard.federated.deploy import deploy_app
 from medboard.federated.pki import make_ca
 from medboard.federated.server_app import RUN_FILE
+from tests.federated.helpers import command_env, error_line
 from tests.federated.test_server import WIRE_BYTES
 
 runner = CliRunner()
@@ -33,12 +34,8 @@ BARE_PATH = "/usr/bin:/bin"
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory):
-    root = tmp_path_factory.mktemp("fl-deploy")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("MEDBOARD_HOME", str(root / "home"))
-        patch.setenv("HF_DATASETS_CACHE", str(root / "hf-cache"))
-        patch.setenv("HF_HUB_OFFLINE", "1")
-        patch.setenv("PATH", BARE_PATH)  # no venv on PATH, as in a fresh shell
+    # no venv on PATH, as in a fresh shell
+    with command_env(tmp_path_factory.mktemp("fl-deploy"), PATH=BARE_PATH) as root:
         yield root
 
 
@@ -46,13 +43,6 @@ def env(tmp_path_factory: pytest.TempPathFactory):
 def app(env: Path, fl_setup) -> Path:
     static = fl_setup.static(**{"num-clients": SITES})
     return fl_setup.app(env / "app", env / "unused", static, **{"num-server-rounds": ROUNDS})
-
-
-def _error_line(result) -> str:
-    assert result.exit_code == 1, result.output
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, result.stderr
-    return lines[0]
 
 
 def _timed(args: list[str]) -> tuple[object, float]:
@@ -119,9 +109,39 @@ def test_a_site_that_does_not_trust_the_superlink_is_refused(env: Path, app: Pat
         ["deploy", str(app), "--out", str(out), "--reference", str(app), "--quiet"]
         + ["--site-root-cert", f"1={other.ca_cert}"],
     )
-    line = _error_line(result)
+    line = error_line(result)
     assert "site 1 (" in line and "does not trust the SuperLink's certificate" in line
     assert not (out / RUN_FILE).exists()
+
+
+def test_a_site_whose_key_is_not_registered_is_refused(env: Path, app: Path) -> None:
+    out = env / "unregistered"
+    result = runner.invoke(
+        fl_app,
+        ["deploy", str(app), "--out", str(out), "--reference", str(app), "--quiet"]
+        + ["--unregistered-site", "1"],
+    )
+    line = error_line(result)
+    assert line.startswith(f"error: site 1 ({out / 'sites' / 'site-1.jsonl'}): ")
+    assert f"the SuperLink refused the SuperNode's key: {out / 'tls' / 'site-1.pub'}" in line
+    assert "is not registered with it" in line
+    assert not (out / RUN_FILE).exists()
+    nodes = [s["node_id"] for s in json.loads((out / "deployment.json").read_text())["sites"]]
+    assert nodes[1] == 0 and all(nodes[i] for i in (0, 2))  # the others were registered
+
+
+def test_options_naming_a_site_the_run_lacks_are_refused(env: Path, app: Path) -> None:
+    base = ["deploy", str(app), "--out", str(env / "no-site"), "--reference", str(app)]
+    line = error_line(runner.invoke(fl_app, [*base, "--site-root-cert", f"{SITES}=ca.crt"]))
+    assert (
+        line
+        == f"error: --site-root-cert names site {SITES}, but the run has {SITES} sites (0 to 2)"
+    )
+    line = error_line(runner.invoke(fl_app, [*base, "--unregistered-site", "7"]))
+    assert (
+        line == f"error: --unregistered-site names site 7, but the run has {SITES} sites (0 to 2)"
+    )
+    assert not (env / "no-site" / RUN_FILE).exists()
 
 
 def test_missing_and_malformed_site_files_are_refused(env: Path, app: Path) -> None:
@@ -131,11 +151,11 @@ def test_missing_and_malformed_site_files_are_refused(env: Path, app: Path) -> N
     (sites / "site-0.jsonl").write_text(pair)
     args = ["deploy", str(app), "--sites", str(sites), "--reference", str(app), "--quiet"]
     args += ["--out", str(env / "bad-out")]
-    assert _error_line(runner.invoke(fl_app, args)).startswith(
+    assert error_line(runner.invoke(fl_app, args)).startswith(
         f"error: site 1: missing dataset: the site's data file {sites / 'site-1.jsonl'}"
     )
     (sites / "site-1.jsonl").write_text(pair + '{"instruction": "no response"}\n')
-    line = _error_line(runner.invoke(fl_app, args))
+    line = error_line(runner.invoke(fl_app, args))
     assert f"site 1: malformed site data: {sites / 'site-1.jsonl'}:2 is not an instruction" in line
     assert not (env / "bad-out" / RUN_FILE).exists()
 
@@ -195,7 +215,7 @@ def test_an_exceeded_budget_stops_the_deployed_run_before_sending(env: Path, fl_
         ["deploy", str(tight), "--out", str(out), "--reference", str(tight), "--quiet"]
     )
     print(f"budget stop on the deployment engine: {wall:.1f} s")
-    line = _error_line(result)
+    line = error_line(result)
     assert "communication budget exceeded: round 2 train would send" in line
     assert line.endswith("stopped before sending")
     report = json.loads((out / REPORT_FILE).read_text())

@@ -14,7 +14,7 @@ from medboard.errors import MedboardError
 from medboard.federated.comm import site_failures
 from medboard.federated.config import ConfigError, FlConfig, app_run_config
 from medboard.federated.data import read_site_file
-from medboard.federated.deploy import site_files
+from medboard.federated.deploy import _log_reason, site_files
 from medboard.federated.launch import flower_env
 from medboard.federated.pki import make_ca, make_node_keys, make_tls
 from tests.federated.helpers import REFERENCE_APP
@@ -127,3 +127,29 @@ def test_flower_processes_get_the_interpreters_bin_first(monkeypatch, tmp_path: 
     assert env["PATH"].endswith("/usr/bin:/bin")
     assert (Path(first) / "flower-superexec").exists()
     assert env["FLWR_HOME"] == str(tmp_path / ".flwr") and env["MEDBOARD_FL_RUN"] == "marker"
+
+
+# A SuperNode's log as Flower 1.41 wrote it when the SuperLink refused to activate it.
+REFUSED_LOG = """\x1b[92mINFO \x1b[0m:      Starting Flower SuperNode
+INFO:     Started server process [13801]
+\x1b[91mERROR \x1b[0m:     Exit Code: 305
+Failed to initialize the connection to the SuperLink.
+[code: 2004] Failed to activate SuperNode.
+
+INFO:     Shutting down
+INFO:     Finished server process [13801]
+"""
+
+
+def test_a_failed_process_is_named_by_its_error_entry_not_its_last_line(tmp_path: Path) -> None:
+    log = tmp_path / "supernode-1.log"
+    log.write_text(REFUSED_LOG)
+    assert _log_reason(log) == (
+        "ERROR : Exit Code: 305 Failed to initialize the connection to the SuperLink. "
+        "[code: 2004] Failed to activate SuperNode."
+    )
+    log.write_text("INFO: starting\nTraceback: something broke\n")
+    assert _log_reason(log) == "Traceback: something broke"  # no ERROR entry: the last line
+    log.write_text("")
+    assert _log_reason(log) == "(empty log)"
+    assert _log_reason(tmp_path / "never-written.log") == "(empty log)"

@@ -78,6 +78,14 @@ def deploy_command(
             "CA made for the run); to rehearse a misconfigured site.",
         ),
     ] = None,
+    unregistered_site: Annotated[
+        list[int] | None,
+        typer.Option(
+            "--unregistered-site",
+            help="SITE: leave that site's key unregistered with the SuperLink, which then "
+            "refuses its SuperNode; to rehearse a site the federation does not know.",
+        ),
+    ] = None,
     reference: Reference = None,
     quiet: Annotated[bool, typer.Option(help="Do not stream Flower's log.")] = False,
 ) -> None:
@@ -102,6 +110,7 @@ def deploy_command(
             out_dir,
             sites_dir=sites,
             site_root_certs=_site_certs(site_root_cert or []),
+            unregistered=unregistered_site or (),
             echo=echo,
         )
     state = outcome.state

@@ -20,11 +20,12 @@ stopped when the run ends, fails or is interrupted.
 """
 
 import json
+import re
 import subprocess
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -53,13 +54,18 @@ from medboard.federated.launch import (
     wait_health,
     write_connection,
 )
-from medboard.federated.pki import make_node_keys, make_tls
+from medboard.federated.pki import make_node_keys, make_tls, public_key_pem
 from medboard.paths import atomic_write_text
 
 CONNECT_SECONDS = 120.0
 DEPLOYMENT_FILE = "deployment.json"
 # What a SuperNode's log says when the SuperLink's certificate is not signed by its root.
 UNTRUSTED = ("CERTIFICATE_VERIFY_FAILED", "certificate verify failed")
+# What the SuperLink's log says when a SuperNode's key is not registered with it (the key follows).
+UNKNOWN_KEY = "No SuperNode found with the given public key"
+# The start of a log entry (Flower's and uvicorn's levels), once colour codes are removed.
+ENTRY = re.compile(r"^(DEBUG|INFO|WARNING|ERROR|CRITICAL)\b")
+COLOUR = re.compile(r"\x1b\[[0-9;]*m")
 
 
 @dataclass
@@ -137,12 +143,31 @@ def _supernode_command(site: Site, port: int) -> list[str]:
     ]
 
 
-def _last_line(log: Path) -> str:
-    lines = [line.strip() for line in log.read_text(errors="replace").splitlines() if line.strip()]
-    return lines[-1][:300] if lines else "(empty log)"
+def _log_reason(log: Path) -> str:
+    """What a process's log says went wrong, in one line: its last ERROR entry with the lines
+    that belong to it (up to the next entry), else its last line."""
+    text = COLOUR.sub("", log.read_text(errors="replace")) if log.is_file() else ""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if not lines:
+        return "(empty log)"
+    errors = [i for i, line in enumerate(lines) if line.startswith("ERROR")]
+    if not errors:
+        return lines[-1][:300]
+    end = errors[-1] + 1
+    while end < len(lines) and not ENTRY.match(lines[end]):
+        end += 1
+    return " ".join(" ".join(lines[errors[-1] : end]).split())[:300]
 
 
-def _check_site(site: Site) -> None:
+def _key_refused(site: Site, superlink_log: Path) -> bool:
+    """Whether the SuperLink refused the site's key as one it does not know."""
+    pem = public_key_pem(site.pub).splitlines()
+    body = pem[1] if len(pem) > 1 else ""  # the key's first line of base64, as logged
+    text = superlink_log.read_text(errors="replace") if superlink_log.is_file() else ""
+    return bool(body) and any(UNKNOWN_KEY in line and body in line for line in text.splitlines())
+
+
+def _check_site(site: Site, superlink_log: Path) -> None:
     """Raise the one line that says why a starting SuperNode will not connect, if it won't."""
     text = site.log.read_text(errors="replace") if site.log.is_file() else ""
     if any(marker in text for marker in UNTRUSTED):
@@ -152,11 +177,17 @@ def _check_site(site: Site) -> None:
             "that signed it); no run was started"
         )
     assert site.process is not None
-    if site.process.poll() is not None:
+    if site.process.poll() is None:
+        return
+    if _key_refused(site, superlink_log):
         raise MedboardError(
-            f"{site.label()}: the SuperNode exited with code {site.process.returncode} before "
-            f"connecting: {_last_line(site.log)}"
+            f"{site.label()}: the SuperLink refused the SuperNode's key: {site.pub} is not "
+            "registered with it (flwr supernode register); no run was started"
         )
+    raise MedboardError(
+        f"{site.label()}: the SuperNode exited with code {site.process.returncode} before "
+        f"connecting: {_log_reason(site.log)}"
+    )
 
 
 def _wait_connected(sites: list[Site], superlink_log: Path) -> None:
@@ -168,7 +199,7 @@ def _wait_connected(sites: list[Site], superlink_log: Path) -> None:
         if not waiting:
             return
         for site in waiting:
-            _check_site(site)
+            _check_site(site, superlink_log)
         if time.time() > deadline:
             raise MedboardError(
                 f"{waiting[0].label()} did not connect within {CONNECT_SECONDS:.0f} s; "
@@ -221,6 +252,21 @@ def _write_deployment(folder: Path, sites: list[Site], port: int, started: float
     atomic_write_text(folder / DEPLOYMENT_FILE, json.dumps(record, indent=2) + "\n")
 
 
+def _check_site_numbers(
+    count: int, site_root_certs: Collection[int], unregistered: Collection[int]
+) -> None:
+    """Each site the options name is one of the run's."""
+    for option, sites in (
+        ("--site-root-cert", site_root_certs),
+        ("--unregistered-site", unregistered),
+    ):
+        for site in sorted(sites):
+            if not 0 <= site < count:
+                raise MedboardError(
+                    f"{option} names site {site}, but the run has {count} sites (0 to {count - 1})"
+                )
+
+
 def deploy_app(
     app: Path,
     overrides: dict[str, Value],
@@ -228,6 +274,7 @@ def deploy_app(
     out: Path | None = None,
     sites_dir: Path | None = None,
     site_root_certs: dict[int, Path] | None = None,
+    unregistered: Collection[int] = (),
     timeout: float = 6 * 3600,
     echo: Callable[[str], None] | None = None,
     on_running: Callable[[list[subprocess.Popen]], None] | None = None,
@@ -235,12 +282,14 @@ def deploy_app(
     """Run the app on the deployment engine; raise MedboardError with the run's one-line reason.
 
     `site_root_certs` gives a site another root certificate than the run's CA (to rehearse a
-    misconfigured site); `on_running` is called with the SuperNode processes, in site order,
-    once `flwr run` has started (tests use it to kill one).
+    misconfigured site); the sites in `unregistered` keep their keys unregistered with the
+    SuperLink (to rehearse a site it does not know); `on_running` is called with the SuperNode
+    processes, in site order, once `flwr run` has started (tests use it to kill one).
     """
     app = app.resolve()
     cfg, final, folder = prepare_run(app, overrides, reference, out)
     count = cfg.static.num_clients
+    _check_site_numbers(count, site_root_certs or {}, unregistered)
     if sites_dir is None:
         sites_dir = folder / "sites"
         data_file = final.get("data-path", "")
@@ -272,7 +321,8 @@ def deploy_app(
     try:  # everything started here is stopped below
         wait_health(port, superlink, superlink_log, tls.ca_cert)
         for site in sites:
-            site.node_id = _register(site, env, folder)
+            if site.id not in unregistered:
+                site.node_id = _register(site, env, folder)
         for site in sites:
             site.process = start_process(_supernode_command(site, port), env, folder, site.log)
         _wait_connected(sites, superlink_log)

@@ -152,3 +152,13 @@ def make_node_keys(folder: Path, name: str) -> tuple[Path, Path]:
         _write(folder / f"{name}.key", private, private=True),
         _write(folder / f"{name}.pub", public + b"\n"),
     )
+
+
+def public_key_pem(public: Path) -> str:
+    """An OpenSSH public key file (make_node_keys's) as the PEM text the SuperLink logs it in."""
+    from cryptography.hazmat.primitives import serialization
+
+    key = serialization.load_ssh_public_key(public.read_bytes())
+    return key.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    ).decode()
