@@ -19,17 +19,14 @@ from medboard.queue.worker import run_worker
 from medboard.results.db import Entry, Submission, open_database
 from medboard.runner import EvalOptions
 from tests.conftest import import_fixture_tasks
-from tests.federated.helpers import finished_run
+from tests.federated.helpers import command_env, error_line, finished_run
 
 runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory):
-    root = tmp_path_factory.mktemp("fl-central")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("MEDBOARD_HOME", str(root / "home"))
-        patch.setenv("HF_HUB_OFFLINE", "1")
+    with command_env(tmp_path_factory.mktemp("fl-central")) as root:
         import_fixture_tasks(root / "home")
         yield root
 
@@ -55,13 +52,6 @@ def _submissions(url: str) -> list[Submission]:
 def _entries(url: str) -> int:
     with open_database(url).session() as session:
         return session.scalar(select(func.count()).select_from(Entry))
-
-
-def _error_line(result) -> str:
-    assert result.exit_code == 1, result.output
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, result.stderr
-    return lines[0]
 
 
 def _work(url: str) -> int:
@@ -103,7 +93,7 @@ def test_each_protocol_is_a_job_and_an_entry(made_run, env: Path) -> None:
     shown = client.get(f"/api/model/{entries[1].id}").json()
     assert shown["entry"]["extra"]["federated"]["static_hash"] == federated["static_hash"]
     again = runner.invoke(fl_app, _args(run, app, url))
-    assert "is submitted already as #" in _error_line(again)
+    assert "is submitted already as #" in error_line(again)
     assert len(_submissions(url)) == 3
 
 
@@ -146,7 +136,7 @@ def test_tampered_run_is_refused(made_run, env: Path, what: str, message: str) -
     forged = _tampered(run, env / f"tampered-{what}", what)
     url = f"sqlite:///{env / f'tampered-{what}.db'}"
     result = runner.invoke(fl_app, _args(forged, app, url))
-    assert message in _error_line(result)
+    assert message in error_line(result)
     assert _submissions(url) == [] and _entries(url) == 0
 
 

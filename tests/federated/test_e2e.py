@@ -21,6 +21,7 @@ from medboard.queue.worker import run_worker
 from medboard.results.db import Entry, Submission, TaskScore, open_database
 from medboard.runner import EvalOptions
 from tests.conftest import build_tiny_llama, import_fixture_tasks
+from tests.federated.helpers import command_env, error_line
 from tests.federated.test_server import TENSOR_BYTES, WIRE_BYTES
 
 runner = CliRunner()
@@ -29,11 +30,7 @@ runner = CliRunner()
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory):
     """Environment of every command here: its own medboard home, datasets cache, database."""
-    root = tmp_path_factory.mktemp("fl-e2e")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("MEDBOARD_HOME", str(root / "home"))
-        patch.setenv("HF_DATASETS_CACHE", str(root / "hf-cache"))
-        patch.setenv("HF_HUB_OFFLINE", "1")
+    with command_env(tmp_path_factory.mktemp("fl-e2e")) as root:
         yield root
 
 
@@ -51,13 +48,6 @@ def _entries(url: str) -> int:
     database = open_database(url)
     with database.session() as session:
         return session.scalar(select(func.count()).select_from(Entry))
-
-
-def _error_line(result) -> str:
-    assert result.exit_code == 1, result.output
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, result.stderr
-    return lines[0]
 
 
 def test_run_trains_counts_bytes_and_stops_its_processes(ci_run) -> None:
@@ -145,7 +135,7 @@ def test_submit_queues_the_run_and_a_worker_scores_it_by_each_protocol(ci_run, e
             ).all()
             assert sorted(tasks) == ["careqa_en", "medmcqa", "medqa_4options", "pubmedqa"]
     again = runner.invoke(fl_app, _submit_args(run, app, url))
-    assert "is submitted already as #" in _error_line(again)
+    assert "is submitted already as #" in error_line(again)
     assert len(_submissions(url)) == 3 and _entries(url) == 3
 
 
@@ -162,13 +152,13 @@ def test_changed_static_section_is_refused(ci_run, env: Path, fl_setup) -> None:
         env / "changed", env / "changed-out", fl_setup.static(**{"num-clients": 2})
     )
     result = runner.invoke(fl_app, ["run", str(changed), "--reference", str(app), "--quiet"])
-    line = _error_line(result)
+    line = error_line(result)
     assert "static section changed: 'num-clients' is 2" in line
     assert not (env / "changed-out").exists()
     override = runner.invoke(
         fl_app, ["run", str(app), "--reference", str(app), "-c", "static.eval-limit=1"]
     )
-    assert "may not override 'static.eval-limit'" in _error_line(override)
+    assert "may not override 'static.eval-limit'" in error_line(override)
     # A finished run whose recorded static section was edited is refused at submission.
     forged = env / "forged"
     shutil.copytree(run, forged, ignore=shutil.ignore_patterns(".flwr"))
@@ -190,7 +180,7 @@ def test_changed_static_section_is_refused(ci_run, env: Path, fl_setup) -> None:
             "--allow-data-mismatch",
         ],
     )
-    assert "static section changed: 'eval-limit' is 1" in _error_line(submit)
+    assert "static section changed: 'eval-limit' is 1" in error_line(submit)
     assert _entries(url) == 0
 
 
@@ -203,7 +193,7 @@ def test_exceeded_budget_stops_the_run_and_leaves_no_entry(env: Path, fl_setup) 
     result = runner.invoke(
         fl_app, ["run", str(app), "--out", str(out), "--reference", str(app), "--quiet"]
     )
-    line = _error_line(result)
+    line = error_line(result)
     assert "communication budget exceeded: round 2 train would send" in line
     assert "stopped before sending" in line
     report = json.loads((out / REPORT_FILE).read_text())
@@ -212,7 +202,7 @@ def test_exceeded_budget_stops_the_run_and_leaves_no_entry(env: Path, fl_setup) 
     submit = runner.invoke(
         fl_app, ["submit", str(out), "--team", "t", "--reference", str(app), "--db", url]
     )
-    assert "did not finish: communication budget exceeded" in _error_line(submit)
+    assert "did not finish: communication budget exceeded" in error_line(submit)
     assert _entries(url) == 0
 
 
@@ -236,7 +226,7 @@ def test_adapter_of_another_base_model_is_refused(ci_run, env: Path) -> None:
             "--allow-data-mismatch",
         ],
     )
-    assert "does not match base model" in _error_line(result)
+    assert "does not match base model" in error_line(result)
     assert _entries(url) == 0
 
 
@@ -244,12 +234,12 @@ def test_missing_datasets_are_refused(ci_run, env: Path, fl_setup, monkeypatch) 
     app, run, _ = ci_run
     gone = fl_setup.app(env / "nodata", env / "nodata-out", None, **{"data-path": "/nonexistent"})
     result = runner.invoke(fl_app, ["run", str(gone), "--reference", str(app), "--quiet"])
-    assert "missing dataset: training data" in _error_line(result)
+    assert "missing dataset: training data" in error_line(result)
     monkeypatch.setenv("MEDBOARD_HOME", str(env / "empty-home"))  # no evaluation data
     url = f"sqlite:///{env / 'nodata.db'}"
     submit = runner.invoke(
         fl_app, ["submit", str(run), "--team", "t", "--reference", str(app), "--db", url]
     )
-    assert "no data for task" in _error_line(submit)
+    assert "no data for task" in error_line(submit)
     assert _entries(url) == 0
     assert os.environ["MEDBOARD_HOME"].endswith("empty-home")
