@@ -1,14 +1,16 @@
-"""Model servers started by the tests: vLLM's OpenAI server (CPU build) and llama-cpp-python's,
-each in a venv of its own (.ci/servers.sh installs them and prints MEDBOARD_TEST_VLLM and
-MEDBOARD_TEST_LLAMACPP, their Pythons). A test that needs one is skipped without it."""
+"""Servers started by the tests: a real `medboard serve`; vLLM's OpenAI server (CPU build) and
+llama-cpp-python's, each in a venv of its own (.ci/servers.sh installs them and prints
+MEDBOARD_TEST_VLLM and MEDBOARD_TEST_LLAMACPP, their Pythons). A test that needs a model server
+is skipped without it."""
 
 import contextlib
 import os
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -76,3 +78,39 @@ def llamacpp_server(gguf: Path, folder: Path) -> contextlib.AbstractContextManag
                "--host", "127.0.0.1", "--port", "{port}", "--model_alias", SERVED_NAME,
                "--n_ctx", "2048", "--n_threads", "2", "--n_threads_batch", "2"]  # fmt: skip
     return server(command, {}, folder / "llamacpp.log", wait=60)
+
+
+def medboard_serve(home: Path, folder: Path, options: Sequence[str] = ()) -> Iterator[str]:
+    """A real `medboard serve` process on folder/board.db with `options`, the medboard home
+    `home`, offline, the operator's models folder pytest's base folder (where the tiny model is,
+    tmp_path_factory's); yields its address once it listens, and stops it at the end (its output
+    in folder/serve.log)."""
+    port = free_port()
+    command = [sys.executable, "-c", "from medboard.cli import main; main()", "serve"]
+    command += ["--port", str(port), "--db", f"sqlite:///{folder / 'board.db'}", *options]
+    env = {**os.environ, "MEDBOARD_HOME": str(home), "HF_HUB_OFFLINE": "1"}
+    env["MEDBOARD_MODELS_DIR"] = str(folder.parent)
+    log = folder / "serve.log"
+    with log.open("w") as out:
+        process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            if process.poll() is not None:
+                break
+            time.sleep(0.2)
+    else:
+        process.kill()
+        pytest.fail("the server did not start: " + log.read_text())
+    assert process.poll() is None, log.read_text()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()

@@ -13,7 +13,6 @@ import csv
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -26,6 +25,7 @@ from medboard.leaderboard.ranking import track_spec
 from medboard.paths import shared_benchmarks
 from medboard.tasks import REGISTRY
 from tests.conftest import import_fixture_tasks
+from tests.servers import medboard_serve
 
 CHROMIUM = os.environ.get("MEDBOARD_CHROMIUM", "/usr/bin/chromium")
 ARGS = [
@@ -44,12 +44,6 @@ FLOWERTUNE = (
     "rank,team,base_model,comm_cost_gb,average,pubmedqa,medmcqa,medqa,careqa,date\n"
     "1,ZeroOne.AI,Llama3.1-Aloe-Beta-8B,2.0,63.57,74.80,55.39,59.31,64.79,2026-01-14\n"
 )
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _needs_browser() -> None:
@@ -78,40 +72,11 @@ def _serve(
 ) -> Iterator[str]:
     """A real `medboard serve` on tmp_path/board.db, with the published tables of tmp_path (and
     `more`), or `tables` alone; `extra`: more of its options (--submit, say)."""
-    port = _free_port()
-    command = [sys.executable, "-c", "from medboard.cli import main; main()", "serve"]
-    command += ["--port", str(port), "--db", f"sqlite:///{tmp_path / 'board.db'}"]
     if tables is None:
         tables = [tmp_path / "open.csv", tmp_path / "flowertune.csv", *more]
-    for table in tables:
-        command += ["--published", str(table)]
-    command += ["--allow-data-mismatch", "--lease", str(lease), *extra]
-    env = {**os.environ, "MEDBOARD_HOME": str(medboard_home), "HF_HUB_OFFLINE": "1"}
-    # the operator's models folder, which the form takes paths from: pytest's base folder,
-    # where the tiny model is (tmp_path_factory)
-    env["MEDBOARD_MODELS_DIR"] = str(tmp_path.parent)
-    log = (tmp_path / "serve.log").open("w")
-    process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            if process.poll() is not None:
-                break
-            time.sleep(0.2)
-    else:
-        process.kill()
-        pytest.fail("the server did not start: " + (tmp_path / "serve.log").read_text())
-    assert process.poll() is None, (tmp_path / "serve.log").read_text()
-    yield url
-    process.terminate()
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
+    options = [part for table in tables for part in ("--published", str(table))]
+    options += ["--allow-data-mismatch", "--lease", str(lease), *extra]
+    yield from medboard_serve(medboard_home, tmp_path, options)
 
 
 def _screenshot(page, name: str, tmp_path: Path) -> None:

@@ -2,10 +2,14 @@
 `submit()` and through `POST /api/submit`, on SQLite and on the real PostgreSQL, queue one job,
 and the worker that drains the queue records one entry."""
 
+import json
 import threading
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -23,6 +27,7 @@ from medboard.runner import EvalOptions
 from medboard.web.app import create_app
 from tests.conftest import import_fixture_tasks
 from tests.queue.databases import KINDS, database_url
+from tests.servers import medboard_serve
 
 TRACK = "flowertune_medical"  # 4 tasks, 10 questions each in the fixtures
 OPTIONS = EvalOptions(allow_data_mismatch=True)  # the fixtures are not the real benchmarks
@@ -194,3 +199,39 @@ def test_eight_concurrent_api_posts_give_one_201_and_seven_409s(
     html = TestClient(app).post("/submit", data=body)
     assert html.status_code == 409
     assert f'href="/model/{entries[0].id}"' in html.text
+
+
+def _post(url: str, body: dict[str, Any]) -> Any:
+    """POST body as JSON; the answer's status and text, an error status included."""
+    request = urllib.request.Request(
+        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=120) as response:
+            return SimpleNamespace(status_code=response.status, text=response.read().decode())
+    except urllib.error.HTTPError as exc:
+        return SimpleNamespace(status_code=exc.code, text=exc.read().decode())
+
+
+def test_eight_concurrent_posts_to_a_fresh_server_give_one_201_and_seven_409s(
+    home: Path, tiny_model: Path, tmp_path: Path
+) -> None:
+    """The same race on a real `medboard serve` that has imported nothing yet, so that each
+    request's check imports transformers in a thread of its own: 7 of 8 answered HTTP 500
+    ("cannot import name 'AutoConfig' from 'transformers'") before
+    hf_loading.import_transformers."""
+    body = {"model": str(tiny_model), "track": TRACK, "dtype": "float32"}
+    barrier = threading.Barrier(N, timeout=60)
+    serving = medboard_serve(home, tmp_path, ["--workers", "0", "--allow-data-mismatch"])
+    url = next(serving)
+    try:
+
+        def post(i: int) -> Any:
+            barrier.wait()
+            return _post(f"{url}/api/submit", {**body, "submitter": f"s{i}"})
+
+        responses = _in_threads(post)
+    finally:
+        serving.close()
+    codes = sorted(getattr(r, "status_code", 0) for r in responses)
+    assert codes == [201] + [409] * (N - 1), _described(responses)

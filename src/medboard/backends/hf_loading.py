@@ -9,6 +9,7 @@ import json
 import os
 import re
 import shutil
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -20,6 +21,21 @@ from medboard.paths import machine_cache, read_json_object, write_json_object
 DTYPES = ("float32", "bfloat16", "float16")
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+", re.ASCII)
 HUB_ID_MAX = 96  # huggingface_hub refuses longer repository ids
+_IMPORTING = threading.Lock()
+
+
+def import_transformers() -> None:
+    """Import transformers, one thread at a time.
+
+    Its package is a lazy module that is in sys.modules before it is initialized, and Python
+    does not make a second thread wait for it as it does for other modules: a thread importing
+    from it while another is still importing it gets "cannot import name 'AutoConfig' from
+    'transformers'". On a freshly started `medboard serve`, 7 of 8 concurrent submissions of one
+    model failed so, with HTTP 500 instead of 409. Every function here that imports from
+    transformers calls this first; once imported, it is a lookup under an uncontended lock.
+    """
+    with _IMPORTING:
+        import transformers  # noqa: F401
 
 
 @dataclass(frozen=True)
@@ -152,6 +168,7 @@ def gguf_to_dir(path: Path, digest: str) -> Path:
         import gguf  # noqa: F401
     except ImportError:
         raise MissingExtraError("gguf", "hf") from None
+    import_transformers()
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.integrations.ggml import GGUF_CONFIG_MAPPING
 
@@ -195,6 +212,7 @@ def _first_line(exc: BaseException) -> str:
 
 def check_causal_lm(directory: Path, label: str) -> Any:
     """The model's config, if it is a causal LM that loads without remote code."""
+    import_transformers()
     from transformers import AutoConfig
     from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
@@ -231,6 +249,8 @@ def load_model(
 ) -> tuple[Any, Any]:
     """(model, tokenizer), the adapter merged, in eval mode on the device."""
     import torch
+
+    import_transformers()
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     if dtype not in DTYPES:

@@ -18,6 +18,7 @@ from medboard.backends.hf_loading import (
     check_causal_lm,
     gguf_architecture,
     hash_dir,
+    import_transformers,
     resolve_source,
     source_revision,
 )
@@ -60,6 +61,7 @@ def model_card_license(directory: Path) -> str | None:
 
 
 def _load_tokenizer(directory: Path, label: str, gguf_file: str | None = None) -> None:
+    import_transformers()  # submissions may be checked at once, each in a thread
     from transformers import AutoTokenizer
 
     try:
@@ -74,6 +76,7 @@ def _check_gguf(path: Path, label: str) -> tuple[int, str]:
         import gguf  # noqa: F401
     except ImportError:
         raise MissingExtraError("gguf", "hf") from None
+    import_transformers()
     from transformers.integrations.ggml import GGUF_CONFIG_MAPPING
 
     architecture = gguf_architecture(path)
