@@ -1,5 +1,6 @@
 """The runner: results, reuse of finished runs, resume from the answer cache, output files."""
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -107,6 +108,19 @@ def test_limit_and_model_change_the_key(store: DataStore) -> None:
     c = evaluate(task, FakeBackend("bias=A"), data=store, options=MISMATCH_OK)[0]
     assert len({a.key, b.key, c.key}) == 3
     assert b.n_samples == 1
+
+
+def test_a_finished_run_of_one_question_is_reused(store: DataStore) -> None:
+    """One question has no standard error (nan, written as null): the stored run reads back."""
+    task = [REGISTRY.task("careqa_en")]
+    one = EvalOptions(limit=1, allow_data_mismatch=True)
+    first = evaluate(task, CountingBackend(), data=store, options=one)[0]
+    assert math.isnan(first.scores["acc"].stderr)
+    again = CountingBackend()
+    second = evaluate(task, again, data=store, options=one)[0]
+    assert again.calls == 0 and second.key == first.key
+    assert second.scores["acc"].value == first.scores["acc"].value
+    assert math.isnan(second.scores["acc"].stderr)
 
 
 def test_stale_cache_entry_is_recomputed(store: DataStore) -> None:

@@ -1,6 +1,7 @@
 """`medboard eval`: a model spec on tasks, with progress bars, a results table and, with
 --record, an entry on a track (medboard.evaluation, the path the workers take too)."""
 
+import math
 import os
 import time
 from pathlib import Path
@@ -286,6 +287,9 @@ def _shifts(text: str) -> list[int]:
 
 
 def _pct(value: float, stderr: float) -> str:
+    """A share in percent with its standard error (none shown where it is undefined: n < 2)."""
+    if math.isnan(stderr):
+        return f"{100 * value:.2f}"
     return f"{100 * value:.2f} ± {100 * stderr:.2f}"
 
 

@@ -2,9 +2,10 @@
 
 import hashlib
 import json
+import math
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, field_validator
 
 SCHEMA_VERSION = 1
 
@@ -48,7 +49,14 @@ class RunSpec(BaseModel):
 
 class Score(BaseModel):
     value: float
-    stderr: float
+    stderr: float  # nan where undefined (fewer than two samples)
+
+    @field_validator("stderr", mode="before")
+    @classmethod
+    def _undefined(cls, value: Any) -> Any:
+        """JSON has no nan: an undefined standard error is written as null, and read back as
+        nan (a finished run of one question could not be read, and its next run failed)."""
+        return math.nan if value is None else value
 
 
 class RunResult(BaseModel):
