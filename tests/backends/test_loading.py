@@ -147,3 +147,34 @@ def test_hub_id_resolves_through_the_hub_cache(
     backend = create_backend("medboard-test/tiny-llama")
     assert backend.identity()["revision"] == commit
     assert len(backend.loglikelihood([REQUEST])[0].logprobs) == 2
+
+
+def test_models_loaded_at_once_in_threads_get_the_dtype_each_asked_for(tiny_model: Path) -> None:
+    """transformers builds a model under a process-wide default dtype: two workers of one
+    `medboard serve` loading at once built a bfloat16 model in float32 (and the fused MLP refused
+    its weights) until loads took turns."""
+    import threading
+
+    import torch
+
+    from medboard.backends.hf_loading import load_model
+
+    asked = ["bfloat16", "float32"] * 4
+    barrier = threading.Barrier(len(asked), timeout=60)
+    got: list[object] = [None] * len(asked)
+
+    def load(i: int) -> None:
+        barrier.wait()
+        try:
+            model, _ = load_model(tiny_model, "tiny", asked[i], "cpu", None)
+            got[i] = {p.dtype for p in model.parameters()}
+        except Exception as exc:  # noqa: BLE001 - asserted on below
+            got[i] = exc
+
+    threads = [threading.Thread(target=load, args=(i,)) for i in range(len(asked))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert got == [{getattr(torch, dtype)} for dtype in asked]
+    assert torch.get_default_dtype() == torch.float32

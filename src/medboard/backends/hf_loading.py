@@ -22,6 +22,11 @@ DTYPES = ("float32", "bfloat16", "float16")
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+", re.ASCII)
 HUB_ID_MAX = 96  # huggingface_hub refuses longer repository ids
 _IMPORTING = threading.Lock()
+# transformers builds a model under torch's default dtype, which it sets for the whole process
+# while it does (torch.set_default_dtype): two threads loading at once (`medboard serve
+# --workers 2`) built one model in the other's dtype, a bfloat16 model in float32. One load
+# (or GGUF dequantization) at a time in a process.
+_LOADING = threading.Lock()
 
 
 def import_transformers() -> None:
@@ -164,6 +169,13 @@ def gguf_to_dir(path: Path, digest: str) -> Path:
     target = machine_cache() / "models" / f"gguf-{digest[7:23]}"
     if (target / "config.json").is_file():
         return target
+    with _LOADING:  # a thread that waited here finds the directory made
+        if not (target / "config.json").is_file():
+            _dequantize(path, digest, target)
+    return target
+
+
+def _dequantize(path: Path, digest: str, target: Path) -> None:
     try:
         import gguf  # noqa: F401
     except ImportError:
@@ -202,7 +214,6 @@ def gguf_to_dir(path: Path, digest: str) -> Path:
     )
     shutil.rmtree(target, ignore_errors=True)
     os.replace(tmp, target)
-    return target
 
 
 def _first_line(exc: BaseException) -> str:
@@ -258,15 +269,19 @@ def load_model(
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ModelError(f"device '{device}' asked for, but CUDA is not available here")
     check_causal_lm(directory, label)
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(directory, trust_remote_code=False)
-        model = AutoModelForCausalLM.from_pretrained(
-            directory, dtype=getattr(torch, dtype), trust_remote_code=False
-        )
-    except Exception as exc:
-        raise ModelError(f"cannot load model {label}: {_first_line(exc)}") from None
-    if adapter is not None:
-        model = merge_adapter(model, adapter, label)
+    with _LOADING:
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(directory, trust_remote_code=False)
+            model = AutoModelForCausalLM.from_pretrained(
+                directory, dtype=getattr(torch, dtype), trust_remote_code=False
+            )
+        except Exception as exc:
+            raise ModelError(f"cannot load model {label}: {_first_line(exc)}") from None
+        if adapter is not None:
+            model = merge_adapter(model, adapter, label)
+    loaded = model.get_input_embeddings().weight.dtype
+    if loaded != getattr(torch, dtype):  # what the lock above prevents: never scored unnoticed
+        raise ModelError(f"model {label} loaded in {loaded}, not the {dtype} asked for")
     model.to(device)
     model.eval()
     return model, tokenizer
