@@ -51,6 +51,21 @@ def test_arguments_are_typed_by_the_backend() -> None:
         flag.parse("b", "f", "maybe")
 
 
+@pytest.mark.parametrize(
+    ("text", "args", "message"),
+    [
+        ("org/model", {"batch_tokens": "0"}, "batch_tokens must be at least 1, not 0"),
+        ("org/model", {"batch_tokens": "-5"}, "batch_tokens must be at least 1, not -5"),
+        ("openai:m", {"concurrency": "0"}, "concurrency must be at least 1, not 0"),
+        ("openai:m", {"timeout": "-1"}, "timeout must be at least 1, not -1.0"),
+        ("vllm:m", {"gpu_memory_utilization": "1.5"}, "must be at most 1.0, not 1.5"),
+    ],
+)
+def test_numbers_out_of_their_range_are_one_line(text: str, args: dict, message: str) -> None:
+    with pytest.raises(ModelError, match=message):
+        registry.resolve(text, args)
+
+
 def test_defaults_apply_only_where_the_backend_takes_them() -> None:
     assert registry.resolve("org/model", defaults={"dtype": "bfloat16"}).get("dtype") == "bfloat16"
     assert registry.resolve("fake", defaults={"dtype": "bfloat16"}).args == ()

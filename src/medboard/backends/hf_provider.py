@@ -19,7 +19,9 @@ ARGS = {
     "device": Arg("cpu, cuda or cuda:N", default="cpu", per_run=True),
     "adapter": Arg("a PEFT adapter directory, merged into the model"),
     "revision": Arg("Hub revision: branch, tag or commit"),
-    "batch_tokens": Arg("tokens per scoring batch (default 4096)", kind=int, per_run=True),
+    "batch_tokens": Arg(
+        "tokens per scoring batch (default 4096)", kind=int, per_run=True, minimum=1
+    ),
     "compile": Arg(
         "decoder layers through torch.compile while scoring: auto (bfloat16 and float16 on "
         "the CPU, with a C++ compiler), on or off",

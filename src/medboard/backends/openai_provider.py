@@ -18,17 +18,24 @@ ARGS = {
         "the environment variable that holds the API key (the key is never stored)",
         per_run=True,
     ),
-    "concurrency": Arg("requests at a time", kind=int, default=8, per_run=True),
-    "timeout": Arg("seconds a request may take", kind=float, default=120.0, per_run=True),
-    "retries": Arg("retries on 429, 5xx and timeouts", kind=int, default=5, per_run=True),
+    "concurrency": Arg("requests at a time", kind=int, default=8, per_run=True, minimum=1),
+    "timeout": Arg(
+        "seconds a request may take", kind=float, default=120.0, per_run=True, minimum=1
+    ),
+    "retries": Arg(
+        "retries on 429, 5xx and timeouts", kind=int, default=5, per_run=True, minimum=0
+    ),
     "top_logprobs": Arg(
         "next-token log-probabilities asked for one-token choices (the server's --max-logprobs "
         "must allow as many); a choice not among them is asked alone",
         kind=int,
         default=20,
         per_run=True,
+        minimum=0,
     ),
-    "batch": Arg("questions per batch (each batch is cached)", kind=int, default=64, per_run=True),
+    "batch": Arg(
+        "questions per batch (each batch is cached)", kind=int, default=64, per_run=True, minimum=1
+    ),
 }
 
 

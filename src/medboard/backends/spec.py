@@ -80,6 +80,8 @@ class Arg:
     default: Any = None
     choices: tuple[str, ...] = ()
     per_run: bool = False
+    minimum: float | None = None  # the least value a number may take, and the most
+    maximum: float | None = None
 
     def parse(self, backend: str, key: str, value: Any) -> Any:
         """The typed value of `value` (text from a command line, form or database)."""
@@ -96,6 +98,14 @@ class Arg:
         if self.choices and typed not in self.choices:
             allowed = ", ".join(self.choices)
             raise ModelError(f"backend {backend}: unknown {key} '{typed}' (choose from {allowed})")
+        if self.minimum is not None and typed < self.minimum:
+            raise ModelError(
+                f"backend {backend}: {key} must be at least {self.minimum}, not {typed}"
+            )
+        if self.maximum is not None and typed > self.maximum:
+            raise ModelError(
+                f"backend {backend}: {key} must be at most {self.maximum}, not {typed}"
+            )
         return typed
 
 

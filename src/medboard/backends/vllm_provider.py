@@ -17,13 +17,20 @@ ARGS = {
         default="auto",
         choices=("auto", "float32", "bfloat16", "float16"),
     ),  # fmt: skip
-    "tensor_parallel_size": Arg("GPUs one model is split over", kind=int, default=1),
-    "max_model_len": Arg("the longest prompt plus answer, in tokens", kind=int),
+    "tensor_parallel_size": Arg("GPUs one model is split over", kind=int, default=1, minimum=1),
+    "max_model_len": Arg("the longest prompt plus answer, in tokens", kind=int, minimum=1),
     "gpu_memory_utilization": Arg(
-        "the share of GPU memory vLLM may take", kind=float, default=0.9, per_run=True
+        "the share of GPU memory vLLM may take",
+        kind=float,
+        default=0.9,
+        per_run=True,
+        minimum=0.01,
+        maximum=1.0,
     ),
     "enforce_eager": Arg("no CUDA graphs (slower, starts faster)", kind=bool, per_run=True),
-    "batch": Arg("questions per batch (each batch is cached)", kind=int, default=256, per_run=True),
+    "batch": Arg(
+        "questions per batch (each batch is cached)", kind=int, default=256, per_run=True, minimum=1
+    ),
 }
 
 
