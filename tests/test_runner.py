@@ -123,6 +123,25 @@ def test_a_finished_run_of_one_question_is_reused(store: DataStore) -> None:
     assert math.isnan(second.scores["acc"].stderr)
 
 
+def test_an_output_folder_that_cannot_be_written_fails_before_any_work(
+    store: DataStore, tmp_path: Path
+) -> None:
+    (tmp_path / "a-file").write_text("")
+    for folder, message in [
+        (tmp_path / "a-file", "is a file"),
+        (tmp_path / "a-file" / "below", "cannot write to the output folder .*a-file/below: "),
+    ]:
+        backend = CountingBackend()
+        options = EvalOptions(allow_data_mismatch=True, output=folder)
+        with pytest.raises(MedboardError, match=message):
+            evaluate([REGISTRY.task("careqa_en")], backend, data=store, options=options)
+        assert backend.calls == 0
+    done = tmp_path / "new" / "out"
+    evaluate([REGISTRY.task("careqa_en")], FakeBackend(), data=store,
+             options=EvalOptions(allow_data_mismatch=True, output=done))  # fmt: skip
+    assert sorted(p.name for p in done.iterdir()) == ["results.json", "samples_careqa_en.jsonl"]
+
+
 def test_stale_cache_entry_is_recomputed(store: DataStore) -> None:
     task = REGISTRY.task("pubmedqa")
     runs = RunStore()

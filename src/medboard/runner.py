@@ -8,6 +8,7 @@ re-exported here for the callers that know the runner as `medboard.runner`.
 
 import hashlib
 import json
+import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -182,6 +183,8 @@ def evaluate(
     runs = runs or RunStore()
     options = options or EvalOptions()
     protocol_version(options.protocol, options.max_new_tokens)  # fails before any work
+    if options.output is not None:
+        check_output_folder(options.output)
     reporter = reporter or SilentReporter()
     results = []
     for task in tasks:
@@ -189,6 +192,22 @@ def evaluate(
         if options.output is not None:
             write_output(options.output, results, backend)
     return results
+
+
+def check_output_folder(folder: Path) -> None:
+    """Make the output folder and write in it now: one that cannot be written fails before
+    any work (it was found after the first task), naming the folder and why."""
+    if folder.exists() and not folder.is_dir():
+        raise MedboardError(f"the output folder {folder} is a file")
+    check = folder / f".medboard-check-{os.getpid()}"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        check.write_bytes(b"")
+        check.unlink()
+    except OSError as exc:
+        raise MedboardError(
+            f"cannot write to the output folder {folder}: {exc.strerror or type(exc).__name__}"
+        ) from None
 
 
 def write_output(folder: Path, results: Sequence[RunResult], backend: Backend) -> None:
