@@ -183,6 +183,11 @@ def test_queue_states_reasons_filter_and_csv(client: TestClient, database: Datab
     assert len(rows) == 1 and rows[0]["status"] == "failed" and rows[0]["worker"] == "w1"
     assert "No submission is running" not in client.get("/queue?status=running").text
     assert client.get("/queue?status=nope").status_code == 200  # unknown: every state
+    unknown = "unknown status 'faild' (choose from pending, running, finished, failed)"
+    refused = client.get("/api/queue?status=faild")  # a program's typo is not every state
+    assert refused.status_code == 422 and refused.json()["detail"] == unknown
+    refused = client.get("/queue.csv?status=faild")
+    assert refused.status_code == 422 and unknown.replace("'", "&#39;") in refused.text
 
 
 def test_the_queue_shows_where_a_job_is(client: TestClient, database: Database) -> None:

@@ -4,7 +4,7 @@ import csv
 import io
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, Query, Request
+from fastapi import APIRouter, Form, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field
 
@@ -266,16 +266,25 @@ StatusParam = Annotated[
 ]
 
 
+def _known_status(status: str | None) -> str | None:
+    """The API's status filter: an unknown one is an error (the page shows every state)."""
+    if status is not None and status not in SUBMISSION_STATES:
+        raise HTTPException(
+            422, f"unknown status '{status}' (choose from {', '.join(SUBMISSION_STATES)})"
+        )
+    return status
+
+
 @router.get("/api/queue", tags=["queue"])
 def queue_json(request: Request, status: StatusParam = None) -> dict[str, Any]:
     """Submissions, newest first, with their state and the reason of a failure."""
-    return _queue(request, status)
+    return _queue(request, _known_status(status))
 
 
 @router.get("/queue.csv", tags=["queue"])
 def queue_csv(request: Request, status: StatusParam = None) -> Response:
     """The queue as CSV."""
-    data = _queue(request, status)
+    data = _queue(request, _known_status(status))
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(QUEUE_COLUMNS)
