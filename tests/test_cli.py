@@ -501,9 +501,13 @@ def test_a_database_that_cannot_be_opened(medboard_home: Path, tmp_path: Path) -
         "nosuchdriver://x/y",
         f"sqlite:///{tmp_path}",  # a folder
         "postgresql+psycopg://nobody:x@127.0.0.1:1/none",
+        "mysql://nobody:hunter2@127.0.0.1:1/none",  # no driver for it
     ):
         result = medboard(medboard_home, "submit", "fake", "--db", url)
         assert_only_one_line(result, "database")
+        said = result.stdout + result.stderr
+        assert ":x@" not in said and "hunter2" not in said  # passwords hidden
+    assert "nobody:***@127.0.0.1:1/none" in result.stderr
 
 
 def test_import_published_of_a_folder_or_a_file_that_is_not_utf8(

@@ -238,7 +238,6 @@ def serve_command(
 
     _check_submitted(submit or [], dtype)  # a missing model file: one line, before the imports
     import uvicorn
-    from sqlalchemy.engine import make_url
 
     from medboard.errors import DuplicateSubmissionError, MedboardError
     from medboard.leaderboard.published import import_published
@@ -295,8 +294,7 @@ def serve_command(
     try:
         for thread in threads:
             thread.start()
-        shown = make_url(database.url).render_as_string(hide_password=True)  # not in the logs
-        out.print(f"medboard at http://{host}:{port}/ ({shown}, {workers} worker(s))")
+        out.print(f"medboard at http://{host}:{port}/ ({database.shown}, {workers} worker(s))")
         uvicorn.run(create_app(database, admin_token=token), host=host, port=port, log_level="info")
     finally:
         _stop_workers(threads, stop)

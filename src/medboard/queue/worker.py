@@ -357,7 +357,7 @@ def run_worker(
     stop = stop or threading.Event()
     backend_args = registry.per_run_args(backend_args or {})  # a bad one: before any claim
     handled = 0
-    log.info("worker %s polling %s", name, database.url)
+    log.info("worker %s polling %s", name, database.shown)
     try:
         while not stop.is_set():
             job = claim(database, name, lease_seconds, only)

@@ -12,6 +12,7 @@ TaskScore per task and metric. Runs are medboard evaluations, keyed by their run
 import hashlib
 import logging
 import os
+import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -36,7 +37,7 @@ from sqlalchemy import (
     text,
     true,
 )
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 
 from medboard.errors import MedboardError
@@ -230,15 +231,24 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def shown_url(url: str) -> str:
+    """A database URL as messages and logs show it: its password, if any, hidden."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not a URL SQLAlchemy reads: hide whatever sits between : and @
+        return re.sub(r"(://[^/:@]*:)[^/@]*@", r"\1***@", url)
+
+
 class Database:
     """One database: an engine, its migrations and sessions."""
 
     def __init__(self, url: str | None = None) -> None:
         self.url = database_url(url)
+        self.shown = shown_url(self.url)
         try:
             self.engine: Engine = create_engine(self.url)
         except Exception as exc:  # a malformed URL or a missing driver
-            raise MedboardError(f"cannot open database {self.url}: {exc}") from None
+            raise MedboardError(f"cannot open database {self.shown}: {exc}") from None
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
 
@@ -261,7 +271,7 @@ class Database:
                 return
             except Exception as exc:
                 if attempt == 1:
-                    raise MedboardError(f"cannot migrate database {self.url}: {exc}") from None
+                    raise MedboardError(f"cannot migrate database {self.shown}: {exc}") from None
 
     @contextmanager
     def session(self) -> Iterator[Session]:
