@@ -110,6 +110,26 @@ def test_a_mistyped_command_gets_one_suggestion(
     assert message.count("Did you mean") == 1 and meant in message, result.stderr
 
 
+@pytest.mark.parametrize(
+    ("args", "summary"),
+    [
+        ([], "(SQLite by default); --device and -M are the workers' (as `medboard worker`)."),
+        (["exam"], "into the data store (content-hashed) and register the exam as a task"),
+    ],
+)
+def test_command_lists_show_each_summary_unbroken(
+    tmp_path: Path, args: list[str], summary: str
+) -> None:
+    """A summary wraps where the terminal ends, not where its docstring's line ended."""
+    env = {**os.environ, "MEDBOARD_HOME": str(tmp_path), "NO_COLOR": "1", "COLUMNS": "400"}
+    result = subprocess.run(
+        [sys.executable, "-c", "from medboard.cli import main; main()", *args, "--help"],
+        capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert summary in result.stdout, result.stdout
+
+
 def test_a_long_path_stays_on_one_line(tmp_path: Path) -> None:
     """Messages are not broken at the 80 columns of a log (a path split in two cannot be
     copied); tables still fit them."""

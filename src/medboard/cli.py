@@ -11,7 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from medboard.cli_exam import exam_app
-from medboard.cli_options import command_group, message_console
+from medboard.cli_options import command_group, message_console, one_line_summaries
 from medboard.errors import MedboardError
 from medboard.federated.cli import fl_app
 
@@ -186,6 +186,7 @@ def _register_commands() -> None:
     register_eval(app)
     register_board(app)
     register_analysis(app)
+    one_line_summaries(app)
 
 
 _register_commands()

@@ -1,5 +1,6 @@
 """Options shared by several commands, and how their input errors are reported."""
 
+import inspect
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -31,6 +32,19 @@ def command_group(help: str, **options: Any) -> typer.Typer:
     suggestion for a mistyped command, click's (typer's repeated it: "Did you mean 'eval'? Did
     you mean 'eval'?")."""
     return typer.Typer(help=help, no_args_is_help=True, suggest_commands=False, **options)
+
+
+def one_line_summaries(group: typer.Typer) -> None:
+    """Each command's line in its group's list of commands: the first paragraph of its
+    docstring on one line. Typer's rich help kept the docstring's line breaks there, so a
+    summary wrapped at 100 columns in the source broke mid-sentence in `medboard --help`."""
+    for info in group.registered_commands:
+        if info.short_help is None and info.callback is not None:
+            first = (inspect.getdoc(info.callback) or "").split("\n\n")[0]
+            info.short_help = " ".join(first.split())
+    for sub in group.registered_groups:
+        if sub.typer_instance is not None:
+            one_line_summaries(sub.typer_instance)
 
 
 def message_console() -> Console:
