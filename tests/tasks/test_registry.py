@@ -1,6 +1,7 @@
 """The task registry: suites, name resolution for --suite/--tasks, and errors that help."""
 
 import dataclasses
+import re
 
 import pytest
 
@@ -82,6 +83,22 @@ def test_resolve_task_outside_suite_fails() -> None:
         UnknownTaskError, match="'mmlu_anatomy' is not in suite 'flowertune_medical'"
     ):
         REGISTRY.resolve("flowertune_medical", "pubmedqa,mmlu_anatomy")
+
+
+@pytest.mark.parametrize(
+    ("name", "meant"),
+    [
+        ("medqa", "medqa_4options"),  # a dataset's name: its tasks
+        ("medqa_5options", "medqa_4options"),  # a near miss
+        ("pubmed_qa", "pubmedqa"),
+    ],
+)
+def test_an_unknown_task_names_the_tasks_it_may_mean(name: str, meant: str) -> None:
+    said = re.escape(f"unknown task '{name}'; did you mean {meant}? (known tasks: ")
+    with pytest.raises(UnknownTaskError, match=said):
+        REGISTRY.task(name)
+    with pytest.raises(UnknownTaskError, match=r"unknown task 'zzz' \(known tasks: "):
+        REGISTRY.task("zzz")  # nothing near: the list alone
 
 
 def test_resolve_unknown_task_within_suite_lists_known_tasks() -> None:

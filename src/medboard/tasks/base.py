@@ -4,6 +4,7 @@ A task knows its data (a dataset name and split in the local store, and where to
 how a stored record becomes a Sample, and how a Sample becomes a prompt. It knows no model.
 """
 
+import difflib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -189,7 +190,15 @@ class Registry:
             return self._tasks[name]
         except KeyError:
             known = ", ".join(sorted(self._tasks))
-            raise UnknownTaskError(f"unknown task '{name}' (known tasks: {known})") from None
+            raise UnknownTaskError(
+                f"unknown task '{name}'{self._did_you_mean(name)} (known tasks: {known})"
+            ) from None
+
+    def _did_you_mean(self, name: str) -> str:
+        """The tasks a mistyped name may mean: those of a dataset so named, else close names."""
+        meant = sorted(t.name for t in self._tasks.values() if t.dataset == name)
+        meant = meant or difflib.get_close_matches(name, list(self._tasks), n=3, cutoff=0.8)
+        return f"; did you mean {' or '.join(meant)}?" if meant else ""
 
     def suite(self, name: str) -> tuple[str, ...]:
         try:
