@@ -176,14 +176,14 @@ def _check_site(site: Site, superlink_log: Path) -> None:
             f"(CERTIFICATE_VERIFY_FAILED with --root-certificates {site.root_cert}, not the CA "
             "that signed it); no run was started"
         )
-    assert site.process is not None
-    if site.process.poll() is None:
-        return
-    if _key_refused(site, superlink_log):
+    if _key_refused(site, superlink_log):  # whether or not its SuperNode tries again
         raise MedboardError(
             f"{site.label()}: the SuperLink refused the SuperNode's key: {site.pub} is not "
             "registered with it (flwr supernode register); no run was started"
         )
+    assert site.process is not None
+    if site.process.poll() is None:
+        return
     raise MedboardError(
         f"{site.label()}: the SuperNode exited with code {site.process.returncode} before "
         f"connecting: {_log_reason(site.log)}"
