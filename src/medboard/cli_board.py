@@ -139,7 +139,11 @@ def _worker_args(items: list[str] | None, device: str | None) -> dict[str, str]:
 
 def import_results_command(
     path: Annotated[
-        Path, typer.Argument(help="An lm-eval --output_path folder or its results_*.json.")
+        Path,
+        typer.Argument(
+            help="An lm-eval --output_path folder (each model in it: its newest run) or one "
+            "results_*.json."
+        ),
     ],
     track: Annotated[
         str | None,
@@ -147,20 +151,23 @@ def import_results_command(
     ] = None,
     db: DbOption = None,
 ) -> None:
-    """Bring an lm-evaluation-harness run into the leaderboard, marked as imported."""
-    from medboard.leaderboard.exchange import import_results
+    """Bring lm-evaluation-harness runs into the leaderboard, marked as imported: one entry per
+    model in the folder (its newest run)."""
+    from medboard.leaderboard.exchange import import_all
     from medboard.results.db import open_database
 
     with utf8_located(path):
-        report = import_results(open_database(db), path, track)
-    skipped = f"; skipped tasks medboard does not know: {', '.join(report.skipped)}"
-    note = skipped if report.skipped else ""
-    if report.entry_id is None:
-        out.print(f"{report.results_file} was imported already: nothing changed{note}")
-    else:
-        out.print(
-            f"imported entry {report.entry_id} on {report.track}: {', '.join(report.tasks)}{note}"
-        )
+        reports = import_all(open_database(db), path, track)
+    for report in reports:
+        skipped = f"; skipped tasks medboard does not know: {', '.join(report.skipped)}"
+        note = skipped if report.skipped else ""
+        if report.entry_id is None:
+            out.print(f"{report.results_file} was imported already: nothing changed{note}")
+        else:
+            out.print(
+                f"imported entry {report.entry_id} on {report.track}: "
+                f"{', '.join(report.tasks)}{note}"
+            )
 
 
 def export_command(

@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from medboard.backends import create_backend
 from medboard.errors import DataError
-from medboard.leaderboard.exchange import export_entries, import_results
+from medboard.leaderboard.exchange import export_entries, import_all, import_results
 from medboard.results.db import Entry, Run, open_database
 from medboard.results.record import record_entry
 from medboard.runner import EvalOptions, evaluate
@@ -124,3 +124,28 @@ def test_export_then_import_round_trip(tmp_path: Path, medboard_home: Path, data
         ]
     with pytest.raises(DataError, match="no evaluated or imported entry with id \\[999\\]"):
         export_entries(database, tmp_path / "none", [999])
+
+
+def test_an_export_of_several_entries_imports_back_as_as_many(
+    tmp_path: Path, medboard_home: Path, database
+) -> None:
+    """`medboard import-results` of a folder with several models' runs took only the newest."""
+    import_fixture_tasks(medboard_home)
+    tasks = REGISTRY.resolve("flowertune_medical", None)
+    ids = []
+    for spec in ("fake", "fake:bias=B"):
+        backend = create_backend(spec)
+        results = evaluate(tasks, backend, options=EvalOptions(allow_data_mismatch=True))
+        ids.append(record_entry(database, "flowertune_medical", results, backend.identity()))
+    export_entries(database, tmp_path / "export", ids)
+    with pytest.raises(DataError, match="holds the runs of 2 models"):
+        import_results(database, tmp_path / "export")  # one model's function: not silently one
+    reports = import_all(database, tmp_path / "export")
+    assert len(reports) == 2 and all(r.entry_id is not None for r in reports)
+    with database.session() as session:
+
+        def scores(entry_id: int) -> dict[tuple[str, str], float]:
+            return {(s.task, s.metric): s.value for s in session.get(Entry, entry_id).scores}
+
+        assert [scores(r.entry_id) for r in reports] == [scores(i) for i in ids]
+    assert [r.entry_id for r in import_all(database, tmp_path / "export")] == [None, None]

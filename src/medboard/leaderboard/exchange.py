@@ -1,6 +1,7 @@
 """Runs in and out of the database in lm-evaluation-harness's format.
 
-`import_results` stores an lm-eval output folder as one entry of origin `imported`, with its
+`import_all` stores an lm-eval output folder as one entry per model in it (each model's newest
+run; `import_results` one model's) of origin `imported`, with its
 provenance (the results file, its sha256, the lm-eval version, the model arguments); its samples
 are kept as medboard records under `<home>/imports/`. `export_entries` writes entries that have
 runs back out as lm-eval folders.
@@ -18,7 +19,7 @@ from medboard import __version__
 from medboard.errors import DataError
 from medboard.paths import atomic_write_text, home
 from medboard.results.db import Database, Entry, Model, Run, TaskScore
-from medboard.results.lmeval import TaskOutput, read_lmeval, write_lmeval
+from medboard.results.lmeval import TaskOutput, read_lmeval, results_folders, write_lmeval
 from medboard.tasks import REGISTRY, TRACKS
 
 
@@ -45,8 +46,23 @@ def _track_for(tasks: list[str], track: str | None) -> str:
     return max(TRACKS, key=covered)
 
 
+def import_all(database: Database, path: Path, track: str | None = None) -> list[ImportedReport]:
+    """Store each model's newest run under an lm-eval output folder (or one results file) as an
+    imported entry, in the order of their folders (`medboard import-results`: it imported only
+    the newest run of all, so an export of several entries came back as one)."""
+    return [import_results(database, folder, track) for folder in results_folders(path)]
+
+
 def import_results(database: Database, path: Path, track: str | None = None) -> ImportedReport:
-    """Store an lm-eval output folder (or results file) as an imported entry."""
+    """Store one model's lm-eval run (a results file, or the newest under a folder that holds
+    one model's runs) as an imported entry."""
+    folders = results_folders(path)
+    if len(folders) > 1:
+        names = ", ".join(f.name for f in folders)
+        raise DataError(
+            f"{path} holds the runs of {len(folders)} models ({names}): import one model's "
+            "folder, or all of them with import_all"
+        )
     output = read_lmeval(path, {t.name for t in REGISTRY.tasks()})
     names = [t.task for t in output.tasks]
     chosen = _track_for(names, track)

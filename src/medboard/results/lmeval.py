@@ -92,6 +92,20 @@ def sample_record(row: dict[str, Any], where: str) -> dict[str, Any]:
     return record
 
 
+def results_folders(path: Path) -> list[Path]:
+    """What `path` holds to import, one item per model: a results file itself, else each folder
+    under it with results_<date>.json files (lm-eval writes one folder per model under its
+    --output_path; `medboard export` of several entries writes several)."""
+    if path.is_file():
+        return [path]
+    if not path.is_dir():
+        raise DataError(f"{path} does not exist")
+    found = {p.parent for p in path.rglob("results_*.json") if _RESULTS.match(p.name)}
+    if not found:
+        raise DataError(f"no lm-eval results_<date>.json under {path}")
+    return sorted(found)
+
+
 def _results_file(path: Path) -> Path:
     if path.is_file():
         if not _RESULTS.match(path.name):
