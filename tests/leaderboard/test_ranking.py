@@ -1,6 +1,7 @@
 """Ranking as a pure function: order, ties, partial entries, sorting, search and filters."""
 
 import json
+import math
 import os
 from pathlib import Path
 
@@ -412,7 +413,8 @@ def test_percent_text_rounds_half_up_in_decimal() -> None:
 
 def test_eval_record_with_a_limit_marks_the_entry(medboard_home: Path, tmp_path: Path) -> None:
     """`medboard eval --record --limit` (medboard.evaluation): the entry records its limit, so it
-    reads as partial even where SQLite cannot parse the runs' JSON (one question: NaN stderr)."""
+    reads as partial even where SQLite cannot parse a run's JSON (one question's NaN stderr, as
+    runs were recorded before it was written as null)."""
     from medboard.backends import registry
     from medboard.evaluation import evaluate_spec
     from medboard.runner import EvalOptions
@@ -426,11 +428,17 @@ def test_eval_record_with_a_limit_marks_the_entry(medboard_home: Path, tmp_path:
         evaluated = evaluate_spec(registry.resolve("fake"), tasks, options)
         ids[name] = evaluated.record(database, "open_medical", {"name": name}, "test")
     with database.session() as session:
-        entries = load_entries(session, "open_medical")
+        valid = session.scalars(select(func.json_valid(Run.result))).all()
+        assert set(valid) == {1}  # record.py writes an undefined stderr as null, not NaN
+        # as a database recorded before that holds it: a run's JSON SQLite cannot read
+        run = session.scalars(select(Run).where(Run.n_samples == 1)).first()
+        assert run is not None
+        run.result = {**run.result, "scores": {"acc": {"value": 1.0, "stderr": math.nan}}}
+    with database.session() as session:
+        assert 0 in session.scalars(select(func.json_valid(Run.result))).all()
+        entries = load_entries(session, "open_medical")  # the entry's own mark counts
         assert session.get(Entry, ids["limited"]).extra == {"limit": 1}  # type: ignore[union-attr]
         assert session.get(Entry, ids["whole"]).extra == {}  # type: ignore[union-attr]
-        valid = session.scalars(select(func.json_valid(Run.result))).all()
-    assert 0 in valid  # some runs' JSON SQLite cannot read: the entry's own mark counts
     rows = {r.entry_id: r for r in rank_entries(entries, track_spec("open_medical"))}
     limited = rows[ids["limited"]]
     assert limited.rank is None and limited.partial_text == "partial: 1 question per task"

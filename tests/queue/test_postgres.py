@@ -95,3 +95,27 @@ def test_a_model_of_billions_of_parameters_fits_on_postgres(database: Database) 
         session.add(Model(name="org/big", dtype="bfloat16", parameters=70_553_706_496))
     with database.session() as session:
         assert session.scalar(select(Model.parameters)) == 70_553_706_496
+
+
+def test_a_run_of_one_question_is_recorded_on_postgres(
+    database: Database, medboard_home: Path
+) -> None:
+    """Its standard error is nan, which Python's JSON writes as NaN and PostgreSQL refuses
+    ("invalid input syntax for type json"): recording the entry failed. It is null now."""
+    from medboard.backends import registry
+    from medboard.evaluation import evaluate_spec
+    from medboard.results.db import Run
+    from medboard.runner import EvalOptions
+    from medboard.tasks import REGISTRY
+    from tests.conftest import import_fixture_tasks
+
+    import_fixture_tasks(medboard_home)
+    options = EvalOptions(limit=1, allow_data_mismatch=True)
+    evaluated = evaluate_spec(
+        registry.resolve("fake"), REGISTRY.resolve("open_medical", None), options
+    )
+    entry_id = evaluated.record(database, "open_medical", {"name": "one"}, "test")
+    with database.session() as session:
+        assert session.get(Entry, entry_id) is not None
+        stored = session.scalars(select(Run.result)).all()
+    assert stored and all(r["scores"]["acc"]["stderr"] is None for r in stored)

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from medboard.results.db import Database
 from medboard.web.app import create_app
 from tests.web.conftest import MEDQA_N, OPEN_TASKS, entry_ids
 
@@ -356,3 +357,26 @@ def test_texts_of_a_real_run_and_of_its_permuted_copy(medboard_home: Path, tmp_p
             assert [c["option"] for c in row["choices"]] == [
                 texts[(i - shift) % n] for i in range(n)
             ]
+
+
+def test_a_run_of_one_question_downloads_with_no_standard_error(
+    database: Database, medboard_home: Path
+) -> None:
+    """Its standard error is nan, which JSON cannot hold: the result download answered 500."""
+    from medboard.backends import create_backend
+    from medboard.results.record import record_entry
+    from medboard.runner import EvalOptions, evaluate
+    from medboard.tasks import REGISTRY
+    from tests.conftest import import_fixture_tasks
+
+    import_fixture_tasks(medboard_home)
+    backend = create_backend("fake")
+    options = EvalOptions(limit=1, allow_data_mismatch=True)
+    results = evaluate(REGISTRY.resolve("flowertune_medical", None), backend, options=options)
+    entry_id = record_entry(database, "flowertune_medical", results, backend.identity())
+    client = TestClient(create_app(database))
+    got = client.get(f"/model/{entry_id}/runs/careqa_en/result.json")
+    assert got.status_code == 200, got.text
+    assert got.json()["scores"]["acc"]["stderr"] is None and got.json()["n_samples"] == 1
+    assert client.get(f"/model/{entry_id}").status_code == 200
+    assert client.get(f"/api/model/{entry_id}").status_code == 200

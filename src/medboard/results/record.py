@@ -6,7 +6,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from medboard.results.db import Database, Entry, Model, Run, TaskScore
-from medboard.results.schema import RunResult
+from medboard.results.schema import RunResult, json_safe
 
 
 def _model(session: Session, identity: dict[str, Any], details: dict[str, Any]) -> Model:
@@ -56,7 +56,7 @@ def _run(session: Session, model: Model, result: RunResult) -> Run:
         wall_seconds=result.wall_seconds,
         finished_at=result.finished_at,
         samples_path=result.samples_file,
-        result=result.model_dump(mode="json"),
+        result=json_safe(result.model_dump(mode="json")),  # a nan stderr: null, not NaN
     )
     session.add(run)
     session.flush()

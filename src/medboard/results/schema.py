@@ -47,6 +47,18 @@ class RunSpec(BaseModel):
         return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
 
+def json_safe(value: Any) -> Any:
+    """`value` (dicts, lists, numbers, text) with each non-finite float as None: JSON has no
+    nan (an undefined standard error), and a strict reader refuses Python's NaN."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: json_safe(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(item) for item in value]
+    return value
+
+
 class Score(BaseModel):
     value: float
     stderr: float  # nan where undefined (fewer than two samples)

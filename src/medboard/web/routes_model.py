@@ -25,6 +25,7 @@ from fastapi.responses import (
 )
 
 from medboard.leaderboard.ranking import TRACKS, track_spec
+from medboard.results.schema import json_safe
 from medboard.tasks import REGISTRY
 from medboard.web.cache import PAGES, BoardCache
 from medboard.web.fastpath import CachedBody, url_key
@@ -197,7 +198,7 @@ def run_result(request: Request, entry_id: EntryId, task: RunTask) -> JSONRespon
     """The raw result record of the run behind a task's score."""
     run = _run(request, entry_id, task)
     return JSONResponse(
-        run.result or {},
+        json_safe(run.result or {}),  # runs recorded before record.py wrote nan as null
         headers={"Content-Disposition": f'attachment; filename="{entry_id}_{task}_result.json"'},
     )
 
