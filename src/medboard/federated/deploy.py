@@ -159,16 +159,15 @@ def _log_reason(log: Path) -> str:
     return " ".join(" ".join(lines[errors[-1] : end]).split())[:300]
 
 
-def _key_refused(site: Site, superlink_log: Path) -> bool:
-    """Whether the SuperLink refused the site's key as one it does not know."""
-    pem = public_key_pem(site.pub).splitlines()
-    body = pem[1] if len(pem) > 1 else ""  # the key's first line of base64, as logged
-    text = superlink_log.read_text(errors="replace") if superlink_log.is_file() else ""
-    return bool(body) and any(UNKNOWN_KEY in line and body in line for line in text.splitlines())
+def _key_line(public: Path) -> str:
+    """The first base64 line of a public key as the SuperLink logs it (PEM), "" if none."""
+    pem = public_key_pem(public).splitlines()
+    return pem[1] if len(pem) > 1 else ""
 
 
-def _check_site(site: Site, superlink_log: Path) -> None:
-    """Raise the one line that says why a starting SuperNode will not connect, if it won't."""
+def _check_site(site: Site, superlink_text: str, key_line: str) -> None:
+    """Raise the one line that says why a starting SuperNode will not connect, if it won't
+    (`superlink_text`: the SuperLink's log; `key_line`: the site's key as it logs it)."""
     text = site.log.read_text(errors="replace") if site.log.is_file() else ""
     if any(marker in text for marker in UNTRUSTED):
         raise MedboardError(
@@ -176,7 +175,10 @@ def _check_site(site: Site, superlink_log: Path) -> None:
             f"(CERTIFICATE_VERIFY_FAILED with --root-certificates {site.root_cert}, not the CA "
             "that signed it); no run was started"
         )
-    if _key_refused(site, superlink_log):  # whether or not its SuperNode tries again
+    refused = key_line and any(
+        UNKNOWN_KEY in line and key_line in line for line in superlink_text.splitlines()
+    )
+    if refused:  # whether or not its SuperNode tries again
         raise MedboardError(
             f"{site.label()}: the SuperLink refused the SuperNode's key: {site.pub} is not "
             "registered with it (flwr supernode register); no run was started"
@@ -193,13 +195,14 @@ def _check_site(site: Site, superlink_log: Path) -> None:
 def _wait_connected(sites: list[Site], superlink_log: Path) -> None:
     """Until the SuperLink has activated every site's node (its log says so, per node id)."""
     deadline = time.time() + CONNECT_SECONDS
+    key_lines = {site.id: _key_line(site.pub) for site in sites}
     while True:
         text = superlink_log.read_text(errors="replace")
         waiting = [s for s in sites if f"Activated node_id={s.node_id}" not in text]
         if not waiting:
             return
         for site in waiting:
-            _check_site(site, superlink_log)
+            _check_site(site, text, key_lines[site.id])
         if time.time() > deadline:
             raise MedboardError(
                 f"{waiting[0].label()} did not connect within {CONNECT_SECONDS:.0f} s; "
