@@ -1,8 +1,10 @@
 """The runner: results, reuse of finished runs, resume from the answer cache, output files."""
 
+import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -121,6 +123,29 @@ def test_a_finished_run_of_one_question_is_reused(store: DataStore) -> None:
     assert again.calls == 0 and second.key == first.key
     assert second.scores["acc"].value == first.scores["acc"].value
     assert math.isnan(second.scores["acc"].stderr)
+
+
+def _strict_json(path: Path) -> Any:
+    def refuse(constant: str) -> None:
+        raise AssertionError(f"{path.name} holds {constant}, which strict JSON readers refuse")
+
+    return json.loads(path.read_text(encoding="utf-8"), parse_constant=refuse)
+
+
+def test_the_output_of_a_run_of_one_question_is_strict_json(
+    store: DataStore, tmp_path: Path
+) -> None:
+    """`--output`'s results.json held Python's NaN for the undefined standard error."""
+    options = EvalOptions(limit=1, allow_data_mismatch=True, output=tmp_path)
+    [result] = evaluate([REGISTRY.task("careqa_en")], FakeBackend(), data=store, options=options)
+    summary = _strict_json(tmp_path / "results.json")
+    assert summary["results"]["careqa_en"]["acc_stderr"] is None
+    assert summary["runs"]["careqa_en"]["scores"]["acc"]["stderr"] is None
+    assert summary["results"]["careqa_en"]["acc"] == result.scores["acc"].value
+    assert (
+        _strict_json(Path(result.samples_file).parent / "result.json")["scores"]["acc"]["stderr"]
+        is None
+    )
 
 
 def test_an_output_folder_that_cannot_be_written_fails_before_any_work(

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from medboard.errors import DataError
+from medboard.results.schema import json_safe
 from medboard.scoring.choice import argmax
 
 _RESULTS = re.compile(r"^results_(?P<stamp>\d{4}-\d\d-\d\dT[\d\-.]+)\.json$")
@@ -201,7 +202,7 @@ def write_lmeval(
         entry: dict[str, Any] = {"alias": task.task}
         for metric, (value, stderr) in task.scores.items():
             entry[f"{metric},none"] = value
-            entry[f"{metric}_stderr,none"] = stderr if stderr is not None else "N/A"
+            entry[f"{metric}_stderr,none"] = "N/A" if json_safe(stderr) is None else stderr
         results[task.task] = entry
         lines = []
         for doc_id, record in enumerate(task.samples):

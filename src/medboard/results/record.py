@@ -56,7 +56,7 @@ def _run(session: Session, model: Model, result: RunResult) -> Run:
         wall_seconds=result.wall_seconds,
         finished_at=result.finished_at,
         samples_path=result.samples_file,
-        result=json_safe(result.model_dump(mode="json")),  # a nan stderr: null, not NaN
+        result=json_safe(result.model_dump(mode="json")),  # JSON has no nan: null
     )
     session.add(run)
     session.flush()

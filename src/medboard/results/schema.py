@@ -5,7 +5,7 @@ import json
 import math
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict, field_serializer, field_validator
 
 SCHEMA_VERSION = 1
 
@@ -69,6 +69,12 @@ class Score(BaseModel):
         """JSON has no nan: an undefined standard error is written as null, and read back as
         nan (a finished run of one question could not be read, and its next run failed)."""
         return math.nan if value is None else value
+
+    @field_serializer("stderr", when_used="json")
+    def _null(self, value: float) -> float | None:
+        """...and written as null in every JSON dump (`results.json` of `--output` held
+        Python's NaN, which strict JSON readers refuse)."""
+        return value if math.isfinite(value) else None
 
 
 class RunResult(BaseModel):
