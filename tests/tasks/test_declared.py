@@ -211,6 +211,26 @@ def test_a_csv_exam_scores_the_option_texts(tmp_path: Path) -> None:
     assert task.not_permutable
 
 
+def test_a_csv_as_spreadsheets_save_it_reads_the_same(tmp_path: Path) -> None:
+    """Excel's "CSV UTF-8" starts with a byte-order mark, and where the decimal separator is a
+    comma it separates cells with semicolons; tabs come from copying cells. Each was refused
+    with a header it could not read ("it has \ufeffid, ..." or "it has id;question;...")."""
+    path = csv_declaration(tmp_path)
+    _, expected = read_declaration(path)
+    for delimiter in (";", "\t", ","):
+        text = CSV.format(answer="B").replace(",", delimiter).replace("\n", "\r\n")
+        (tmp_path / "derm.csv").write_bytes(b"\xef\xbb\xbf" + text.encode())
+        assert read_declaration(path)[1] == expected, repr(delimiter)
+    comma_in_cell = 'id;question;A;B;answer;subject\nq1;"1,5 mg or 2,5 mg?";1,5 mg;2,5 mg;A;dose\n'
+    (tmp_path / "derm.csv").write_text(comma_in_cell, encoding="utf-8")
+    [record] = read_declaration(path)[1]
+    assert record["options"] == {"A": "1,5 mg", "B": "2,5 mg"} and record["question"] == (
+        "1,5 mg or 2,5 mg?"
+    )
+    declare(tmp_path, "\ufeff" + DECLARATION, data="\ufeff" + jsonl(RECORDS))
+    assert read_declaration(tmp_path / "exam.toml")[1] == RECORDS  # TOML and JSONL
+
+
 def test_a_jsonl_exam_becomes_a_private_task(tmp_path: Path) -> None:
     exam, records = read_declaration(declare(tmp_path, DECLARATION))
     task = task_of(exam)

@@ -22,7 +22,7 @@ def read_text(path: Path, what: str) -> str:
     except OSError as exc:
         raise ExamDeclarationError(f"{path}:1: cannot read the {what}: {exc.strerror}") from None
     try:
-        return raw.decode("utf-8")
+        return raw.decode("utf-8").removeprefix("\ufeff")  # the byte-order mark Excel writes
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
         raise ExamDeclarationError(f"{path}:{line}: not UTF-8 text: save it as UTF-8") from None
@@ -57,8 +57,13 @@ def check_exam_record(record: Any, where: str) -> dict[str, Any]:
 def csv_records(path: Path, text: str) -> list[tuple[int, dict[str, Any]]]:
     """(line, record) of a CSV with a header: id, question, A, B, ..., answer, and maybe context,
     subject and other columns (fields a template may name). Blank trailing options are left out
-    (questions with fewer options)."""
-    rows = csv.reader(io.StringIO(text, newline=""))
+    (questions with fewer options). Cells are separated by commas, or by semicolons or tabs
+    where the header line has more of those (a spreadsheet saved as CSV where the decimal
+    separator is a comma writes semicolons)."""
+    text = text.replace("\r\n", "\n")  # also inside quoted cells: no prompt ends a line with \r
+    first = next((line for line in text.splitlines() if line.strip()), "")
+    delimiter = max(",;\t", key=first.count)  # a tie (none at all): the comma, listed first
+    rows = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     try:
         return _csv_rows(path, rows)
     except csv.Error as exc:
