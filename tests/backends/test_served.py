@@ -99,9 +99,19 @@ def _free_port() -> int:
 
 
 def test_an_unreachable_server_is_one_line() -> None:
-    model = backend(f"http://127.0.0.1:{_free_port()}/v1")
-    with pytest.raises(ModelError, match=r"/v1/models failed 2 time\(s\), last: .*Connection"):
+    """Named with what to check: it read as a fault of medboard's."""
+    port = _free_port()
+    model = backend(f"http://127.0.0.1:{port}/v1")
+    expected = (
+        rf"^http://127.0.0.1:{port}/v1/models failed 2 time\(s\) in \d+ s, last: .*Connection.*"
+        rf" \(nothing listens at http://127.0.0.1:{port}: is the server running, and is base_url "
+        r"right\?\)$"
+    )
+    with pytest.raises(ModelError, match=expected):
         model.identity()
+    unknown = backend("http://no-such-host.invalid:8000/v1")
+    with pytest.raises(ModelError, match=r"the host of http://no-such-host.invalid:8000 is not"):
+        unknown.identity()
 
 
 def test_a_model_the_server_does_not_serve(stub: StubServer) -> None:
@@ -114,7 +124,7 @@ def test_a_model_the_server_does_not_serve(stub: StubServer) -> None:
     ("mode", "message"),
     [
         ("garbage", r"/v1/completions answered no JSON: '<html>Bad Gateway"),
-        ("close", r"/v1/completions failed 2 time\(s\), last: "),
+        ("close", r"/v1/completions failed 2 time\(s\) in \d+ s, last: "),
     ],
 )
 def test_garbage_and_a_connection_closed_mid_answer(mode: str, message: str) -> None:

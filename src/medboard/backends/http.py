@@ -7,6 +7,7 @@ is not the JSON asked for). The standard library only: a served model needs no e
 import json
 import os
 import random
+import socket
 import time
 import urllib.error
 import urllib.request
@@ -62,7 +63,7 @@ class Client:
     ) -> Any:
         url = self.base.rstrip("/") + path
         data = None if body is None else json.dumps(body).encode()
-        last = ""
+        last, hint, started = "", "", time.monotonic()
         for attempt in range(self.retries + 1):
             if attempt:
                 time.sleep(self.backoff * 2 ** (attempt - 1) * (1 + random.random() / 4))
@@ -79,6 +80,7 @@ class Client:
             except (urllib.error.URLError, TimeoutError, HTTPException, OSError) as exc:
                 reason = getattr(exc, "reason", exc)
                 last = f"{type(reason).__name__}: {reason}".strip()
+                hint = _unreachable_hint(reason, self.base)
                 continue
             if raw:
                 return payload.decode("utf-8", errors="replace")
@@ -87,8 +89,19 @@ class Client:
             except ValueError:
                 start = payload[:80].decode("utf-8", errors="replace")
                 raise ServerError(f"{self.base}{path} answered no JSON: {start!r}") from None
-        tries = self.retries + 1
-        raise ServerError(f"{self.base}{path} failed {tries} time(s), last: {last}")
+        tries, spent = self.retries + 1, time.monotonic() - started
+        raise ServerError(
+            f"{self.base}{path} failed {tries} time(s) in {spent:.0f} s, last: {last}{hint}"
+        )
+
+
+def _unreachable_hint(reason: object, base: str) -> str:
+    """What to check when nothing answered at all (the error alone reads as a medboard fault)."""
+    if isinstance(reason, ConnectionRefusedError):
+        return f" (nothing listens at {base}: is the server running, and is base_url right?)"
+    if isinstance(reason, socket.gaierror):
+        return f" (the host of {base} is not known: is base_url right?)"
+    return ""
 
 
 def _server_message(error: urllib.error.HTTPError) -> str:
