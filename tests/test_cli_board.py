@@ -3,6 +3,7 @@
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -149,6 +150,30 @@ def _interrupt_mid_job(
         process.send_signal(stop)
         code = process.wait(timeout=60)
     return code, log.read_text()
+
+
+def test_ctrl_c_in_eval_says_where_it_stopped_and_the_rerun_resumes(
+    home: Path, tmp_path: Path
+) -> None:
+    """Ctrl-C ended `medboard eval` with exit code 130 and not a word (typer swallowed the
+    interruption before medboard's message)."""
+    args = ["eval", "--model", "fake:delay=0.2,batch=1", "--suite", "flowertune_medical",
+            "--allow-data-mismatch"]  # fmt: skip
+    code, output = _interrupt_mid_job(home, tmp_path, args, signal.SIGINT)
+    assert code == 130, output
+    said = re.search(
+        r"interrupted( at (\w+) (\d+)/(\d+) \(answers so far kept\))?: run the same command "
+        r"again to resume", output,
+    )  # fmt: skip
+    assert said is not None and "Traceback" not in output, output
+    again = medboard(home, *args)
+    assert again.returncode == 0, again.stderr
+    if said[1] is None:  # stopped between tasks
+        return
+    task, done, total = said[2], int(said[3]), int(said[4])
+    assert done <= total, output  # all answered, the run not yet written: also resumed
+    if done:  # a task is resumed where it stopped, not started again
+        assert f"{task}: resuming at {done}/{total}" in again.stderr, again.stderr
 
 
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])

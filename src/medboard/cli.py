@@ -228,6 +228,5 @@ def main() -> None:
         _fail(os_error_line(exc))
     except UnicodeDecodeError as exc:  # a file read as text that is not UTF-8
         _fail(f"a file is not UTF-8 text: {exc}")
-    except KeyboardInterrupt:
-        console.print("interrupted: run the same command again to resume")
+    except KeyboardInterrupt:  # outside a command (typer makes Ctrl-C in one exit code 130)
         sys.exit(130)

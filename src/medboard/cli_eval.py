@@ -56,6 +56,13 @@ class RichReporter:
         if self.plain and done:
             self.progress.console.print(f"{task}: resuming at {done}/{total}")
 
+    def where(self) -> str:
+        """' at TASK N/TOTAL (the answers so far are kept)' while a task runs, else ''."""
+        if self.current is None:
+            return ""
+        task = self.progress.tasks[self.current]
+        return f" at {task.description} {task.completed:.0f}/{task.total:.0f} (answers so far kept)"
+
     def batches(self, pending: int) -> None:
         self.pace.plan(pending)
 
@@ -225,8 +232,15 @@ def eval_command(
         max_new_tokens=max_new_tokens, shots=shots,
     )  # fmt: skip
     started = time.time()
-    with _progress() as progress:
-        evaluated = evaluate_spec(spec, selected, options, RichReporter(progress))
+    progress = _progress()
+    reporter = RichReporter(progress)
+    try:
+        with progress:
+            evaluated = evaluate_spec(spec, selected, options, reporter)
+    except KeyboardInterrupt:  # typer would turn it into exit code 130 and say nothing
+        line = f"interrupted{reporter.where()}: run the same command again to resume"
+        console.print(line, soft_wrap=True)
+        raise typer.Exit(130) from None
     shown = ", ".join([str(evaluated.identity["dtype"])] + [protocol] * (protocol != "loglik"))
     title = f"{model} ({shown}{f', {shots}-shot' if shots else ''})"
     out.print(results_table(evaluated.results, title=title), soft_wrap=False)
