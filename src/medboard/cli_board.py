@@ -57,7 +57,8 @@ def submit_command(
         ),
     ],
     track: Annotated[
-        str, typer.Option(help="open_medical or flowertune_medical.")
+        str,
+        typer.Option(help="The track to rank it on: open_medical, or another (`medboard tasks`)."),
     ] = "open_medical",
     dtype: Annotated[
         str, typer.Option(help="float32, bfloat16 or float16 (where the backend has a dtype).")
