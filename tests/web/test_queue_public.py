@@ -252,3 +252,43 @@ def test_bad_metadata_is_one_line_and_queues_nothing(
         page = client.post("/submit", data={"model": "fake:bias=D", **body})
         assert page.status_code == 400 and message in html.unescape(page.text)
     assert count(database) == 0
+
+
+def test_a_public_submission_cannot_name_a_variable_of_the_servers_environment(
+    client: TestClient, database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`-M api_key_env=VAR` from the API or the form sent the value of any variable of the
+    server's environment (its admin token) as a bearer token to the base_url the submitter
+    chose, while the submission was validated. Now refused before any request; the operator's
+    `medboard submit` still takes it."""
+    from medboard.cli import app
+    from tests.backends.openai_stub import StubServer
+
+    monkeypatch.setenv("MEDBOARD_ADMIN_TOKEN", "s3cret-admin-token")
+    server = StubServer().start()
+    try:
+        leak = f"base_url={server.url},api_key_env=MEDBOARD_ADMIN_TOKEN"
+        message = (
+            "api_key_env is not taken from a public submission: the board's operator sets it "
+            "(medboard submit, or medboard worker -M api_key_env=... for the jobs a worker runs)"
+        )
+        answer = client.post("/api/submit", json={"model": "openai:stub", "args": leak})
+        assert (answer.status_code, answer.json()["detail"]) == (400, message)
+        form = client.post("/submit", data={"model": "openai:stub", "args": leak})
+        assert form.status_code == 400 and message in html.unescape(form.text)
+        assert server.requests == [] and count(database) == 0
+        # without it the same model is checked against its server and queued
+        plain = client.post(
+            "/api/submit", json={"model": "openai:stub", "args": leak.split(",")[0]}
+        )
+        assert plain.status_code == 201, plain.text
+        assert [path for path, _ in server.requests][:1] == ["/v1/models"]
+        operator = CliRunner().invoke(
+            app, ["submit", "openai:stub", "-M", leak.split(",")[0], "-M",
+                  "api_key_env=MEDBOARD_ADMIN_TOKEN", "--track", TRACK,
+                  "--db", database.url],
+        )  # fmt: skip
+        assert operator.exit_code == 0, operator.output
+        assert count(database) == 2
+    finally:
+        server.stop()

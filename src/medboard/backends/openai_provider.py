@@ -15,8 +15,10 @@ ARGS = {
         per_run=True,
     ),
     "api_key_env": Arg(
-        "the environment variable that holds the API key (the key is never stored)",
+        "the environment variable that holds the API key (the key is never stored; the "
+        "operator's to set: a public submission may not name the server's variables)",
         per_run=True,
+        public=False,  # its value is sent to base_url, which a public submission chooses
     ),
     "concurrency": Arg("requests at a time", kind=int, default=8, per_run=True, minimum=1),
     "timeout": Arg(

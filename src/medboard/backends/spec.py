@@ -82,6 +82,9 @@ class Arg:
     per_run: bool = False
     minimum: float | None = None  # the least value a number may take, and the most
     maximum: float | None = None
+    # Whether a public submission (the web form, the API) may set it; the operator's commands
+    # always may (queue.public.check_public_args).
+    public: bool = True
 
     def parse(self, backend: str, key: str, value: Any) -> Any:
         """The typed value of `value` (text from a command line, form or database)."""

@@ -8,14 +8,18 @@ checks it. Any other path, and an adapter outside the folder, gets one message, 
 whether it exists or not, whether it gets out of the folder by `..` or by a symlink. Whether a
 text is a Hub id is decided by its spelling alone (HUB_ID), never by looking at the disk: a
 relative `dir/model` is a Hub id here, and a path relative to the models folder otherwise.
-Other backends (`BACKEND:MODEL`) check their models their own way.
+Other backends (`BACKEND:MODEL`) check their models their own way. Backend arguments the
+operator keeps (`Arg.public` False: `api_key_env`, which names a variable of the server's
+environment) are refused before anything is contacted.
 
 The operator's `medboard submit` is not public: it validates local paths as before.
 """
 
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from medboard.backends import registry
 from medboard.errors import MedboardError, SubmissionError
@@ -51,6 +55,20 @@ def _inside(text: str, folder: Path | None) -> str | None:
     except (OSError, ValueError):  # a NUL byte, text no file name can hold
         return None
     return str(real) if real.is_relative_to(folder) else None
+
+
+def check_public_args(backend: str, given: Mapping[str, Any]) -> None:
+    """A public request sets none of the arguments its backend keeps for the operator
+    (`Arg.public`): `-M api_key_env=VAR` would have sent the value of any variable of the
+    server's environment (its admin token, its database URL) to the base_url the submitter
+    chose."""
+    table = registry.provider(backend).args
+    kept = sorted(key for key in given if key in table and not table[key].public)
+    if kept:
+        raise SubmissionError(
+            f"{kept[0]} is not taken from a public submission: the board's operator sets it "
+            f"(medboard submit, or medboard worker -M {kept[0]}=... for the jobs a worker runs)"
+        )
 
 
 def public_model(model: str, adapter: str | None) -> tuple[str, str | None, bool]:

@@ -23,7 +23,7 @@ from medboard.errors import (
     MedboardError,
     SubmissionError,
 )
-from medboard.queue.public import NOT_ON_HUB, public_model
+from medboard.queue.public import NOT_ON_HUB, check_public_args, public_model
 from medboard.results.db import MODEL_TYPES, Database, Entry, Model, Submission, utcnow
 from medboard.tasks import TRACKS
 
@@ -289,6 +289,8 @@ def _prepare(
         model, adapter, deferred = public_model(request.model, request.adapter)
         request = replace(request, model=model, adapter=adapter)
     spec = request_spec(request)
+    if request.public:
+        check_public_args(spec.backend, request.args)
     since = utcnow() - timedelta(hours=1)
     with database.session() as session:
         recent = session.scalar(
