@@ -83,13 +83,15 @@ def llamacpp_server(gguf: Path, folder: Path) -> contextlib.AbstractContextManag
 def medboard_serve(home: Path, folder: Path, options: Sequence[str] = ()) -> Iterator[str]:
     """A real `medboard serve` process on folder/board.db with `options`, the medboard home
     `home`, offline, the operator's models folder pytest's base folder (where the tiny model is,
-    tmp_path_factory's); yields its address once it listens, and stops it at the end (its output
+    tmp_path_factory's) and its public servers any on 127.0.0.1 (model servers tests start);
+    yields its address once it listens, and stops it at the end (its output
     in folder/serve.log)."""
     port = free_port()
     command = [sys.executable, "-c", "from medboard.cli import main; main()", "serve"]
     command += ["--port", str(port), "--db", f"sqlite:///{folder / 'board.db'}", *options]
     env = {**os.environ, "MEDBOARD_HOME": str(home), "HF_HUB_OFFLINE": "1"}
     env["MEDBOARD_MODELS_DIR"] = str(folder.parent)
+    env["MEDBOARD_PUBLIC_SERVERS"] = "http://127.0.0.1"  # the model servers the tests start
     log = folder / "serve.log"
     with log.open("w") as out:
         process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)

@@ -265,6 +265,7 @@ def test_a_public_submission_cannot_name_a_variable_of_the_servers_environment(
     from tests.backends.openai_stub import StubServer
 
     monkeypatch.setenv("MEDBOARD_ADMIN_TOKEN", "s3cret-admin-token")
+    monkeypatch.setenv("MEDBOARD_PUBLIC_SERVERS", "http://127.0.0.1")
     server = StubServer().start()
     try:
         leak = f"base_url={server.url},api_key_env=MEDBOARD_ADMIN_TOKEN"
@@ -292,3 +293,48 @@ def test_a_public_submission_cannot_name_a_variable_of_the_servers_environment(
         assert count(database) == 2
     finally:
         server.stop()
+
+
+def test_a_public_submission_names_only_the_operators_servers(
+    client: TestClient, database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Any base_url was taken from the public: the server, and then its workers, sent requests
+    wherever a submission said (into the operator's network) and the refusal showed what came
+    back (the served names, 80 characters of a page that is not JSON, 300 of an error)."""
+    from medboard.queue.public import public_server
+    from tests.backends.openai_stub import StubServer
+
+    server = StubServer().start()
+    try:
+        body = {"model": "openai:stub", "args": f"base_url={server.url}"}
+        monkeypatch.delenv("MEDBOARD_PUBLIC_SERVERS", raising=False)
+        answer = client.post("/api/submit", json=body)
+        assert (answer.status_code, answer.json()["detail"]) == (400, (
+            "base_url: a public submission may name only the servers the board's operator "
+            "lists in MEDBOARD_PUBLIC_SERVERS (none are)"
+        ))  # fmt: skip
+        monkeypatch.setenv("MEDBOARD_PUBLIC_SERVERS", "http://10.0.0.7:8000, https://api.x.org")
+        answer = client.post("/api/submit", json=body)
+        assert answer.status_code == 400 and answer.json()["detail"].endswith(
+            "(http://10.0.0.7:8000, https://api.x.org)"
+        )
+        assert server.requests == [] and count(database) == 0
+        monkeypatch.setenv("MEDBOARD_PUBLIC_SERVERS", f"http://127.0.0.1:{server.port}")
+        assert client.post("/api/submit", json=body).status_code == 201
+        assert count(database) == 1
+    finally:
+        server.stop()
+    monkeypatch.setenv("MEDBOARD_PUBLIC_SERVERS", "http://gpu-1:8001,https://API.x.org/")
+    allowed = [
+        "http://gpu-1:8001/v1",
+        "gpu-1:8001",
+        "https://api.x.org/v1",
+        "https://api.x.org:443",
+    ]
+    refused = [
+        "http://gpu-1:8002/v1", "https://gpu-1:8001/v1", "http://gpu-1/v1", "http://gpu-10:8001",
+        "http://api.x.org/v1", "http://gpu-1:8001@evil.org/v1", "http://evil.org/gpu-1:8001",
+        "http://gpu-1:port/v1", "",
+    ]  # fmt: skip
+    assert [u for u in allowed if not public_server(u)] == []
+    assert [u for u in refused if public_server(u)] == []

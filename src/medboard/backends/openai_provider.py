@@ -11,8 +11,10 @@ from medboard.errors import ModelError
 
 ARGS = {
     "base_url": Arg(
-        "the server's address, e.g. http://127.0.0.1:8000/v1 (a worker may point at its own)",
+        "the server's address, e.g. http://127.0.0.1:8000/v1 (a worker may point at its own; a "
+        "public submission may name only the servers in MEDBOARD_PUBLIC_SERVERS)",
         per_run=True,
+        server=True,
     ),
     "api_key_env": Arg(
         "the environment variable that holds the API key (the key is never stored; the "

@@ -10,7 +10,8 @@ text is a Hub id is decided by its spelling alone (HUB_ID), never by looking at 
 relative `dir/model` is a Hub id here, and a path relative to the models folder otherwise.
 Other backends (`BACKEND:MODEL`) check their models their own way. Backend arguments the
 operator keeps (`Arg.public` False: `api_key_env`, which names a variable of the server's
-environment) are refused before anything is contacted.
+environment) are refused before anything is contacted, and a server address (`base_url`)
+only names one of the operator's servers (MEDBOARD_PUBLIC_SERVERS).
 
 The operator's `medboard submit` is not public: it validates local paths as before.
 """
@@ -20,6 +21,7 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from medboard.backends import registry
 from medboard.errors import MedboardError, SubmissionError
@@ -27,6 +29,7 @@ from medboard.errors import MedboardError, SubmissionError
 # org/name as the Hub spells them (each part at most 96 characters), and no "..".
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}$", re.ASCII)
 _PREFIX = re.compile(r"^([a-z][a-z0-9_]*):(.*)$", re.DOTALL)  # as backends.spec's
+SERVERS_ENV = "MEDBOARD_PUBLIC_SERVERS"
 # The one answer to every local path the public may not submit, whether it exists or not.
 PATH_REFUSED = (
     "{field}: local paths are not taken here; give a Hub id (org/name), or a path in the "
@@ -69,6 +72,42 @@ def check_public_args(backend: str, given: Mapping[str, Any]) -> None:
             f"{kept[0]} is not taken from a public submission: the board's operator sets it "
             f"(medboard submit, or medboard worker -M {kept[0]}=... for the jobs a worker runs)"
         )
+    for key in sorted(key for key in given if key in table and table[key].server):
+        if not public_server(str(given[key])):
+            listed = ", ".join(public_servers()) or "none are"
+            raise SubmissionError(
+                f"{key}: a public submission may name only the servers the board's operator "
+                f"lists in {SERVERS_ENV} ({listed})"
+            )
+
+
+def public_servers() -> list[str]:
+    """The servers a public submission may name (MEDBOARD_PUBLIC_SERVERS: comma-separated
+    `scheme://host[:port]`; without a port, any port of that host; unset: none)."""
+    return [s.strip().rstrip("/") for s in os.environ.get(SERVERS_ENV, "").split(",") if s.strip()]
+
+
+def _origin(url: str) -> tuple[str, str, int | None] | None:
+    parts = urlsplit(url if "://" in url else f"http://{url}")
+    try:
+        return parts.scheme.lower(), (parts.hostname or "").lower(), parts.port
+    except ValueError:  # a port that is not a number
+        return None
+
+
+def public_server(url: str) -> bool:
+    """Whether `url` is at one of the operator's servers (public_servers): a public submission
+    naming any address made the server (and its workers) send requests wherever it said and
+    show what came back in the refusal, a way into the operator's network."""
+    mine = _origin(url)
+    if mine is None or not mine[1]:
+        return False
+    scheme, host, port = mine
+    port = port or {"http": 80, "https": 443}.get(scheme)
+    return any(
+        allowed is not None and allowed[:2] == (scheme, host) and allowed[2] in (None, port)
+        for allowed in map(_origin, public_servers())
+    )
 
 
 def public_model(model: str, adapter: str | None) -> tuple[str, str | None, bool]:
