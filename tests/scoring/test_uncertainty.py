@@ -96,6 +96,20 @@ def test_paired_bootstrap_is_not_significant_on_balanced_disagreement() -> None:
     assert result.p_value == 1.0
 
 
+def test_with_no_spread_the_p_value_is_the_exact_sign_tests() -> None:
+    """Every question differing the same way gave the bootstrap no spread and p = 1/(R+1) =
+    0.001 whatever n: two runs of one question, one right and one wrong, read as significant
+    (McNemar's exact test: p = 1)."""
+    for n, expected in [(1, 1.0), (2, 0.5), (5, 0.0625), (10, 2 / 1024)]:
+        a, b = [1.0] * n, [0.0] * n
+        assert paired_bootstrap(a, b).p_value == pytest.approx(expected), n
+        assert paired_bootstrap(b, a).p_value == pytest.approx(expected), n
+        assert mcnemar(a, b).p_value == pytest.approx(expected), n
+    three = rank_intervals({"a": {"exam": [1.0] * 3}, "b": {"exam": [0.0] * 3}})
+    assert {r.model: r.p_vs_leader for r in three.ranks} == {"a": 1.0, "b": 0.25}
+    assert three.indistinguishable == frozenset({"a", "b"})  # 3 questions cannot tell them apart
+
+
 def test_paired_inputs_must_have_the_same_length() -> None:
     with pytest.raises(ValueError, match="same questions in the same order: got 3 and 2"):
         paired_bootstrap([1.0, 0.0, 1.0], [1.0, 0.0])

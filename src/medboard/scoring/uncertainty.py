@@ -129,6 +129,19 @@ def _shift_p_value(point: float, draws: np.ndarray) -> float:
     return (1 + extreme) / (draws.size + 1)
 
 
+def _p_value(point: float, draws: np.ndarray, differences: Sequence[np.ndarray]) -> float:
+    """The shifted bootstrap's p-value, unless no resample can differ from another: when every
+    question of each task differs by the same amount (a run of one question, or one model right
+    exactly where the other is wrong) the draws have no spread and the bootstrap said 1/(R+1)
+    whatever the number of questions (one question: p = 0.001). Then the exact sign test on
+    the questions that differ answers (2 x 2^-n when all n differ the same way)."""
+    if any(np.ptp(d) > 0 for d in differences if d.size):
+        return _shift_p_value(point, draws)
+    pooled = np.concatenate(differences)
+    nonzero = pooled[pooled != 0]
+    return _binomial_two_sided(int(np.sum(nonzero > 0)), int(nonzero.size)) if nonzero.size else 1.0
+
+
 def bootstrap_ci(
     values: Sequence[float], n_resamples: int = 1000, seed: int = 0, level: float = 0.95
 ) -> Interval:
@@ -239,7 +252,7 @@ def paired_bootstrap(
     return PairedComparison(
         difference=point,
         interval=Interval(low, high, point, level),
-        p_value=_shift_p_value(point, draws),
+        p_value=_p_value(point, draws, [differences]),
         n=int(differences.size),
     )
 
@@ -312,7 +325,8 @@ def rank_intervals(
     for i, name in enumerate(names):
         low, high = np.quantile(draw_ranks[:, i], [tail, 1 - tail], method="inverted_cdf")
         difference = float(averages[leader] - averages[i])
-        p = 1.0 if i == leader else _shift_p_value(difference, draws[:, leader] - draws[:, i])
+        per_task = [m[:, leader] - m[:, i] for m in matrices.values()]
+        p = 1.0 if i == leader else _p_value(difference, draws[:, leader] - draws[:, i], per_task)
         ranks.append(
             ModelRank(name, float(averages[i]), int(point_ranks[i]), int(low), int(high), p)
         )
