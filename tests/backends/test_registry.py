@@ -1,5 +1,6 @@
 """The backend registry: names, collisions, and what the queue asks of a backend."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -51,3 +52,22 @@ def test_fake_submissions_are_validated_without_a_model() -> None:
     assert info.revision == "bias=B" and "loglikelihood" in info.capabilities
     with pytest.raises(ModelError, match="unknown option 'colour'"):
         registry.validate(registry.resolve("fake:colour=red"))
+
+
+@pytest.mark.parametrize(
+    ("model", "message"),
+    [
+        ("fake:delay=abc", "delay='abc': delay must be a number of seconds from 0 to 60"),
+        ("fake:delay=-1", "delay='-1': delay must be a number of seconds from 0 to 60"),
+        ("fake:delay=nan", "delay='nan': delay must be a number of seconds from 0 to 60"),
+        ("fake:delay=1e9", "delay='1e9': delay must be a number of seconds from 0 to 60"),
+        ("fake:batch=0", "batch='0': batch must be a whole number from 1 to 4096"),
+        ("fake:batch=x", "batch='x': batch must be a whole number from 1 to 4096"),
+    ],
+)
+def test_a_bad_fake_option_is_one_line(model: str, message: str) -> None:
+    """They were tracebacks in `medboard eval`, HTTP 500 from `POST /api/submit`, or queued
+    jobs that failed in the worker (batch=0, delay=-1); a public one could hold a worker for
+    ever (delay=1e9)."""
+    with pytest.raises(ModelError, match=f"^fake model option {re.escape(message)}$"):
+        registry.validate(registry.resolve(model))

@@ -45,6 +45,18 @@ def _pseudo_logprob(context: str, continuation: str) -> float:
     return -0.1 - 10.0 * int.from_bytes(digest[:8], "big") / 2**64
 
 
+def _option(key: str, text: str, kind: type, what: str, low: float, high: float) -> Any:
+    """An option's value, or one line saying what it must be (it was a traceback in the CLI,
+    HTTP 500 from the web, or a job that failed in the worker)."""
+    try:
+        value = kind(text)
+    except ValueError:
+        value = None
+    if value is None or not low <= value <= high:  # nan is never within
+        raise ModelError(f"fake model option {key}={text!r}: {key} must be {what}")
+    return value
+
+
 class FakeBackend:
     supports = frozenset({"loglikelihood", "generate"})
 
@@ -56,9 +68,9 @@ class FakeBackend:
         for item in filter(None, options.split(",")):
             key, _, value = item.partition("=")
             if key == "delay":
-                self.delay = float(value)
+                self.delay = _option(key, value, float, "a number of seconds from 0 to 60", 0, 60)
             elif key == "batch":
-                self.batch = int(value)
+                self.batch = _option(key, value, int, "a whole number from 1 to 4096", 1, 4096)
             elif key == "bias":
                 self.bias = value
             elif key == "chat":
