@@ -19,7 +19,7 @@ from medboard.backends.base import Backend, ChoiceRequest
 from medboard.data.store import DataStore
 from medboard.errors import MedboardError
 from medboard.paths import atomic_write_text
-from medboard.results.schema import RunResult, json_safe
+from medboard.results.schema import RunResult
 from medboard.results.store import RunStore
 from medboard.runner_generate import evaluate_generative
 from medboard.runs import (
@@ -223,7 +223,8 @@ def write_output(folder: Path, results: Sequence[RunResult], backend: Backend) -
     for result in results:
         entry: dict[str, Any] = {"n": result.n_samples, "run_key": result.key}
         for name, score in result.scores.items():
-            entry.update(json_safe({name: score.value, f"{name}_stderr": score.stderr}))
+            dumped = score.model_dump(mode="json")  # an undefined stderr as null (Score)
+            entry[name], entry[f"{name}_stderr"] = dumped["value"], dumped["stderr"]
         summary["results"][result.spec.task] = entry
         summary["runs"][result.spec.task] = result.model_dump(mode="json")
         samples = Path(result.samples_file).read_text(encoding="utf-8")
