@@ -15,9 +15,10 @@ rotary embeddings, tokenization, loading or Python: a floor, not an estimate.
         --speed-report /tmp/speed-smol.json --out /tmp/floor-smol.json
 
 With a bench/speed.py report of the same model (or --reference-seconds), it prints the largest
-speedup over the reference that these kernels allow (reference wall / floor), and how close
-medboard's measured wall time is to the floor, and the fraction of the measured matmul peak each
-reaches (the layers' products over the padded tokens / wall time / peak).
+speedup over the reference that these kernels allow (reference wall / floor), the largest any
+kernel allows (the same products at the machine's measured matmul peak), how close medboard's
+measured wall time is to the floor, and the fraction of the measured matmul peak each reaches
+(the layers' products over the padded tokens / wall time / peak).
 """
 
 from __future__ import annotations
@@ -243,6 +244,14 @@ def compared(result: dict[str, Any], reference: float | None, medboard: float | 
         lines.append(
             f"medboard {medboard:.1f} s: {medboard / result['floor_seconds']:.2f}x the floor "
             f"({medboard - result['floor_seconds']:.1f} s above it)"
+        )
+    if reference and result.get("product_flops") and result.get("matmul_peak_tflops"):
+        # the same products at the machine's measured peak: no kernel of any tool goes below
+        at_peak = result["product_flops"] / (result["matmul_peak_tflops"] * 1e12)
+        lines.append(
+            f"the layers' products alone at the measured peak: {at_peak:.1f} s, so no exact "
+            f"evaluation here is more than **{reference / at_peak:.2f}x** the reference "
+            f"(3x needs the whole run at {100 * at_peak / (reference / 3):.0f}% of the peak)"
         )
     if result.get("pct_peak"):
         lines.append(

@@ -82,6 +82,9 @@ def test_comparison_with_measured_walls(tmp_path: Path) -> None:
     assert result["pct_peak"] == {"matrix products": 75.0, "floor": 50.0, "reference": 20.0}
     text = "\n".join(floor.compared(result, reference=300.0, medboard=None))
     assert "bfloat16 matmul peak (1.0 TFLOP/s" in text and "reference 20.0%" in text
+    # 6e13 flops at 1 TFLOP/s: 60 s whatever the kernels, 5x the reference's 300 s at most
+    assert "products alone at the measured peak: 60.0 s" in text and "**5.00x**" in text
+    assert "3x needs the whole run at 60% of the peak" in text
     report = tmp_path / "speed.json"
     report.write_text(
         json.dumps(
