@@ -92,6 +92,7 @@ def backends_command() -> None:
     import importlib.util
 
     from medboard.backends import registry
+    from medboard.queue.public import operators
 
     for name, registration in sorted(registry.registrations().items()):
         try:
@@ -110,7 +111,10 @@ def backends_command() -> None:
         for key, arg in sorted(chosen.args.items()):
             kind = "|".join(arg.choices) if arg.choices else arg.kind.__name__
             default = "" if arg.default is None else str(arg.default)
-            what = arg.help + (" (a worker's too)" * arg.per_run)
+            roles = ["a worker's too"] * arg.per_run + ["not a public submission's"] * operators(
+                arg
+            )
+            what = arg.help + (f" ({'; '.join(roles)})" if roles else "")
             table.add_row(*(escape(cell) for cell in (key, kind, default, what)))
         if chosen.args:
             out.print(table, soft_wrap=False)

@@ -338,3 +338,43 @@ def test_a_public_submission_names_only_the_operators_servers(
     ]  # fmt: skip
     assert [u for u in allowed if not public_server(u)] == []
     assert [u for u in refused if public_server(u)] == []
+
+
+def test_a_public_submission_leaves_how_a_job_runs_to_the_operator(
+    client: TestClient, database: Database, models: Path
+) -> None:
+    """A public submission set the worker's per-run arguments: `batch_tokens=1000000000` asks
+    for a whole task in one forward pass (out of the worker's memory for a large model),
+    `concurrency=10000` would flood the operator's model server. Each is refused with one line
+    naming it, nothing queued; what names the model (its revision, here) is still taken, and
+    the operator's `medboard submit` still sets how it runs."""
+    from medboard.cli import app
+
+    refused = [
+        ("tiny", "batch_tokens=1000000000"),
+        ("tiny", "revision=main,device=cuda:7"),
+        ("tiny", "compile=off"),
+        ("openai:stub", "concurrency=10000"),
+        ("org/model", "attention=torch"),
+    ]
+    for model, args in refused:
+        key = args.split(",")[-1].split("=")[0]
+        message = (
+            f"{key} is not taken from a public submission: the board's operator sets it "
+            f"(medboard submit, or medboard worker -M {key}=... for the jobs a worker runs)"
+        )
+        answer = client.post("/api/submit", json={"model": model, "dtype": "float32", "args": args})
+        assert (answer.status_code, answer.json()["detail"]) == (400, message), (model, args)
+        form = client.post("/submit", data={"model": model, "dtype": "float32", "args": args})
+        assert form.status_code == 400 and message in html.unescape(form.text), (model, args)
+    assert count(database) == 0
+    named = client.post("/api/submit", json={"model": "tiny", "dtype": "float32", "args": ""})
+    assert named.status_code == 201, named.text
+    operator = CliRunner().invoke(
+        app, ["submit", str(models / "tiny"), "-M", "batch_tokens=512", "--track", TRACK,
+              "--dtype", "bfloat16", "--db", database.url],
+    )  # fmt: skip
+    assert operator.exit_code == 0, operator.output
+    with database.session() as session:
+        jobs = session.scalars(select(Submission).order_by(Submission.id)).all()
+        assert [job.args for job in jobs] == [None, {"batch_tokens": 512}]

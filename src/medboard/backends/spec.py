@@ -82,9 +82,10 @@ class Arg:
     per_run: bool = False
     minimum: float | None = None  # the least value a number may take, and the most
     maximum: float | None = None
-    # Whether a public submission (the web form, the API) may set it, and whether it is the
-    # address of a server medboard connects to, which a public submission may name only among
-    # the operator's (MEDBOARD_PUBLIC_SERVERS); the operator's commands always may
+    # Whether a public submission (the web form, the API) may set it (a `per_run` argument it
+    # never may, unless it is a server), and whether it is the address of a server medboard
+    # connects to, which a public submission may name only among the operator's
+    # (MEDBOARD_PUBLIC_SERVERS); the operator's commands always may
     # (queue.public.check_public_args).
     public: bool = True
     server: bool = False

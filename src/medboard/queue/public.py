@@ -10,8 +10,9 @@ text is a Hub id is decided by its spelling alone (HUB_ID), never by looking at 
 relative `dir/model` is a Hub id here, and a path relative to the models folder otherwise.
 Other backends (`BACKEND:MODEL`) check their models their own way. Backend arguments the
 operator keeps (`Arg.public` False: `api_key_env`, which names a variable of the server's
-environment) are refused before anything is contacted, and a server address (`base_url`)
-only names one of the operator's servers (MEDBOARD_PUBLIC_SERVERS).
+environment; and every `per_run` one, how a job runs on the worker's machine: batch sizes,
+devices, kernels, concurrency) are refused before anything is contacted, and a server address
+(`base_url`) only names one of the operator's servers (MEDBOARD_PUBLIC_SERVERS).
 
 The operator's `medboard submit` is not public: it validates local paths as before.
 """
@@ -24,6 +25,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from medboard.backends import registry
+from medboard.backends.spec import Arg
 from medboard.errors import MedboardError, SubmissionError
 
 # org/name as the Hub spells them (each part at most 96 characters), and no "..".
@@ -61,12 +63,15 @@ def _inside(text: str, folder: Path | None) -> str | None:
 
 
 def check_public_args(backend: str, given: Mapping[str, Any]) -> None:
-    """A public request sets none of the arguments its backend keeps for the operator
-    (`Arg.public`): `-M api_key_env=VAR` would have sent the value of any variable of the
-    server's environment (its admin token, its database URL) to the base_url the submitter
-    chose."""
+    """A public request sets none of the arguments its backend keeps for the operator: those
+    marked so (`Arg.public`: `-M api_key_env=VAR` would have sent the value of any variable of
+    the server's environment, its admin token or database URL, to the base_url the submitter
+    chose), and how a job runs on the worker's machine (`Arg.per_run`: `batch_tokens=10**9`
+    asks for a whole task in one forward pass, out of the worker's memory for a large model;
+    `concurrency=10000` would flood the operator's model server),
+    except a server's address, which names one of the operator's servers (public_server)."""
     table = registry.provider(backend).args
-    kept = sorted(key for key in given if key in table and not table[key].public)
+    kept = sorted(key for key in given if key in table and operators(table[key]))
     if kept:
         raise SubmissionError(
             f"{kept[0]} is not taken from a public submission: the board's operator sets it "
@@ -79,6 +84,11 @@ def check_public_args(backend: str, given: Mapping[str, Any]) -> None:
                 f"{key}: a public submission may name only the servers the board's operator "
                 f"lists in {SERVERS_ENV} ({listed})"
             )
+
+
+def operators(arg: Arg) -> bool:
+    """Whether an argument is the operator's alone: marked so, or per run and not a server."""
+    return not arg.public or (arg.per_run and not arg.server)
 
 
 def public_servers() -> list[str]:
