@@ -92,7 +92,6 @@ def backends_command() -> None:
     import importlib.util
 
     from medboard.backends import registry
-    from medboard.queue.public import operators
 
     for name, registration in sorted(registry.registrations().items()):
         try:
@@ -111,9 +110,9 @@ def backends_command() -> None:
         for key, arg in sorted(chosen.args.items()):
             kind = "|".join(arg.choices) if arg.choices else arg.kind.__name__
             default = "" if arg.default is None else str(arg.default)
-            roles = ["a worker's too"] * arg.per_run + ["not a public submission's"] * operators(
-                arg
-            )
+            roles = ["a worker's too"] if arg.per_run else []
+            if arg.operators_only:
+                roles.append("not a public submission's")
             what = arg.help + (f" ({'; '.join(roles)})" if roles else "")
             table.add_row(*(escape(cell) for cell in (key, kind, default, what)))
         if chosen.args:

@@ -346,8 +346,8 @@ def test_a_public_submission_leaves_how_a_job_runs_to_the_operator(
     """A public submission set the worker's per-run arguments: `batch_tokens=1000000000` asks
     for a whole task in one forward pass (out of the worker's memory for a large model),
     `concurrency=10000` would flood the operator's model server. Each is refused with one line
-    naming it, nothing queued; what names the model (its revision, here) is still taken, and
-    the operator's `medboard submit` still sets how it runs."""
+    naming it (also beside one that names the model, a revision), nothing queued; the model
+    without them is queued, and the operator's `medboard submit` still sets how it runs."""
     from medboard.cli import app
 
     refused = [

@@ -90,6 +90,12 @@ class Arg:
     public: bool = True
     server: bool = False
 
+    @property
+    def operators_only(self) -> bool:
+        """Whether only the operator's commands may set it, never a public submission: marked
+        so, or how a job runs (`per_run`) and not a server's address."""
+        return not self.public or (self.per_run and not self.server)
+
     def parse(self, backend: str, key: str, value: Any) -> Any:
         """The typed value of `value` (text from a command line, form or database)."""
         if isinstance(value, self.kind) and not (self.kind is int and isinstance(value, bool)):

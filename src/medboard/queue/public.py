@@ -25,7 +25,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from medboard.backends import registry
-from medboard.backends.spec import Arg
 from medboard.errors import MedboardError, SubmissionError
 
 # org/name as the Hub spells them (each part at most 96 characters), and no "..".
@@ -71,7 +70,7 @@ def check_public_args(backend: str, given: Mapping[str, Any]) -> None:
     `concurrency=10000` would flood the operator's model server),
     except a server's address, which names one of the operator's servers (public_server)."""
     table = registry.provider(backend).args
-    kept = sorted(key for key in given if key in table and operators(table[key]))
+    kept = sorted(key for key in given if key in table and table[key].operators_only)
     if kept:
         raise SubmissionError(
             f"{kept[0]} is not taken from a public submission: the board's operator sets it "
@@ -84,11 +83,6 @@ def check_public_args(backend: str, given: Mapping[str, Any]) -> None:
                 f"{key}: a public submission may name only the servers the board's operator "
                 f"lists in {SERVERS_ENV} ({listed})"
             )
-
-
-def operators(arg: Arg) -> bool:
-    """Whether an argument is the operator's alone: marked so, or per run and not a server."""
-    return not arg.public or (arg.per_run and not arg.server)
 
 
 def public_servers() -> list[str]:
