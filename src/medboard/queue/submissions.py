@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Update, func, or_, select, update
+from sqlalchemy import Update, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -23,6 +23,7 @@ from medboard.errors import (
     MedboardError,
     SubmissionError,
 )
+from medboard.queue.limits import check_rate, origin_key
 from medboard.queue.public import NOT_ON_HUB, check_public_args, public_model
 from medboard.results.db import MODEL_TYPES, Database, Entry, Model, Submission, utcnow
 from medboard.tasks import TRACKS
@@ -67,16 +68,12 @@ class SubmitRequest:
     # From the public web form or API: local paths only inside the operator's models folder,
     # and a Hub model queued unchecked, for the worker to validate (queue.public).
     public: bool = False
+    origin: str = ""  # a public request's client address (queue.limits counts it)
 
 
 def approval_required() -> bool:
     """Whether new submissions wait for an admin's approval (MEDBOARD_REQUIRE_APPROVAL=1)."""
     return os.environ.get("MEDBOARD_REQUIRE_APPROVAL", "") not in ("", "0", "false", "no")
-
-
-def rate_limit() -> int:
-    """Submissions allowed per submitter per hour (MEDBOARD_SUBMIT_LIMIT, default 10)."""
-    return int(os.environ.get("MEDBOARD_SUBMIT_LIMIT", "10"))
 
 
 # What the database's columns hold: the model spec becomes the models table's name (300
@@ -291,18 +288,8 @@ def _prepare(
     spec = request_spec(request)
     if request.public:
         check_public_args(spec.backend, request.args)
-    since = utcnow() - timedelta(hours=1)
-    with database.session() as session:
-        recent = session.scalar(
-            select(func.count())
-            .select_from(Submission)
-            .where(Submission.submitter == request.submitter, Submission.created_at >= since)
-        )
-    if request.submitter and recent >= rate_limit():
-        raise SubmissionError(
-            f"rate limit: {recent} submissions from {request.submitter} in the last hour "
-            f"(at most {rate_limit()}); try again later"
-        )
+    origin = origin_key(request.origin) if request.public else None
+    check_rate(database, request.submitter, origin)
     info = None if deferred else _validated(spec, request.model, request.protocol, validate)
     # A served model's precision is the server's: the entry says "served".
     dtype = str(spec.get("dtype") or (info.extra.get("dtype") if info else None) or "none")
@@ -333,6 +320,7 @@ def _prepare(
         model_type=request.model_type,
         weight_type=request.weight_type or ("adapter" if adapter else "original"),
         description=request.description.strip() or None,
+        origin=origin,
     )
     _duplicate(database, spec.text, job, info)
     return job, spec.text

@@ -201,6 +201,9 @@ class Submission(Base):
         String(20), default="original", server_default="original"
     )
     description: Mapped[str | None] = mapped_column(Text, default=None)
+    # A public submission's client address, hashed (queue.limits.origin_key): what its rate
+    # limit counts besides the self-declared submitter. NULL for the operator's.
+    origin: Mapped[str | None] = mapped_column(String(64), default=None)
 
     @staticmethod
     def key_of(identity: str, adapter_hash: str, dtype: str, track: str, protocol: str) -> str:

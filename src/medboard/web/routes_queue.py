@@ -150,6 +150,7 @@ def _submit(request: Request, fields: dict[str, str | None]) -> tuple[int, dict[
                 description=(fields.get("description") or "").strip(),
                 protocol=fields.get("protocol") or "loglik",
                 public=True,  # no path outside the models folder, no download here
+                origin=request.client.host if request.client else "",  # for the rate limit
             ),
         )
     except DuplicateSubmissionError as exc:
