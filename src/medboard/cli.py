@@ -102,6 +102,8 @@ def backends_command() -> None:
         missing = [m for m in chosen.requires if importlib.util.find_spec(m) is None]
         note = f" [yellow]needs: {escape(chosen.install)}[/yellow]" if missing else ""
         prefix = " (the default: no prefix)" if name == "hf" else ""
+        if not getattr(chosen, "public", True):
+            note += " [dim](not the public's unless MEDBOARD_PUBLIC_BACKENDS lists it)[/dim]"
         about = escape(f"{registration.origin}: {chosen.summary}")
         out.print(f"[bold]{name}[/bold]{prefix}, {about}{note}")
         table = Table(show_header=True, box=None, padding=(0, 2))

@@ -181,6 +181,53 @@ def _entry_of(database: Database, model: str) -> tuple[Submission, Entry]:
         return job, entry
 
 
+@pytest.fixture()
+def fake_public(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A board whose operator lets the public submit the fake test model (the tests' quick
+    one), as MEDBOARD_PUBLIC_BACKENDS lets any board choose its backends."""
+    monkeypatch.setenv("MEDBOARD_PUBLIC_BACKENDS", "hf,fake")
+
+
+def test_the_test_model_is_the_operators_unless_the_board_lists_it(
+    client: TestClient, database: Database, monkeypatch: pytest.MonkeyPatch, tiny_model: Path
+) -> None:
+    """The fake model was submittable from the form and the API: its entries (an always-A
+    baseline ...) ranked on a public board beside real models. Now only the backends the
+    operator lists, by default all but the fake one; the operator's medboard submit is
+    unchanged."""
+    from medboard.cli import app
+
+    refused = (
+        "fake: models are not taken from a public submission here (this board takes hf:, "
+        "openai:; its operator sets MEDBOARD_PUBLIC_BACKENDS, and may queue any model with "
+        "medboard submit)"
+    )
+    for model in ("fake:bias=A", "fake:"):
+        answer = client.post("/api/submit", json={"model": model, "track": TRACK})
+        assert (answer.status_code, answer.json()["detail"]) == (400, refused), model
+        page = client.post("/submit", data={"model": model, "track": TRACK})
+        assert page.status_code == 400 and refused in html.unescape(page.text)
+    unknown = client.post("/api/submit", json={"model": "nosuch:model", "track": TRACK})
+    assert unknown.status_code == 400 and "unknown backend 'nosuch'" in unknown.json()["detail"]
+    assert count(database) == 0
+    # a board of served models only: no transformers model, by Hub id or by path
+    monkeypatch.setenv("MEDBOARD_PUBLIC_BACKENDS", "openai")
+    for model in ("org/model", "hf:org/model"):
+        answer = client.post("/api/submit", json={"model": model, "track": TRACK})
+        assert answer.status_code == 400, model
+        assert answer.json()["detail"].startswith("hf: models are not taken from a public ")
+    assert count(database) == 0
+    operator = CliRunner().invoke(
+        app, ["submit", "fake:bias=A", "--track", TRACK, "--db", database.url]
+    )
+    assert operator.exit_code == 0, operator.output
+    monkeypatch.setenv("MEDBOARD_PUBLIC_BACKENDS", "hf, fake")
+    answer = client.post("/api/submit", json={"model": "fake:bias=B", "track": TRACK})
+    assert answer.status_code == 201, answer.text
+    assert count(database) == 2
+
+
+@pytest.mark.usefixtures("fake_public")
 def test_metadata_from_the_form_reaches_the_entry(client: TestClient, database: Database) -> None:
     form = {
         "model": "fake:bias=A", "track": TRACK, "model_type": "fine-tuned",
@@ -199,6 +246,7 @@ def test_metadata_from_the_form_reaches_the_entry(client: TestClient, database: 
     assert "A tuned model, one line." in html.unescape(client.get("/queue").text)
 
 
+@pytest.mark.usefixtures("fake_public")
 def test_metadata_from_the_api_reaches_the_entry(client: TestClient, database: Database) -> None:
     body = {"model": "fake:bias=B", "track": TRACK, "model_type": "instruct"}
     response = client.post("/api/submit", json=body)

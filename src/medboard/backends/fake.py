@@ -167,6 +167,7 @@ class FakeProvider(BackendProvider):
     """`fake` and `fake:key=value,...` (the options above, after the prefix)."""
 
     summary = "the deterministic test model (options after the prefix: fake:bias=A,batch=4)"
+    public = False  # a test model: on a public board, only its operator queues one
 
     def create(self, spec: ModelSpec) -> Backend:
         return FakeBackend(spec.model)

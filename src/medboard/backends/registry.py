@@ -41,6 +41,9 @@ class Provider(Protocol):
     args: Mapping[str, Arg]  # the arguments it takes
     requires: tuple[str, ...]  # modules it imports to run
     install: str  # how to get them (shown when one is missing)
+    # Whether the public (the web form, the API) may submit its models where the board's
+    # operator has not listed the backends it takes (queue.public.public_backends).
+    public: bool
 
     def create(self, spec: ModelSpec) -> Backend:
         """The backend for `spec`, ready to load its model on first use."""
@@ -71,6 +74,7 @@ class BackendProvider:
     args: Mapping[str, Arg] = {}
     requires: tuple[str, ...] = ()
     install = ""
+    public = True
 
     def create(self, spec: ModelSpec) -> Backend:
         raise NotImplementedError

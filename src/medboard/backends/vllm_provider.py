@@ -36,6 +36,7 @@ ARGS = {
 
 class VLLMProvider(BackendProvider):
     summary = "vLLM's engine in this process (a GPU user's): vllm:MODEL_DIR_OR_HUB_ID"
+    public = False  # takes no submissions (no validate): a user's own evaluations
     args = ARGS
     requires = ("vllm",)
     install = (

@@ -8,11 +8,12 @@ checks it. Any other path, and an adapter outside the folder, gets one message, 
 whether it exists or not, whether it gets out of the folder by `..` or by a symlink. Whether a
 text is a Hub id is decided by its spelling alone (HUB_ID), never by looking at the disk: a
 relative `dir/model` is a Hub id here, and a path relative to the models folder otherwise.
-Other backends (`BACKEND:MODEL`) check their models their own way. Backend arguments the
-operator keeps (`Arg.public` False: `api_key_env`, which names a variable of the server's
-environment; and every `per_run` one, how a job runs on the worker's machine: batch sizes,
-devices, kernels, concurrency) are refused before anything is contacted, and a server address
-(`base_url`) only names one of the operator's servers (MEDBOARD_PUBLIC_SERVERS).
+Other backends (`BACKEND:MODEL`) check their models their own way. The public uses only the
+backends the operator lists (MEDBOARD_PUBLIC_BACKENDS; unset: all but the test model, `fake`).
+Backend arguments the operator keeps (`Arg.public` False: `api_key_env`, which names a variable
+of the server's environment; and every `per_run` one, how a job runs on the worker's machine:
+batch sizes, devices, kernels, concurrency) are refused before anything is contacted, and a
+server address (`base_url`) only names one of the operator's servers (MEDBOARD_PUBLIC_SERVERS).
 
 The operator's `medboard submit` is not public: it validates local paths as before.
 """
@@ -25,12 +26,14 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from medboard.backends import registry
+from medboard.backends.spec import DEFAULT_BACKEND
 from medboard.errors import MedboardError, SubmissionError
 
 # org/name as the Hub spells them (each part at most 96 characters), and no "..".
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}$", re.ASCII)
 _PREFIX = re.compile(r"^([a-z][a-z0-9_]*):(.*)$", re.DOTALL)  # as backends.spec's
 SERVERS_ENV = "MEDBOARD_PUBLIC_SERVERS"
+BACKENDS_ENV = "MEDBOARD_PUBLIC_BACKENDS"
 # The one answer to every local path the public may not submit, whether it exists or not.
 PATH_REFUSED = (
     "{field}: local paths are not taken here; give a Hub id (org/name), or a path in the "
@@ -114,18 +117,47 @@ def public_server(url: str) -> bool:
     )
 
 
+def public_backends() -> list[str]:
+    """The backends a public submission may use: those listed in MEDBOARD_PUBLIC_BACKENDS
+    (comma-separated names), or where it is unset every backend that does not say it is for
+    the operator alone (`public = False`: the fake test model, whose entries would sit on the
+    board beside real models)."""
+    listed = [name.strip() for name in os.environ.get(BACKENDS_ENV, "").split(",")]
+    if any(listed):
+        return [name for name in listed if name]
+    found = []
+    for name in registry.known():
+        try:
+            if getattr(registry.provider(name), "public", True):
+                found.append(name)
+        except MedboardError:  # a plugin that does not load is nobody's to use
+            continue
+    return found
+
+
+def _check_backend(backend: str) -> None:
+    try:  # an unknown backend is named as such, whatever the disk holds
+        registry.provider(backend)
+    except MedboardError as exc:
+        raise SubmissionError(str(exc)) from None
+    allowed = public_backends()
+    if backend not in allowed:
+        raise SubmissionError(
+            f"{backend}: models are not taken from a public submission here (this board takes "
+            f"{', '.join(f'{name}:' for name in allowed) or 'none'}; its operator sets "
+            f"{BACKENDS_ENV}, and may queue any model with medboard submit)"
+        )
+
+
 def public_model(model: str, adapter: str | None) -> tuple[str, str | None, bool]:
     """(model, adapter, deferred): the model text and adapter a public request may queue (a
     local path as its real path inside the models folder), and whether validation is left to
     the worker (a Hub id); SubmissionError(PATH_REFUSED) for any other path."""
     text = model.strip()
     prefix = _PREFIX.match(text)
+    _check_backend(prefix.group(1) if prefix is not None else DEFAULT_BACKEND)
     if prefix is not None:
-        try:  # an unknown backend is named as such, whatever the disk holds
-            registry.provider(prefix.group(1))
-        except MedboardError as exc:
-            raise SubmissionError(str(exc)) from None
-        if prefix.group(1) != "hf":
+        if prefix.group(1) != DEFAULT_BACKEND:
             return model, adapter, False
         text = prefix.group(2)
     folder = models_dir()
