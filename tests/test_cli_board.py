@@ -288,3 +288,29 @@ def test_import_results_and_export_cli(home: Path, tmp_path: Path) -> None:
     assert_one_line_error(
         medboard(home, "import-results", str(tmp_path / "nowhere"), "--db", db), "does not exist"
     )
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ("MEDBOARD_SUBMIT_LIMIT=ten", "MEDBOARD_SUBMIT_LIMIT='ten' is not a number of submissions"),
+        ("MEDBOARD_PUBLIC_MAX_PARAMS=big", "MEDBOARD_PUBLIC_MAX_PARAMS='big' is not a number of"),
+        (
+            "MEDBOARD_PUBLIC_BACKENDS=hf,nope",
+            "PUBLIC_BACKENDS names unknown backend 'nope'",
+        ),
+    ],
+)
+def test_a_wrong_public_setting_stops_the_board_and_its_workers_at_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, setting: str, message: str
+) -> None:
+    """Read at start, not at the first submission (where each submitter would have seen it)."""
+    from tests.test_cli import assert_one_line_error, medboard
+
+    key, _, value = setting.partition("=")
+    monkeypatch.setenv(key, value)
+    db = f"sqlite:///{tmp_path / 'board.db'}"
+    for command in (["worker", "--once"], ["serve", "--workers", "0", "--port", "1"]):
+        result = medboard(tmp_path / "home", *command, "--db", db)
+        assert_one_line_error(result, message)
+    assert not (tmp_path / "board.db").exists()  # nothing opened

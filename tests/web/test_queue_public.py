@@ -17,11 +17,11 @@ from medboard.queue.worker import run_worker
 from medboard.results.db import Database, Entry, Submission, open_database
 from medboard.runner import EvalOptions
 from medboard.web.app import create_app
-from tests.conftest import import_fixture_tasks
+from tests.conftest import build_tiny_llama, import_fixture_tasks
+from tests.hub_server import COMMIT, hub_repo, online_hub
 
 TRACK = "flowertune_medical"  # 4 tasks, 10 questions each in the fixtures
 OPTIONS = EvalOptions(allow_data_mismatch=True)
-COMMIT = "0123456789abcdef0123456789abcdef01234567"
 REFUSED = PATH_REFUSED.format(field="model")
 
 
@@ -107,15 +107,6 @@ def test_without_a_models_folder_every_path_is_refused(
     assert count(database) == 0
 
 
-def _snapshot(tmp_path: Path, tiny_model: Path) -> Path:
-    """What the Hub would give: the tiny model, with a model card naming its license, in a
-    folder named by its commit."""
-    folder = tmp_path / "hub" / "snapshots" / COMMIT
-    shutil.copytree(tiny_model, folder)
-    (folder / "README.md").write_text("---\nlicense: apache-2.0\n---\n# tiny\n")
-    return folder
-
-
 def test_a_hub_id_is_queued_without_a_download_and_checked_by_the_worker(
     client: TestClient,
     database: Database,
@@ -123,51 +114,45 @@ def test_a_hub_id_is_queued_without_a_download_and_checked_by_the_worker(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import huggingface_hub
-
-    calls: list[str] = []
-
-    def no_download(repo_id: str, **kwargs: object) -> str:
-        calls.append(repo_id)
-        pytest.fail(f"the request downloaded {repo_id}")
-
-    monkeypatch.setattr(huggingface_hub, "snapshot_download", no_download)
-    monkeypatch.setattr(huggingface_hub, "hf_hub_download", no_download)
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "org" / "local").mkdir(parents=True)  # a worker's path that looks like an id
-    queued = {}
-    for model in ("org/tiny", "org/missing", "org/local"):
-        response = client.post(
-            "/api/submit", json={"model": model, "dtype": "float32", "track": TRACK}
-        )
-        assert response.status_code == 201, response.text
-        queued[model] = response.json()["submission"]
-        assert queued[model]["status"] == "pending"
-    assert calls == []
-
-    snapshot = _snapshot(tmp_path, tiny_model)
-
-    def download(repo_id: str, revision: str | None = None, **kwargs: object) -> str:
-        calls.append(repo_id)
-        if repo_id != "org/tiny":
-            raise RuntimeError("404 Repository Not Found")
-        return str(snapshot)
-
-    monkeypatch.setattr(huggingface_hub, "snapshot_download", download)
-    assert run_worker(database, "w", once=True, options=OPTIONS) == 3
-    with database.session() as session:
-        jobs = {j.model: j for j in session.scalars(select(Submission)).all()}
-        done = jobs["org/tiny"]
-        assert done.status == "finished", done.reason
-        assert done.revision == COMMIT and done.info["kind"] == "hub"
-        assert done.info["license"] == "apache-2.0"
-        assert session.get(Entry, done.entry_id).model.revision == COMMIT
-        # one message whether the id names nothing on the Hub or a path on the worker's disk
-        for model in ("org/missing", "org/local"):
-            assert (jobs[model].status, jobs[model].reason) == (
-                "failed", NOT_ON_HUB.format(model=model)
-            )  # fmt: skip
-    assert "org/local" not in calls  # never looked up on the Hub: it is a path here
+    """The request contacts no Hub; the worker fetches the model from the Hub (a local stand-in,
+    huggingface_hub's real client), and refuses one over the board's size cap
+    (MEDBOARD_PUBLIC_MAX_PARAMS) before its weights are downloaded."""
+    monkeypatch.setenv("MEDBOARD_PUBLIC_MAX_PARAMS", "50K")  # tiny: 44.2K, big: 125K
+    with online_hub(tmp_path, monkeypatch) as hub:
+        hub_repo(hub.root, tiny_model, "org/tiny")
+        hub_repo(hub.root, build_tiny_llama(tmp_path / "big", hidden=64), "org/big")
+        monkeypatch.chdir(tmp_path)
+        (tmp_path / "org" / "local").mkdir(parents=True)  # a worker's path that looks like an id
+        for model in ("org/tiny", "org/missing", "org/local", "org/big"):
+            response = client.post(
+                "/api/submit", json={"model": model, "dtype": "float32", "track": TRACK}
+            )
+            assert response.status_code == 201, response.text
+            assert response.json()["submission"]["status"] == "pending"
+        assert hub.requests == []  # nothing looked up in a request
+        assert run_worker(database, "w", once=True, options=OPTIONS) == 4
+        with database.session() as session:
+            jobs = {j.model: j for j in session.scalars(select(Submission)).all()}
+            done = jobs["org/tiny"]
+            assert done.status == "finished", done.reason
+            assert done.revision == COMMIT and done.info["kind"] == "hub"
+            assert done.info["license"] == "apache-2.0"
+            assert session.get(Entry, done.entry_id).model.revision == COMMIT
+            # one message whether the id names nothing on the Hub or a path on the worker's disk
+            for model in ("org/missing", "org/local"):
+                assert (jobs[model].status, jobs[model].reason) == (
+                    "failed", NOT_ON_HUB.format(model=model)
+                )  # fmt: skip
+            assert (jobs["org/big"].status, jobs["org/big"].reason) == (
+                "failed",
+                "org/big cannot be evaluated: org/big has 125K parameters, more than the 50K "
+                "allowed here",
+            )
+        assert not any("org/local" in path for _, path, _ in hub.requests)  # a path here
+        big = f"/org/big/resolve/{COMMIT}/model.safetensors"
+        weights = [r for method, path, r in hub.requests if method == "GET" and path == big]
+        assert weights and all(r.startswith("bytes=0-") for r in weights)  # its header only
+        assert hub.downloaded("pytorch_model.bin") == []  # tiny's copy of its weights
 
 
 def _entry_of(database: Database, model: str) -> tuple[Submission, Entry]:

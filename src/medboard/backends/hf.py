@@ -95,6 +95,7 @@ class HFBackend(Scoring):
         compile_mode: str = "auto",
         attention: str = "auto",
         activation: str = "auto",
+        max_parameters: float | None = None,
     ) -> None:
         if dtype not in DTYPES:
             raise ModelError(f"unknown dtype '{dtype}' (choose from {', '.join(DTYPES)})")
@@ -107,7 +108,9 @@ class HFBackend(Scoring):
         self.device = device
         self.adapter = adapter
         self.batch_tokens = batch_tokens or DEFAULT_BATCH_TOKENS
-        self.source, self.revision = source_revision(resolve_source(model, revision))
+        self.source, self.revision = source_revision(
+            resolve_source(model, revision), max_parameters
+        )
         self.adapter_hash = hash_dir(check_adapter(adapter)) if adapter else None
         self._model: Any = None
         self._tokenizer: Any = None

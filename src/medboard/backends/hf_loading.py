@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from medboard.backends.hf_hub import fetch
 from medboard.backends.spec import NAME_MAX, local_kind, overlong_component, user_path
-from medboard.errors import HubUnreachableError, MissingExtraError, ModelError
+from medboard.errors import MissingExtraError, ModelError
 from medboard.paths import machine_cache, read_json_object, write_json_object
 
 DTYPES = ("float32", "bfloat16", "float16")
@@ -125,10 +126,13 @@ def hash_dir(path: Path) -> str:
     return digest.hexdigest()
 
 
-def source_revision(source: ModelSource) -> tuple[ModelSource, str]:
+def source_revision(
+    source: ModelSource, max_parameters: float | None = None
+) -> tuple[ModelSource, str]:
     """The exact revision: a content hash for local files, the commit for a Hub model.
 
-    A Hub model is downloaded here (snapshot), so it becomes a local directory.
+    A Hub model is downloaded here (hf_hub.fetch: what loading reads, and nothing of a model
+    over `max_parameters`), so it becomes a local directory.
     """
     if source.kind == "gguf":
         try:
@@ -137,19 +141,8 @@ def source_revision(source: ModelSource) -> tuple[ModelSource, str]:
             raise ModelError(f"cannot read {source.location}: {exc.strerror}") from None
     if source.kind == "dir":
         return source, "sha256:" + hash_dir(Path(source.location))
-    try:
-        from huggingface_hub import snapshot_download
-    except ImportError:
-        raise MissingExtraError("huggingface_hub", "hf") from None
-    try:
-        local = snapshot_download(source.location, revision=source.revision)
-    except Exception as exc:  # the hub client raises many types for "offline"
-        raise HubUnreachableError(
-            f"cannot get model {source.location} from the Hub ({type(exc).__name__}); "
-            "pass a local model directory or a .gguf file instead"
-        ) from None
-    commit = Path(local).name  # snapshots/<commit>
-    return ModelSource("dir", local, commit), commit
+    local, commit = fetch(source.location, source.revision, max_parameters)
+    return ModelSource("dir", str(local), commit), commit
 
 
 def gguf_architecture(path: Path) -> str:

@@ -19,6 +19,14 @@ ARGS = {
     "device": Arg("cpu, cuda or cuda:N", default="cpu", per_run=True),
     "adapter": Arg("a PEFT adapter directory, merged into the model"),
     "revision": Arg("Hub revision: branch, tag or commit"),
+    "max_parameters": Arg(
+        "refuse a Hub model with more parameters (counted from its safetensors headers on the "
+        "Hub) before its weights are downloaded, e.g. 8e9; a worker sets it for public "
+        "submissions from MEDBOARD_PUBLIC_MAX_PARAMS",
+        kind=float,
+        per_run=True,
+        minimum=1,
+    ),
     "batch_tokens": Arg(
         "tokens per scoring batch (default 4096)", kind=int, per_run=True, minimum=1
     ),
@@ -76,6 +84,7 @@ class TransformersProvider(BackendProvider):
             compile_mode=get("compile", "auto"),
             attention=get("attention", "auto"),
             activation=get("activation", "auto"),
+            max_parameters=get("max_parameters"),
         )
 
     def check(self, spec: ModelSpec) -> None:
@@ -98,7 +107,9 @@ class TransformersProvider(BackendProvider):
     def validate(self, spec: ModelSpec) -> ModelInfo:
         from medboard.backends.hf_validate import validate_model
 
-        return validate_model(spec.model, spec.get("revision") or "", spec.get("adapter"))
+        return validate_model(
+            spec.model, spec.get("revision") or "", spec.get("adapter"), spec.get("max_parameters")
+        )
 
     def release(self) -> None:
         from medboard.backends.kernels import release_freed_memory

@@ -6,13 +6,11 @@ model card that names its license, an adapter is a PEFT directory with safetenso
 parameter count is read from the weight files' headers, without loading the weights.
 """
 
-import json
-import math
 import re
-import struct
 from pathlib import Path
 
 from medboard.backends.base import ModelInfo
+from medboard.backends.hf_hub import safetensors_parameters
 from medboard.backends.hf_loading import (
     check_adapter,
     check_causal_lm,
@@ -25,20 +23,6 @@ from medboard.backends.hf_loading import (
 from medboard.errors import MissingExtraError, ModelError
 
 _LICENSE = re.compile(r"^license:\s*['\"]?([^'\"\n]+?)['\"]?\s*$", re.MULTILINE)
-
-
-def safetensors_parameters(files: list[Path]) -> int:
-    """Parameters in safetensors files, from their JSON headers."""
-    total = 0
-    for file in files:
-        with file.open("rb") as handle:
-            try:
-                (size,) = struct.unpack("<Q", handle.read(8))
-                header = json.loads(handle.read(size))
-            except (struct.error, ValueError):
-                raise ModelError(f"{file.name} is not a readable safetensors file") from None
-        total += sum(math.prod(v["shape"]) for k, v in header.items() if k != "__metadata__")
-    return total
 
 
 def gguf_parameters(path: Path) -> int:
@@ -104,19 +88,23 @@ def _check_directory(directory: Path, label: str) -> tuple[int, str, int | None]
     return safetensors_parameters(weights), architecture, context
 
 
-def validate_model(spec: str, revision: str = "", adapter: str | None = None) -> ModelInfo:
+def validate_model(
+    spec: str, revision: str = "", adapter: str | None = None, max_parameters: float | None = None
+) -> ModelInfo:
     """Check a model (and adapter) as a submission; a ModelError says what is wrong."""
     try:
-        return _validate(spec, revision, adapter)
+        return _validate(spec, revision, adapter, max_parameters)
     except OSError as exc:  # a weight file or model card that may not be read, say
         where = exc.filename or spec
         raise ModelError(f"cannot read {where}: {exc.strerror or type(exc).__name__}") from None
 
 
-def _validate(spec: str, revision: str, adapter: str | None) -> ModelInfo:
+def _validate(
+    spec: str, revision: str, adapter: str | None, max_parameters: float | None
+) -> ModelInfo:
     source = resolve_source(spec, revision or None)
     from_hub = source.kind == "hub"
-    source, exact_revision = source_revision(source)
+    source, exact_revision = source_revision(source, max_parameters)
     location = Path(source.location)
     context = None
     if source.kind == "gguf":

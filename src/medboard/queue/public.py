@@ -28,12 +28,15 @@ from urllib.parse import urlsplit
 from medboard.backends import registry
 from medboard.backends.spec import DEFAULT_BACKEND
 from medboard.errors import MedboardError, SubmissionError
+from medboard.queue.limits import rate_limit
 
 # org/name as the Hub spells them (each part at most 96 characters), and no "..".
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}$", re.ASCII)
 _PREFIX = re.compile(r"^([a-z][a-z0-9_]*):(.*)$", re.DOTALL)  # as backends.spec's
 SERVERS_ENV = "MEDBOARD_PUBLIC_SERVERS"
 BACKENDS_ENV = "MEDBOARD_PUBLIC_BACKENDS"
+MAX_PARAMS_ENV = "MEDBOARD_PUBLIC_MAX_PARAMS"
+_COUNT = re.compile(r"^(\d+(?:\.\d*)?(?:e\d+)?)\s*([kmbt]?)$", re.IGNORECASE)
 # The one answer to every local path the public may not submit, whether it exists or not.
 PATH_REFUSED = (
     "{field}: local paths are not taken here; give a Hub id (org/name), or a path in the "
@@ -115,6 +118,35 @@ def public_server(url: str) -> bool:
         allowed is not None and allowed[:2] == (scheme, host) and allowed[2] in (None, port)
         for allowed in map(_origin, public_servers())
     )
+
+
+def public_max_parameters() -> float | None:
+    """The most parameters a public Hub submission may have (MEDBOARD_PUBLIC_MAX_PARAMS: 8e9,
+    8B, 800M ...; unset: no cap). The worker that validates the submission reads the count from
+    the Hub before it downloads the weights (backends.hf_hub)."""
+    text = os.environ.get(MAX_PARAMS_ENV, "").strip()
+    if not text:
+        return None
+    found = _COUNT.match(text)
+    if found is None or float(found.group(1)) <= 0:
+        raise SubmissionError(
+            f"{MAX_PARAMS_ENV}={text!r} is not a number of parameters (8e9, 8B, 800M ...)"
+        )
+    scale = {"": 1, "k": 1e3, "m": 1e6, "b": 1e9, "t": 1e12}[found.group(2).lower()]
+    return float(found.group(1)) * scale
+
+
+def check_public_settings() -> None:
+    """The operator's settings for public submissions, read when a board or worker starts: a
+    wrong one is one line then, not a refusal each submitter sees."""
+    rate_limit()
+    public_max_parameters()
+    unknown = sorted(set(public_backends()) - set(registry.known()))
+    if unknown:
+        raise SubmissionError(
+            f"{BACKENDS_ENV} names unknown backend '{unknown[0]}' "
+            f"(known: {', '.join(registry.known())})"
+        )
 
 
 def public_backends() -> list[str]:

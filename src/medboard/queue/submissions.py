@@ -24,7 +24,12 @@ from medboard.errors import (
     SubmissionError,
 )
 from medboard.queue.limits import check_rate, origin_key
-from medboard.queue.public import NOT_ON_HUB, check_public_args, public_model
+from medboard.queue.public import (
+    NOT_ON_HUB,
+    check_public_args,
+    public_max_parameters,
+    public_model,
+)
 from medboard.results.db import MODEL_TYPES, Database, Entry, Model, Submission, utcnow
 from medboard.tasks import TRACKS
 
@@ -334,6 +339,9 @@ def validate_queued(
     (exact revision, what validation found, the dedup key of both), or None when the job is no
     longer this worker's; a SubmissionError says why it cannot be evaluated."""
     spec = spec_of(job)
+    cap = public_max_parameters()  # known before the download (backends.hf_hub)
+    if cap is not None and "max_parameters" in registry.provider(spec.backend).args:
+        spec = spec.with_args({"max_parameters": cap})
     refused = SubmissionError(NOT_ON_HUB.format(model=job.model))
     if os.path.lexists(spec.model):  # a path on this machine: never the public's to evaluate
         raise refused
