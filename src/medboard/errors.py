@@ -17,6 +17,11 @@ class ModelError(MedboardError):
     """A model, tokenizer or adapter that cannot be used."""
 
 
+class TransientError(MedboardError):
+    """A failure that may pass by itself (a model server down or restarting, after the retries
+    of its requests): the queue puts the job back to wait and tries it again later."""
+
+
 class MissingExtraError(MedboardError):
     """An optional dependency is not installed."""
 

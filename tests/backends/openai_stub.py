@@ -40,10 +40,14 @@ def token_logprob(tokens: list[int], position: int) -> float:
 
 class StubServer:
     """modes: ok, garbage, close, throttle (two 429s per request, then the answer),
-    chat-only (no prompt log-probabilities), slow (each completion waits `delay` s)."""
+    chat-only (no prompt log-probabilities), slow (each completion waits `delay` s).
+    `down_after`: answer that many completions, then 503 to every one (a server restarting
+    behind its proxy) until it is set back to None."""
 
     def __init__(self, mode: str = "ok", max_len: int = 4096, delay: float = 0.0) -> None:
         self.mode, self.max_len, self.delay = mode, max_len, delay
+        self.down_after: int | None = None
+        self.completions = 0  # completion requests answered
         self.requests: list[tuple[str, dict[str, Any]]] = []
         self._throttled: dict[str, int] = {}
         stub = self
@@ -99,6 +103,9 @@ class StubServer:
         if path == "/tokenize":
             return self.send(handler, 200, {"tokens": list(body["prompt"].encode())})
         if path == "/v1/completions":
+            if self.down_after is not None and self.completions >= self.down_after:
+                return self.send(handler, 503, {"error": {"message": "restarting"}})
+            self.completions += 1
             if body.get("model") != MODEL:
                 message = f"The model `{body.get('model')}` does not exist."
                 return self.send(handler, 404, {"error": {"message": message}})

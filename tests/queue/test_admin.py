@@ -6,7 +6,8 @@ import pytest
 from sqlalchemy import select
 
 from medboard.queue.admin import AdminError, approve, delete, hide, rerun
-from medboard.queue.submissions import SubmitRequest, claim, fail, submit
+from medboard.queue.claims import claim, fail
+from medboard.queue.submissions import SubmitRequest, submit
 from medboard.results.db import Entry, Model, Submission, TaskScore, open_database
 
 

@@ -20,7 +20,8 @@ import medboard.queue.submissions as submissions
 from medboard.backends import ModelInfo, ModelSpec, registry
 from medboard.errors import DuplicateSubmissionError
 from medboard.queue.admin import AdminError, rerun
-from medboard.queue.submissions import SubmitRequest, claim, fail, submit
+from medboard.queue.claims import claim, fail
+from medboard.queue.submissions import SubmitRequest, submit
 from medboard.queue.worker import run_worker
 from medboard.results.db import Database, Entry, Submission, open_database
 from medboard.runner import EvalOptions

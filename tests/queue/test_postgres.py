@@ -14,7 +14,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, func, select, text, update
 
 from medboard.leaderboard.published import import_published
-from medboard.queue.submissions import claim, heartbeat
+from medboard.queue.claims import claim, heartbeat
 from medboard.results.db import Base, Database, Entry, Model, Submission, open_database, utcnow
 
 URL = os.environ.get("MEDBOARD_TEST_POSTGRES")

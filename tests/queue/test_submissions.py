@@ -10,16 +10,8 @@ import pytest
 from sqlalchemy import update
 
 from medboard.errors import DuplicateSubmissionError, SubmissionError
-from medboard.queue.submissions import (
-    SubmitRequest,
-    claim,
-    fail,
-    finish_in,
-    heartbeat,
-    list_submissions,
-    submit,
-    submit_all,
-)
+from medboard.queue.claims import claim, fail, finish_in, heartbeat
+from medboard.queue.submissions import SubmitRequest, list_submissions, submit, submit_all
 from medboard.results.db import Database, Submission, open_database, utcnow
 
 

@@ -9,14 +9,8 @@ from typing import Any
 import pytest
 from sqlalchemy import select, update
 
-from medboard.queue.submissions import (
-    SubmitRequest,
-    claim,
-    get_submission,
-    list_submissions,
-    release,
-    submit,
-)
+from medboard.queue.claims import claim, release
+from medboard.queue.submissions import SubmitRequest, get_submission, list_submissions, submit
 from medboard.queue.worker import evaluate_job, run_worker
 from medboard.results.db import Entry, Run, Submission, open_database
 from medboard.runner import EvalOptions

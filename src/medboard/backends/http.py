@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from http.client import HTTPException
 from typing import Any
 
-from medboard.errors import ModelError
+from medboard.errors import ModelError, TransientError
 
 RETRY_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 
@@ -27,6 +27,11 @@ class ServerError(ModelError):
 
 class Refused(ServerError):
     """The server answered the request with a 4xx it means (not a busy server's)."""
+
+
+class Unavailable(ServerError, TransientError):
+    """The server answered every try with what a busy or restarting one answers (429, 5xx), or
+    nothing answered: it may be back later."""
 
 
 @dataclass(frozen=True)
@@ -90,7 +95,7 @@ class Client:
                 start = payload[:80].decode("utf-8", errors="replace")
                 raise ServerError(f"{self.base}{path} answered no JSON: {start!r}") from None
         tries, spent = self.retries + 1, time.monotonic() - started
-        raise ServerError(
+        raise Unavailable(
             f"{self.base}{path} failed {tries} time(s) in {spent:.0f} s, last: {last}{hint}"
         )
 

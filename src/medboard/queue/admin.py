@@ -28,8 +28,10 @@ def approve(database: Database, submission_id: int) -> Submission:
 
 def rerun(database: Database, submission_id: int) -> Submission:
     """Queue a failed or finished job again (a finished run's cached answers are reused, and
-    its entry is not recorded twice: worker._record). A failed job whose model was submitted
-    again meanwhile is refused: the unique index on active submissions (migration 0006)."""
+    its entry is not recorded twice: worker._record), or let a job waiting to be tried again
+    (claims.retry_later: its model server was down) be taken now. A failed job whose model was
+    submitted again meanwhile is refused: the unique index on active submissions (migration
+    0006)."""
     try:
         return _rerun(database, submission_id)
     except IntegrityError:
@@ -52,12 +54,21 @@ def _rerun(database: Database, submission_id: int) -> Submission:
         job = session.get(Submission, submission_id)
         if job is None:
             raise AdminError(f"no submission #{submission_id}")
-        if job.status not in ("failed", "finished"):
+        waiting = job.status == "pending" and job.not_before is not None
+        if job.status not in ("failed", "finished") and not waiting:
             raise AdminError(f"submission #{submission_id} is {job.status}: nothing to rerun")
+        again = {"retries": 0} if not waiting else {}  # a new run gets its waits again
         changed = session.execute(
             update(Submission)
             .where(Submission.id == submission_id, Submission.status == job.status)
-            .values(status="pending", worker=None, reason=None, updated_at=utcnow())
+            .values(
+                status="pending",
+                worker=None,
+                reason=None,
+                not_before=None,
+                updated_at=utcnow(),
+                **again,
+            )  # fmt: skip
         ).rowcount
         if changed != 1:
             raise AdminError(f"submission #{submission_id} changed meanwhile; try again")

@@ -12,29 +12,31 @@ import time
 import traceback
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import replace
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy.orm import Session
 
 from medboard.backends import registry
-from medboard.errors import MedboardError
+from medboard.errors import MedboardError, TransientError
 from medboard.evaluation import Evaluated, evaluate_spec
-from medboard.queue.submissions import (
+from medboard.queue.claims import (
     DEFAULT_LEASE_SECONDS,
     claim,
-    evaluated_entry,
     fail,
     finish_in,
     heartbeat,
     release,
-    spec_of,
-    validate_queued,
+    retry_later,
 )
-from medboard.results.db import Database, Entry, Submission
+from medboard.queue.submissions import evaluated_entry, spec_of, validate_queued
+from medboard.results.db import Database, Entry, Submission, utcnow
 from medboard.runner import BatchPace, EvalOptions, SilentReporter
 from medboard.tasks.protocols import protocol_version
 
 log = logging.getLogger("medboard.worker")
+# How long a job whose model server was down waits before each next try (worker._wait_or_fail).
+RETRY_WAITS = (60.0, 300.0, 900.0, 3600.0, 3600.0)
 
 
 class LostClaimError(Exception):
@@ -298,6 +300,27 @@ def _record(session: Session, job: Submission, evaluated: Evaluated) -> int:
     return entry_id
 
 
+def _wait_or_fail(database: Database, job: Submission, worker: str, exc: Exception) -> str:
+    """A failure that may pass (its model server down, after the retries of each request):
+    the job waits in the queue and is tried again, resuming from its cached answers, after
+    RETRY_WAITS (1 min, 5 min, 15 min, 1 h, 1 h); after the last, it fails."""
+    if job.retries >= len(RETRY_WAITS):
+        reason = f"{exc} (and in {len(RETRY_WAITS)} more tries over {_spelled(sum(RETRY_WAITS))})"
+        fail(database, job.id, worker, reason)
+        log.warning("job #%d failed: %s", job.id, reason)
+        return "failed"
+    seconds = RETRY_WAITS[job.retries]
+    when = (utcnow() + timedelta(seconds=seconds)).strftime("%H:%M:%S UTC")
+    reason = f"waiting to try again at {when} ({job.retries + 1} of {len(RETRY_WAITS)}): {exc}"
+    retry_later(database, job.id, worker, reason, seconds)
+    log.warning("job #%d: %s", job.id, reason)
+    return "waiting"
+
+
+def _spelled(seconds: float) -> str:
+    return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds / 60:.0f} min"
+
+
 def run_job(
     database: Database,
     job: Submission,
@@ -308,7 +331,8 @@ def run_job(
     backend_args: Mapping[str, str] | None = None,
 ) -> str:
     """Evaluate one claimed job and mark it finished or failed; returns the final status
-    ("released" when `stopping` was set mid-job: the job is pending again)."""
+    ("released" when `stopping` was set mid-job: the job is pending again; "waiting" when its
+    model server was down: it is pending again, to be tried later)."""
     from medboard.heap import thaw
 
     log.info("job #%d: %s (%s) on %s", job.id, job.model, job.dtype, job.track)
@@ -321,6 +345,8 @@ def run_job(
         return "lost"
     except WorkerStopped:
         return "released"
+    except TransientError as exc:
+        return _wait_or_fail(database, job, worker, exc)
     except MedboardError as exc:
         fail(database, job.id, worker, str(exc))
         log.warning("job #%d failed: %s", job.id, exc)

@@ -204,6 +204,10 @@ class Submission(Base):
     # A public submission's client address, hashed (queue.limits.origin_key): what its rate
     # limit counts besides the self-declared submitter. NULL for the operator's.
     origin: Mapped[str | None] = mapped_column(String(64), default=None)
+    # A job put back to wait after a failure that may pass (queue.claims.retry_later: its model
+    # server was down): no worker takes it before `not_before`; `retries` counts such waits.
+    not_before: Mapped[datetime | None] = mapped_column(DateTime, default=None)
+    retries: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     @staticmethod
     def key_of(identity: str, adapter_hash: str, dtype: str, track: str, protocol: str) -> str:

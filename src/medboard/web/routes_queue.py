@@ -33,7 +33,8 @@ LIMITS = {
 QUEUE_COLUMNS = (
     "id", "status", "approved", "model", "name", "track", "dtype", "protocol", "model_type",
     "weight_type", "revision", "adapter", "args", "submitter", "description", "reason",
-    "progress", "worker", "attempts", "entry_id", "created_at", "updated_at",
+    "progress", "worker", "attempts", "retries", "retry_at", "entry_id", "created_at",
+    "updated_at",
 )  # fmt: skip
 
 
@@ -110,6 +111,14 @@ def submission_json(job: Submission) -> dict[str, Any]:
         "reason": job.reason,
         "worker": job.worker,
         "attempts": job.attempts,
+        # a job waiting to be tried again after its model server was down: how many times it
+        # has waited, and when a worker may take it next (null when it is not waiting)
+        "retries": job.retries or 0,
+        "retry_at": (
+            job.not_before.isoformat(timespec="seconds")
+            if job.status == "pending" and job.not_before
+            else None
+        ),
         "entry_id": job.entry_id,
         # where a running job is (or where a failed one stopped): tasks_done of tasks, and
         # done of total questions in the current task (task null between tasks)
