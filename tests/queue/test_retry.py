@@ -2,6 +2,7 @@
 from its cached answers, instead of failing; after the last wait it fails. A real worker against
 a local OpenAI-compatible server (tests/backends/openai_stub.py) that starts answering 503."""
 
+import html
 from pathlib import Path
 
 import pytest
@@ -58,6 +59,7 @@ def test_a_job_whose_server_goes_down_waits_and_resumes(
     assert "last: 503 restarting" in job.reason
     waited = (job.not_before - utcnow()).total_seconds()
     assert 50 < waited <= 60
+    _shown_waiting(database, job_id, job.not_before.isoformat(timespec="seconds"))
     # nobody takes it before then
     assert run_worker(database, "w2", once=True, options=OPTIONS, backend_args=ARGS) == 0
     assert get_submission(database, job_id).status == "pending"
@@ -71,6 +73,20 @@ def test_a_job_whose_server_goes_down_waits_and_resumes(
     # resumed from the cache: of the 12 answered before, only those of the batch the server
     # went down in (at most 4 questions) were asked again (38 + 3 here; without the cache 50)
     assert whole < server.completions <= whole + 4
+
+
+def _shown_waiting(database: Database, job_id: int, retry_at: str) -> None:
+    """The queue page and API say the job waits, when it is tried next, and why."""
+    from fastapi.testclient import TestClient
+
+    from medboard.web.app import create_app
+
+    client = TestClient(create_app(database))
+    (shown,) = client.get("/api/queue").json()["submissions"]
+    assert (shown["id"], shown["status"], shown["retries"]) == (job_id, "pending", 1)
+    assert shown["retry_at"] == retry_at and shown["reason"].startswith("waiting to try again")
+    page = html.unescape(client.get("/queue").text)
+    assert "(waiting for its model server)" in page and shown["reason"] in page
 
 
 def _completions_of_a_clean_run(
