@@ -68,7 +68,7 @@ def _rerun(database: Database, submission_id: int) -> Submission:
                 not_before=None,
                 updated_at=utcnow(),
                 **again,
-            )  # fmt: skip
+            )
         ).rowcount
         if changed != 1:
             raise AdminError(f"submission #{submission_id} changed meanwhile; try again")

@@ -19,7 +19,7 @@ from medboard.results.db import Database, Submission, utcnow
 DEFAULT_LEASE_SECONDS = 120.0
 
 
-def _get(database: Database, submission_id: int) -> Submission | None:
+def get_submission(database: Database, submission_id: int) -> Submission | None:
     with database.session() as session:
         return session.get(Submission, submission_id)
 
@@ -82,7 +82,7 @@ def claim(
         ).rowcount
     if changed != 1:
         return None
-    return _get(database, job_id)
+    return get_submission(database, job_id)
 
 
 def _claimed_update(submission_id: int, claimed_by: str, **values: object) -> Update:

@@ -19,7 +19,7 @@ from medboard.errors import (
     MedboardError,
     SubmissionError,
 )
-from medboard.queue.claims import update_claimed
+from medboard.queue.claims import get_submission, update_claimed
 from medboard.queue.limits import check_rate, origin_key
 from medboard.queue.public import (
     NOT_ON_HUB,
@@ -375,8 +375,3 @@ def list_submissions(database: Database) -> list[Submission]:
     """Every submission, newest first."""
     with database.session() as session:
         return list(session.scalars(select(Submission).order_by(Submission.id.desc())).all())
-
-
-def get_submission(database: Database, submission_id: int) -> Submission | None:
-    with database.session() as session:
-        return session.get(Submission, submission_id)
