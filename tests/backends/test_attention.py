@@ -135,6 +135,65 @@ def test_packed_kernel_is_the_kernel_on_each_sequence(
     assert torch.equal(packed, torch.cat(alone, dim=1))
 
 
+def _windowed_sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float,
+                   window: int) -> torch.Tensor:  # fmt: skip
+    """torch's SDPA on one sequence [1, H, T, D] under a sliding window, as transformers' mask
+    for Gemma-3 has it (key j seen from query i where i - window < j <= i): [1, T, H, D]."""
+    mask = attention.window_mask(q.shape[2], window)
+    return F.scaled_dot_product_attention(
+        q, k, v, attn_mask=mask, is_causal=mask is None, enable_gqa=True, scale=scale
+    ).transpose(1, 2)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize(
+    "lengths, heads, kv_heads, size, window",
+    [
+        ([117, 1, 600, 64, 65, 5], 9, 3, 64, 64),  # SmolLM2's heads, window 64
+        ([70, 0, 5, 16, 33, 600], 4, 1, 256, 16),  # Gemma-3's heads, a short window
+        ([530, 511, 512, 513, 1100], 4, 1, 256, 512),  # Gemma-3-270M's window
+    ],
+)
+def test_packed_kernel_keeps_a_sliding_window_as_exactly_as_torch(
+    lengths: list[int], heads: int, kv_heads: int, size: int, window: int, variant: str
+) -> None:
+    """Each query sees the last `window` positions of its own sequence: as near the truth as
+    torch's SDPA with Gemma-3's window mask; where no sequence is longer than the window, bit
+    for bit the kernel without one."""
+    from medboard.backends.attention import _packed_operator
+
+    q, k, v = _qkv(1, sum(lengths), heads, kv_heads, size, seed=sum(lengths) + window)
+    starts = torch.tensor([0, *lengths]).cumsum(0)
+    scale = size**-0.5
+    kernel = _packed_operator(variant)
+    with torch.inference_mode():
+        mine = kernel(q, k, v, starts, scale, window)
+        bounds = starts.tolist()
+        pieces = [(a, b) for a, b in zip(bounds, bounds[1:], strict=False) if b > a]
+        exact = torch.cat([
+            _windowed_sdpa(q[:, :, a:b].double(), k[:, :, a:b].double(), v[:, :, a:b].double(),
+                           scale, window)
+            for a, b in pieces
+        ], dim=1)  # fmt: skip
+        theirs = torch.cat(
+            [_windowed_sdpa(q[:, :, a:b], k[:, :, a:b], v[:, :, a:b], scale, window)
+             for a, b in pieces], dim=1,
+        )  # fmt: skip
+        unwindowed = kernel(q, k, v, starts, scale, 0)
+        short = [(a, b) for a, b in pieces if b - a <= window]
+        wide = kernel(q, k, v, starts, scale, max(lengths))
+    mine_err = (mine.double() - exact).abs()
+    torch_err = (theirs.double() - exact).abs()
+    assert mine_err.max() <= torch_err.max() * 1.25
+    assert mine_err.mean() <= torch_err.mean() * 1.02
+    assert (mine == theirs).double().mean() > 0.75
+    for a, b in short:  # a sequence within the window: the window changes nothing
+        assert torch.equal(mine[:, a:b], unwindowed[:, a:b])
+    assert torch.equal(wide, unwindowed)
+    cut = [(a, b) for a, b in pieces if b - a > window]
+    assert cut and all(not torch.equal(mine[:, a:b], unwindowed[:, a:b]) for a, b in cut)
+
+
 def test_packed_attention_without_the_kernel_is_sdpa_per_sequence() -> None:
     """Where the kernel does not apply (float32 here) packed rows take SDPA one sequence at a
     time, and a call without its segments is refused."""
@@ -154,6 +213,16 @@ def test_packed_attention_without_the_kernel_is_sdpa_per_sequence() -> None:
                 q[:, :, a:b], k[:, :, a:b], v[:, :, a:b], is_causal=True, enable_gqa=True
             ).transpose(1, 2)
             assert torch.allclose(out[:, a:b], alone, atol=1e-6)
+        # a sliding window, counted from each sequence's start
+        out, _ = packed_attention_forward(
+            Module(), q, k, v, None, medboard_segments=starts, sliding_window=5
+        )
+        for a, b in [(0, 12), (12, 13), (13, 30)]:
+            alone = _windowed_sdpa(q[:, :, a:b], k[:, :, a:b], v[:, :, a:b], 8**-0.5, 5)
+            assert torch.allclose(out[:, a:b], alone, atol=1e-6)
+        assert not torch.allclose(out[:, 13:30], F.scaled_dot_product_attention(
+            q[:, :, 13:30], k[:, :, 13:30], v[:, :, 13:30], is_causal=True, enable_gqa=True
+        ).transpose(1, 2), atol=1e-3)  # fmt: skip
     with pytest.raises(ModelError, match="medboard_segments"):
         packed_attention_forward(Module(), q, k, v, None)
 

@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 
 from medboard.backends import ChoiceRequest, create_backend
+from medboard.backends.attention import KERNELS
 from medboard.backends.hf import HFBackend
-from medboard.backends.probe import cpu_has_amx
 from tests.conftest import build_tiny_model
 
 WINDOW = 64
@@ -74,26 +74,55 @@ def test_shared_prefix_is_not_reused_across_a_sliding_window(
         assert a.logprobs == pytest.approx(b.logprobs, rel=1e-6, abs=1e-4)
 
 
-@pytest.mark.skipif(not cpu_has_amx(), reason="packed batches need the AMX attention kernel")
-def test_packed_rows_stay_within_the_sliding_window(
-    tmp_path_factory: pytest.TempPathFactory, medboard_home: Path
+@pytest.mark.parametrize(
+    "variant",
+    [
+        pytest.param(
+            name, id=name,
+            marks=pytest.mark.skipif(not kernel.usable(), reason=f"needs {kernel.requirement}"),
+        )
+        for name, kernel in KERNELS.items()
+    ],
+)  # fmt: skip
+def test_packed_rows_keep_the_sliding_window(
+    tmp_path_factory: pytest.TempPathFactory, medboard_home: Path, variant: str
 ) -> None:
-    """Gemma-3 with heads the kernel fits: rows within the window are packed and score as in
-    padded batches; a batch with a row longer than the window is not packed."""
+    """Gemma-3 with heads the kernel fits: rows within the window and rows longer than it are
+    packed alike; they score as in padded batches (bit for bit within the window, where the
+    kernel serves both; as torch's SDPA with the window's mask beyond it)."""
     import torch
 
     model = build_tiny_gemma3(tmp_path_factory.mktemp("tiny-gemma3-64"), head_dim=64)
-    backend = HFBackend(str(model), dtype="bfloat16", attention="amx")
+    backend = HFBackend(str(model), dtype="bfloat16", attention=variant)
     short = [ChoiceRequest(f"Question: {q} bone?\nAnswer:", (" A", " B")) for q in "xyz"]
-    long = [ChoiceRequest(PREFIX + f"Question: {q}?\nAnswer:", (" A", " B")) for q in "xyz"]
+    long = [
+        ChoiceRequest(PREFIX * 2 + f"Question: {q} {'bone ' * i}?\nAnswer:", (" A", " B"))
+        for i, q in enumerate("xyz")
+    ]
     rows = [[row for r in batch for row in backend.rows(r)] for batch in (short, long)]
+    assert max(len(row.tokens) for row in rows[1]) > WINDOW
     backend.load()
     assert backend._packs
-    assert backend._packable(rows[0]) and not backend._packable(rows[1])
-    with torch.profiler.profile() as profile:
-        packed = backend.loglikelihood(short)
-    assert any("amx_packed_attention" in e.name for e in profile.events())
-    assert len(backend.plan(short)) == 1
-    backend._packs = False
-    padded = backend.loglikelihood(short)
-    assert [r.logprobs for r in packed] == [r.logprobs for r in padded]
+    assert backend._packable(rows[0]) and backend._packable(rows[1])
+    results = {}
+    for packing in (True, False):
+        backend._packs = packing
+        for name, batch in (("short", short), ("long", long)):
+            with torch.profiler.profile() as profile:
+                results[name, packing] = backend.loglikelihood(batch)
+            ran = any(f"{variant}_packed_attention" in e.name for e in profile.events())
+            assert ran == packing
+    assert len(backend.plan(long)) == 1
+    short_packed, short_padded = results["short", True], results["short", False]
+    assert [r.logprobs for r in short_packed] == [r.logprobs for r in short_padded]
+    for packed, padded in zip(results["long", True], results["long", False], strict=True):
+        assert packed.logprobs == pytest.approx(padded.logprobs, rel=0.02, abs=0.05)
+        assert packed.greedy == padded.greedy
+    # without the window (every key seen) the long rows score otherwise: the window is kept
+    for layer in backend._model.model.layers:
+        layer.self_attn.sliding_window = None
+    backend._packs = True
+    unwindowed = backend.loglikelihood(long)
+    assert [r.logprobs for r in unwindowed] != pytest.approx(
+        [r.logprobs for r in results["long", True]], rel=0.02, abs=0.05
+    )

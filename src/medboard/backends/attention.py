@@ -11,8 +11,9 @@ the machine cache and called through a torch custom operator, so compiled layers
 opaque call.
 
 They run where they compute exactly what torch would (no mask, causal, queries = keys, head size
-a multiple of 64, no sliding window shorter than the prompt, no logit soft-capping, no dropout);
-every other call, generation with a KV cache included, goes to torch's SDPA as before.
+a multiple of 64, no logit soft-capping, no dropout; a sliding window shorter than the prompt on
+packed batches only, whose segments say where each prompt starts); every other call, generation
+with a KV cache included, goes to torch's SDPA as before.
 """
 
 import ctypes
@@ -29,8 +30,8 @@ from medboard.errors import ModelError
 ATTENTION_CHOICES = ("auto", "torch", "amx", "avx512")
 # Recorded in run keys (like kernels.COMPILED_ARITHMETIC): the kernels round bfloat16 at other
 # places than torch's, so answers can move at near-ties. Bump with a change to the arithmetic.
-AMX_ATTENTION = "amx-1"
-AVX512_ATTENTION = "avx512-attn-1"
+AMX_ATTENTION = "amx-2"  # 2: sliding windows in packed batches
+AVX512_ATTENTION = "avx512-attn-2"
 
 
 @dataclass(frozen=True)
@@ -161,7 +162,7 @@ def library(variant: str = "amx") -> ctypes.CDLL:
     lib.mb_attention_bf16.argtypes = [pointer] * 4 + [size] * 5 + [pointer] * 3 + [ctypes.c_float]
     lib.mb_attention_bf16.restype = ctypes.c_int
     packed = lib.mb_attention_packed_bf16
-    packed.argtypes = [pointer] * 5 + [size] * 5 + [pointer] * 3 + [ctypes.c_float]
+    packed.argtypes = [pointer] * 5 + [size] * 5 + [pointer] * 3 + [ctypes.c_float, size]
     packed.restype = ctypes.c_int
     return lib
 
@@ -199,13 +200,14 @@ def _operator(variant: str = "amx") -> Any:
 @cache
 def _packed_operator(variant: str = "amx") -> Any:
     """The kernel on packed sequences, torch.ops.medboard.<variant>_packed_attention: query, key
-    and value [1, heads, positions, size], `starts` the sequences' first positions and the end."""
+    and value [1, heads, positions, size], `starts` the sequences' first positions and the end,
+    each query seeing the last `window` positions of its sequence up to itself (0: all)."""
     import torch
 
     @torch.library.custom_op(f"medboard::{variant}_packed_attention", mutates_args=())
     def packed_attention(
         query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, starts: torch.Tensor,
-        scale: float,
+        scale: float, window: int = 0,
     ) -> torch.Tensor:  # fmt: skip
         _, heads, length, size = query.shape
         query, key, value = (_rows_ready(t) for t in (query, key, value))
@@ -216,7 +218,7 @@ def _packed_operator(variant: str = "amx") -> Any:
         status = library(variant).mb_attention_packed_bf16(
             query.data_ptr(), key.data_ptr(), value.data_ptr(), out.data_ptr(),
             starts.data_ptr(), len(starts) - 1, longest, heads, key.shape[1], size,
-            *strides, scale,
+            *strides, scale, window,
         )  # fmt: skip
         if status != 0:
             raise MemoryError("the attention kernel could not allocate its buffers")
@@ -225,7 +227,7 @@ def _packed_operator(variant: str = "amx") -> Any:
     @packed_attention.register_fake
     def _(
         query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, starts: torch.Tensor,
-        scale: float,
+        scale: float, window: int = 0,
     ) -> Any:  # fmt: skip
         _, heads, length, size = query.shape
         return query.new_empty((1, length, heads, size))
@@ -299,26 +301,38 @@ def forwards(variant: str) -> tuple[Callable[..., Any], Callable[..., Any]]:
         **kwargs: Any,
     ) -> tuple[Any, None]:
         """Packed batches (kwarg `medboard_segments`): the kernel where it applies, else torch's
-        SDPA one sequence at a time. The caller packs only sequences no longer than a sliding
-        window the model has (the kernel has none)."""
+        SDPA one sequence at a time; with the layer's sliding window (kwarg `sliding_window`),
+        counted from each sequence's start."""
         starts = kwargs.pop("medboard_segments", None)
         if starts is None or query.shape[0] != 1:
             raise ModelError("packed attention needs one row and its medboard_segments")
         scale = scaling if scaling is not None else query.shape[-1] ** -0.5
-        within = {k: v for k, v in kwargs.items() if k != "sliding_window"}  # see above
-        if applies(module, query, key, value, None, dropout, **within):
-            return packed_kernel(query, key, value, starts, float(scale)), None
+        window = int(kwargs.pop("sliding_window", None) or 0)
+        if applies(module, query, key, value, None, dropout, **kwargs):
+            return packed_kernel(query, key, value, starts, float(scale), window), None
         bounds = starts.tolist()
         outs = [
             sdpa_attention_forward(
-                module, query[:, :, a:b], key[:, :, a:b], value[:, :, a:b], None,
-                dropout=dropout, scaling=scaling, **kwargs,
+                module, query[:, :, a:b], key[:, :, a:b], value[:, :, a:b],
+                window_mask(b - a, window, query.device), dropout=dropout, scaling=scaling,
+                **kwargs,
             )[0]
             for a, b in zip(bounds, bounds[1:], strict=False)
         ]  # fmt: skip
         return torch.cat(outs, dim=1), None
 
     return attention_forward, packed_forward
+
+
+def window_mask(length: int, window: int, device: Any = "cpu") -> Any:
+    """SDPA's mask for one sequence of `length` under a sliding `window` (True: attended): None
+    where the window does not cut it (causal attention is SDPA's own then)."""
+    import torch
+
+    if not window or length <= window:
+        return None
+    at = torch.arange(length, device=device)
+    return ((at[None, :] <= at[:, None]) & (at[None, :] > at[:, None] - window))[None, None]
 
 
 def _no_mask(*args: Any, **kwargs: Any) -> None:

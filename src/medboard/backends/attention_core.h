@@ -107,27 +107,42 @@ static void pack_values(const uint16_t *v, int64_t T, int64_t D, int64_t vpitch,
     }
 }
 
+// The first key query i sees: i - window + 1 under a sliding window (0: none), else 0.
+static inline int64_t first_key(int64_t i, int64_t window) {
+    return window > 0 && i + 1 > window ? i + 1 - window : 0;
+}
+
+// Keys lo .. n - 1 among the 16 from key j, as a lane mask.
+static inline __mmask16 key_mask(int64_t j, int64_t lo, int64_t n) {
+    const int64_t a = lo > j ? lo - j : 0, b = n - j < 16 ? n - j : 16;
+    return b <= a ? 0 : (__mmask16)(((1u << b) - 1) & ~((1u << a) - 1));
+}
+
 // Softmax of 16 score rows of query block qb (rows i0 .. i0 + rows - 1 of the sequence, row r
-// seeing keys 0 .. i0 + r): the exponentials rounded to bfloat16 into p (t32 apart, zero up
-// to nts * 32 past each row's keys and in rows past `rows`), their unrounded sums into sums.
+// seeing keys first_key(i0 + r, window) .. i0 + r; scores of the keys before a row's first are
+// never read): the exponentials rounded to bfloat16 into p (t32 apart, zero before each row's
+// first key and up to nts * 32 past its last, and in rows past `rows`), their unrounded sums
+// into sums. Without a window (or within it) every row starts at key 0.
 static void softmax_rows(const float *s, int64_t spitch, int64_t i0, int64_t rows, int64_t nts,
-                         int64_t t32, float scale, uint16_t *p, float *sums) {
+                         int64_t t32, float scale, int64_t window, uint16_t *p, float *sums) {
     for (int64_t r = 0; r < 16; r++) {
         uint16_t *prow = p + r * t32;
         const float *srow = s + r * spitch;
-        const int64_t n = r < rows ? i0 + r + 1 : 0;  // keys this query sees
+        const int64_t n = r < rows ? i0 + r + 1 : 0;  // keys up to this query
+        const int64_t lo = r < rows ? first_key(i0 + r, window) : 0;  // the first it sees
         __m512 vmax = _mm512_set1_ps(-INFINITY);
-        for (int64_t j = 0; j < n; j += 16) {
-            __mmask16 m = n - j >= 16 ? 0xFFFF : (__mmask16)((1u << (n - j)) - 1);
+        for (int64_t j = lo / 16 * 16; j < n; j += 16) {
+            const __mmask16 m = key_mask(j, lo, n);
             __m512 x = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, srow + j), _mm512_set1_ps(scale));
             vmax = _mm512_mask_max_ps(vmax, m, vmax, x);
         }
         const float mx = _mm512_reduce_max_ps(vmax);
         __m512 vsum = _mm512_setzero_ps();
         const int64_t seen = (n + 15) / 16 * 16;  // past it, probabilities are zero
-        for (int64_t j = 0; j < seen; j += 16) {
-            int64_t left = n - j;
-            __mmask16 m = left >= 16 ? 0xFFFF : (__mmask16)((1u << left) - 1);
+        for (int64_t j = 0; j < lo / 16 * 16; j += 16)  // and before the row's first key
+            _mm256_storeu_si256((__m256i *)(prow + j), _mm256_setzero_si256());
+        for (int64_t j = lo / 16 * 16; j < seen; j += 16) {
+            const __mmask16 m = key_mask(j, lo, n);
             __m512 x = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, srow + j), _mm512_set1_ps(scale));
             __m512 e = _mm512_maskz_mov_ps(m, exp512(_mm512_sub_ps(x, _mm512_set1_ps(mx))));
             vsum = _mm512_add_ps(vsum, e);
@@ -140,12 +155,14 @@ static void softmax_rows(const float *s, int64_t spitch, int64_t i0, int64_t row
 }
 
 // Probabilities times values for one block of 16 query rows (i0 .. i0 + rows - 1) of query head
-// qh, divided by each row's sum, rounded to bfloat16 into out.
+// qh, over steps st0 .. nts - 1 of 32 keys (P is zero before), divided by each row's sum,
+// rounded to bfloat16 into out. The steps skipped would add exact zeros: the same sums.
 static void values_block(const uint16_t *p, const uint16_t *vp, const float *sums, uint16_t *out,
-                         float *obuf, int64_t i0, int64_t rows, int64_t nts, int64_t t32,
-                         int64_t D, int64_t Hq, int64_t qh) {
+                         float *obuf, int64_t i0, int64_t rows, int64_t st0, int64_t nts,
+                         int64_t t32, int64_t D, int64_t Hq, int64_t qh) {
+    const int64_t db = D / 16;
     for (int64_t c = 0; c < D / 64; c++) {
-        values_rows(p, t32, rows, vp, nts, D / 16, c, obuf);
+        values_rows(p + st0 * 32, t32, rows, vp + st0 * db * 512, nts - st0, db, c, obuf);
         for (int64_t r = 0; r < rows; r++) {
             uint16_t *dst = out + ((i0 + r) * Hq + qh) * D + c * 64;
             // x / sum, correctly rounded as a division would be, without one: q = x y
@@ -162,11 +179,13 @@ static void values_block(const uint16_t *p, const uint16_t *vp, const float *sum
     }
 }
 
-// One (sequence, key/value head) pair: its query heads, every query row.
+// One (sequence, key/value head) pair: its query heads, every query row (each seeing the last
+// `window` keys up to itself; window 0: all of them). Key blocks and value steps wholly before a
+// query block's first key are skipped.
 static void attend_group(const uint16_t *q, const uint16_t *k, const uint16_t *v, uint16_t *out,
                          int64_t T, int64_t Hq, int64_t D, int64_t group, int64_t qh0,
                          const int64_t *qs, const int64_t *ks, const int64_t *vs, float scale,
-                         uint16_t *kp, uint16_t *vp, float *s, uint16_t *p, uint16_t *qbuf,
+                         int64_t window, uint16_t *kp, uint16_t *vp, float *s, uint16_t *p, uint16_t *qbuf,
                          float *obuf) {
     const int64_t nb = (T + 15) / 16, t32 = (T + 31) / 32 * 32;
     const int64_t kst = D / 32;
@@ -177,7 +196,7 @@ static void attend_group(const uint16_t *q, const uint16_t *k, const uint16_t *v
         const int64_t qh = qh0 + g;
         const uint16_t *qhead = q + qh * qs[1];
         float sums2[2][16];
-        int64_t prev_nts = 0;
+        int64_t prev_nts = 0, prev_st0 = 0;
         for (int64_t qb = 0; qb < nb; qb++) {
             const int64_t i0 = qb * 16, rows = T - i0 < 16 ? T - i0 : 16;
             // A whole block's query rows are read where they are; a last, shorter one is
@@ -196,16 +215,20 @@ static void attend_group(const uint16_t *q, const uint16_t *k, const uint16_t *v
                 qpitch = D * 2;
             }
             const int64_t last = i0 + rows - 1, nkb = last / 16 + 1, nts = (last + 32) / 32;
-            scores_rows(qrows, qpitch, rows, kp, nkb, kst, s, spitch);
+            const int64_t lo = first_key(i0, window), kb0 = lo / 16, st0 = lo / 32;
+            scores_rows(qrows, qpitch, rows, kp + kb0 * kst * 512, nkb - kb0, kst, s + kb0 * 16,
+                        spitch);
             float *sums = sums2[qb & 1];
-            softmax_rows(s, spitch, i0, rows, nts, t32, scale, p + (qb & 1) * 16 * t32, sums);
+            softmax_rows(s, spitch, i0, rows, nts, t32, scale, window, p + (qb & 1) * 16 * t32,
+                         sums);
             // The previous block's values now, this one's next time: the loads of P wait for
             // the stores that wrote it, which have had a block's work to complete.
             if (qb > 0) values_block(p + (1 - (qb & 1)) * 16 * t32, vp, sums2[1 - (qb & 1)], out,
-                                     obuf, i0 - 16, 16, prev_nts, t32, D, Hq, qh);
+                                     obuf, i0 - 16, 16, prev_st0, prev_nts, t32, D, Hq, qh);
             prev_nts = nts;
+            prev_st0 = st0;
             if (qb == nb - 1) values_block(p + (qb & 1) * 16 * t32, vp, sums2[qb & 1], out, obuf,
-                                           i0, rows, nts, t32, D, Hq, qh);
+                                           i0, rows, st0, nts, t32, D, Hq, qh);
         }
     }
 }
@@ -218,7 +241,7 @@ static void attend_group(const uint16_t *q, const uint16_t *k, const uint16_t *v
 static int attend_batch(const uint16_t *q, const uint16_t *k, const uint16_t *v, uint16_t *out,
                         const int64_t *starts, int64_t B, int64_t T, int64_t Hq, int64_t Hk,
                         int64_t D, const int64_t *qs, const int64_t *ks, const int64_t *vs,
-                        float scale) {
+                        float scale, int64_t window) {
     const int64_t group = Hq / Hk, nb = key_blocks(T), t32 = (T + 31) / 32 * 32;
     const size_t kp_bytes = (size_t)nb * 16 * D * 2, vp_bytes = (size_t)t32 * D * 2;
     const size_t s_bytes = (size_t)16 * nb * 16 * 4, p_bytes = (size_t)2 * 16 * t32 * 2;
@@ -250,7 +273,8 @@ static int attend_batch(const uint16_t *q, const uint16_t *k, const uint16_t *v,
             const int64_t vo = starts ? starts[b] * vs[2] : b * vs[0];
             const int64_t oo = (starts ? starts[b] : b * T) * Hq * D;
             attend_group(q + qo, k + ko + h * ks[1], v + vo + h * vs[1], out + oo, length, Hq, D,
-                         group, h * group, qs, ks, vs, scale, kp, vp, s, p, qbuf, obuf);
+                         group, h * group, qs, ks, vs, scale, window, kp, vp, s, p, qbuf,
+                         obuf);
         }
         kernel_leave(&saved);
     }
@@ -264,16 +288,17 @@ static int attend_batch(const uint16_t *q, const uint16_t *k, const uint16_t *v,
 int mb_attention_bf16(const uint16_t *q, const uint16_t *k, const uint16_t *v, uint16_t *out,
                       int64_t B, int64_t T, int64_t Hq, int64_t Hk, int64_t D, const int64_t *qs,
                       const int64_t *ks, const int64_t *vs, float scale) {
-    return attend_batch(q, k, v, out, NULL, B, T, Hq, Hk, D, qs, ks, vs, scale);
+    return attend_batch(q, k, v, out, NULL, B, T, Hq, Hk, D, qs, ks, vs, scale, 0);
 }
 
 // The same for S sequences packed into one row: q, k, v [1, heads, positions, D], sequence b at
 // positions starts[b] .. starts[b + 1] - 1 (starts ascending, S + 1 of them), T the longest
-// sequence; out: [positions, Hq, D] contiguous. Each sequence attends only to itself.
+// sequence; out: [positions, Hq, D] contiguous. Each sequence attends only to itself, each
+// query to the last `window` positions up to itself (a sliding window; 0: all of them).
 int mb_attention_packed_bf16(const uint16_t *q, const uint16_t *k, const uint16_t *v,
                              uint16_t *out, const int64_t *starts, int64_t S, int64_t T,
                              int64_t Hq, int64_t Hk, int64_t D, const int64_t *qs,
-                             const int64_t *ks, const int64_t *vs, float scale) {
-    return attend_batch(q, k, v, out, starts, S, T, Hq, Hk, D, qs, ks, vs, scale);
+                             const int64_t *ks, const int64_t *vs, float scale, int64_t window) {
+    return attend_batch(q, k, v, out, starts, S, T, Hq, Hk, D, qs, ks, vs, scale, window);
 }
 #endif

@@ -171,12 +171,8 @@ class Scoring:
 
     def _packable(self, rows: Sequence[Row]) -> bool:
         """Whether these rows can go through one packed scoring pass: the kernel takes the
-        model's attention, and no row is longer than a sliding window the model has."""
-        if not self._packs or not rows:
-            return False
-        config = getattr(self._model.config, "text_config", None) or self._model.config
-        window = getattr(config, "sliding_window", None)
-        return not window or max(len(row.tokens) for row in rows) <= window
+        model's attention (sliding windows included)."""
+        return self._packs and bool(rows)
 
     def _forward_packed(self, sequences: Sequence[Sequence[int]], at: Any = None) -> Any:
         """Last hidden states (or logits) [1, positions, ...] of the sequences one after another
