@@ -3,7 +3,8 @@ client (`HF_ENDPOINT=http://127.0.0.1:PORT`): a repository is a folder `root/ORG
 commit. It answers the model-info API (`/api/models/ORG/NAME[/revision/REV]`, its files with
 their sizes) and the file endpoint (`/ORG/NAME/resolve/REV/PATH`, HEAD and GET, byte ranges),
 with the headers and error codes the client reads, and it records every request (method, path,
-Range header) so a test can tell what was downloaded. The Hub itself is unreachable here; this
+Range header) so a test can tell what was downloaded; `busy` makes it answer every request with
+one status (a Hub that is down). The Hub itself is unreachable here; this
 is the boundary the tests mock, and everything of medboard's and huggingface_hub's runs for
 real against it."""
 
@@ -34,6 +35,7 @@ class HubServer:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.requests: list[tuple[str, str, str]] = []  # (method, path, Range header)
+        self.busy: int | None = None  # a status every request is answered with (503: down)
         hub = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -78,6 +80,8 @@ class HubServer:
     def _answer(self, handler: BaseHTTPRequestHandler, body: bool) -> None:
         path = unquote(urlsplit(handler.path).path)
         self.requests.append((handler.command, path, handler.headers.get("Range", "")))
+        if self.busy is not None:
+            return _error(handler, self.busy, "ServiceUnavailable", body)
         info, file, tree = _INFO.match(path), _FILE.match(path), _TREE.match(path)
         if tree is not None:
             self._tree(handler, tree.group(1), tree.group(2), body)

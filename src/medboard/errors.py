@@ -33,6 +33,11 @@ class HubUnreachableError(MedboardError):
     """The model or dataset hub cannot be reached (offline, or no network)."""
 
 
+class HubUnavailableError(HubUnreachableError, TransientError):
+    """The hub did not answer now (no connection, a timeout, 429 or 5xx) while online: a queued
+    job waits and is tried again, as for a model server that is down."""
+
+
 class SubmissionError(MedboardError):
     """A submission that cannot be queued (invalid model, duplicate, rate limit)."""
 

@@ -13,7 +13,7 @@ from medboard.backends import create_backend
 from medboard.backends.base import ChoiceRequest
 from medboard.backends.hf_hub import fetch, skipped
 from medboard.backends.hf_validate import validate_model
-from medboard.errors import HubUnreachableError, ModelError
+from medboard.errors import HubUnavailableError, HubUnreachableError, ModelError, TransientError
 from tests.hub_server import COMMIT, HubServer, hub_repo, online_hub
 
 REPO = "medboard-test/tiny"
@@ -91,5 +91,39 @@ def test_weights_in_another_format_only_are_still_fetched(hub: HubServer, tiny_m
 
 
 def test_a_repository_the_hub_does_not_have_is_one_line(hub: HubServer) -> None:
-    with pytest.raises(HubUnreachableError, match=r"cannot get model nobody/nothing from the Hub"):
+    with pytest.raises(
+        HubUnreachableError, match=r"cannot get model nobody/nothing from the Hub"
+    ) as e:
         fetch("nobody/nothing", None, max_parameters=1e9)
+    assert "no such model or revision, or it is private or gated" in str(e.value)
+    assert not isinstance(e.value, TransientError)  # asking again will not help
+
+
+def test_a_hub_that_is_down_is_an_error_that_may_pass(
+    hub: HubServer, tiny_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The Hub answering 503 or 429, or not answering at all: HubUnavailableError, a
+    TransientError (a queued job waits and tries again); offline, a model not in the cache is
+    not one."""
+    import huggingface_hub.constants as constants
+
+    hub_repo(hub.root, tiny_model, REPO)
+    for status in (503, 429):
+        hub.busy = status
+        with pytest.raises(HubUnavailableError) as e:
+            fetch(REPO, None, max_parameters=1e9)
+        assert str(e.value) == (
+            f"cannot get model {REPO} from the Hub now ({status}): the Hub or the network is "
+            "down; try again later"
+        )
+        assert isinstance(e.value, TransientError)
+    hub.busy = None
+    local, _ = fetch(REPO, None)  # back up: fetched
+    assert (local / "model.safetensors").exists()
+    hub.stop()  # nothing listening
+    with pytest.raises(HubUnavailableError, match=r"from the Hub now \(ConnectError\)"):
+        fetch("medboard-test/other", None)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(HubUnreachableError) as e:
+        fetch("medboard-test/other", None)
+    assert not isinstance(e.value, TransientError)

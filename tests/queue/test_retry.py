@@ -86,7 +86,7 @@ def _shown_waiting(database: Database, job_id: int, retry_at: str) -> None:
     assert (shown["id"], shown["status"], shown["retries"]) == (job_id, "pending", 1)
     assert shown["retry_at"] == retry_at and shown["reason"].startswith("waiting to try again")
     page = html.unescape(client.get("/queue").text)
-    assert "(waiting for its model server)" in page and shown["reason"] in page
+    assert "(waiting to try again)" in page and shown["reason"] in page
 
 
 def _completions_of_a_clean_run(

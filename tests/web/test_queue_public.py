@@ -155,6 +155,47 @@ def test_a_hub_id_is_queued_without_a_download_and_checked_by_the_worker(
         assert hub.downloaded("pytorch_model.bin") == []  # tiny's copy of its weights
 
 
+def test_a_hub_that_is_down_makes_jobs_wait_not_fail(
+    client: TestClient,
+    database: Database,
+    tiny_model: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """While the Hub answers 503, a public Hub id (validated by the worker) and an operator's
+    Hub model (fetched again when evaluated) wait in the queue to be tried again, instead of
+    failing as "not on the Hub"; when it is back, the operator's rerun lets them go and they
+    finish."""
+    from medboard.queue.admin import rerun
+    from medboard.queue.submissions import SubmitRequest, submit
+
+    with online_hub(tmp_path, monkeypatch) as hub:
+        hub_repo(hub.root, tiny_model, "org/tiny")
+        public = client.post(
+            "/api/submit", json={"model": "org/tiny", "dtype": "float32", "track": TRACK}
+        )
+        assert public.status_code == 201, public.text
+        submit(database, SubmitRequest("org/tiny", track=TRACK, dtype="bfloat16"))
+        hub.busy = 503
+        assert run_worker(database, "w", once=True, options=OPTIONS) == 2
+        jobs = client.get("/api/queue").json()["submissions"]
+        assert [(j["model"], j["status"], j["retries"]) for j in jobs] == [
+            ("org/tiny", "pending", 1), ("org/tiny", "pending", 1)
+        ]  # fmt: skip
+        for job in jobs:
+            assert job["retry_at"] is not None
+            assert "(1 of 5): cannot get model org/tiny from the Hub now (503)" in job["reason"]
+        assert "(waiting to try again)" in client.get("/queue").text
+        assert run_worker(database, "w2", once=True, options=OPTIONS) == 0  # not before then
+        hub.busy = None
+        for job in jobs:
+            rerun(database, job["id"])
+        assert run_worker(database, "w", once=True, options=OPTIONS) == 2
+    with database.session() as session:
+        done = session.scalars(select(Submission)).all()
+        assert [(j.status, j.revision) for j in done] == [("finished", COMMIT)] * 2
+
+
 def _entry_of(database: Database, model: str) -> tuple[Submission, Entry]:
     run_worker(database, "w", once=True, options=OPTIONS)
     with database.session() as session:

@@ -16,7 +16,12 @@ import math
 import struct
 from pathlib import Path
 
-from medboard.errors import HubUnreachableError, MissingExtraError, ModelError
+from medboard.errors import (
+    HubUnavailableError,
+    HubUnreachableError,
+    MissingExtraError,
+    ModelError,
+)
 
 # Weights in other formats than safetensors: skipped when the repository has safetensors.
 OTHER_WEIGHTS = ("*.bin", "*.pt", "*.pth", "*.ckpt")
@@ -52,7 +57,42 @@ def safetensors_parameters(files: list[Path]) -> int:
     return total
 
 
-def _unreachable(repo: str, exc: BaseException) -> HubUnreachableError:
+# Answers of a Hub that is there but cannot serve now: the same request may work later.
+BUSY = (429, 500, 502, 503, 504)
+
+
+def _unreachable(repo: str, exc: BaseException, online: bool = True) -> HubUnreachableError:
+    """The one-line error for a failed Hub request: HubUnavailableError (a TransientError: a
+    queued job waits and tries again) when, online, the Hub did not answer or answered that it
+    is busy or down, anywhere in the exception's chain (a download wraps its cause); else
+    HubUnreachableError (offline without the model in the cache, no such repository, no
+    access)."""
+    import httpx
+    from huggingface_hub.errors import (
+        HfHubHTTPError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    chain, at = [], exc
+    while online and at is not None and len(chain) < 8:
+        chain.append(at)
+        at = at.__cause__ or at.__context__
+    for cause in chain:
+        status = getattr(getattr(cause, "response", None), "status_code", None)
+        if isinstance(cause, httpx.TransportError) or (
+            isinstance(cause, HfHubHTTPError) and status in BUSY
+        ):
+            what = f"{status}" if status else type(cause).__name__
+            return HubUnavailableError(
+                f"cannot get model {repo} from the Hub now ({what}): the Hub or the network is "
+                "down; try again later"
+            )
+    if isinstance(exc, (RepositoryNotFoundError, RevisionNotFoundError)):
+        return HubUnreachableError(
+            f"cannot get model {repo} from the Hub ({type(exc).__name__}): no such model or "
+            "revision, or it is private or gated (a token with access goes in HF_TOKEN)"
+        )
     return HubUnreachableError(
         f"cannot get model {repo} from the Hub ({type(exc).__name__}); "
         "pass a local model directory or a .gguf file instead"
@@ -96,7 +136,7 @@ def fetch(repo: str, revision: str | None, max_parameters: float | None = None) 
         try:
             local = Path(snapshot_download(repo, revision=revision))
         except Exception as exc:
-            raise _unreachable(repo, exc) from None
+            raise _unreachable(repo, exc, online=False) from None
         weights = sorted(local.glob("*.safetensors"))
         if max_parameters is not None and weights:
             check_size(repo, safetensors_parameters(weights), max_parameters)

@@ -29,9 +29,9 @@ def approve(database: Database, submission_id: int) -> Submission:
 def rerun(database: Database, submission_id: int) -> Submission:
     """Queue a failed or finished job again (a finished run's cached answers are reused, and
     its entry is not recorded twice: worker._record), or let a job waiting to be tried again
-    (claims.retry_later: its model server was down) be taken now. A failed job whose model was
-    submitted again meanwhile is refused: the unique index on active submissions (migration
-    0006)."""
+    (claims.retry_later: its model server or the Hub was down) be taken now. A failed job
+    whose model was submitted again meanwhile is refused: the unique index on active
+    submissions (migration 0006)."""
     try:
         return _rerun(database, submission_id)
     except IntegrityError:

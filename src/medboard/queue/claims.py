@@ -139,10 +139,10 @@ def release(database: Database, submission_id: int, worker: str) -> bool:
 def retry_later(
     database: Database, submission_id: int, worker: str, reason: str, seconds: float
 ) -> bool:
-    """Put a job back to wait after a failure that may pass (its model server down): pending,
-    claimable by any worker `seconds` from now, the reason kept for the queue page to show, and
-    one more in its `retries`; the answers it has are in the cache, so the next try resumes.
-    False when the job is no longer this worker's."""
+    """Put a job back to wait after a failure that may pass (its model server or the Hub
+    down): pending, claimable by any worker `seconds` from now, the reason kept for the queue
+    page to show, and one more in its `retries`; the answers it has are in the cache, so the
+    next try resumes. False when the job is no longer this worker's."""
     return update_claimed(
         database, submission_id, worker, status="pending", worker=None, heartbeat_at=None,
         not_before=utcnow() + timedelta(seconds=seconds), retries=Submission.retries + 1,

@@ -18,6 +18,7 @@ from medboard.errors import (
     HubUnreachableError,
     MedboardError,
     SubmissionError,
+    TransientError,
 )
 from medboard.queue.claims import get_submission, update_claimed
 from medboard.queue.limits import check_rate, origin_key
@@ -343,6 +344,8 @@ def validate_queued(
         raise refused
     try:
         info = validate(spec)
+    except TransientError:
+        raise  # the Hub is down: the job waits and is validated again (worker._wait_or_fail)
     except HubUnreachableError:
         raise refused from None
     except MedboardError as exc:

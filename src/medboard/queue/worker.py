@@ -35,7 +35,7 @@ from medboard.runner import BatchPace, EvalOptions, SilentReporter
 from medboard.tasks.protocols import protocol_version
 
 log = logging.getLogger("medboard.worker")
-# How long a job whose model server was down waits before each next try (worker._wait_or_fail).
+# How long a job whose model server (or the Hub) was down waits before each next try.
 RETRY_WAITS = (60.0, 300.0, 900.0, 3600.0, 3600.0)
 
 
@@ -301,9 +301,10 @@ def _record(session: Session, job: Submission, evaluated: Evaluated) -> int:
 
 
 def _wait_or_fail(database: Database, job: Submission, worker: str, exc: Exception) -> str:
-    """A failure that may pass (its model server down, after the retries of each request):
-    the job waits in the queue and is tried again, resuming from its cached answers, after
-    RETRY_WAITS (1 min, 5 min, 15 min, 1 h, 1 h); after the last, it fails."""
+    """A failure that may pass (its model server down after the retries of each request, the
+    Hub not answering): the job waits in the queue and is tried again, resuming from its
+    cached answers, after RETRY_WAITS (1 min, 5 min, 15 min, 1 h, 1 h); after the last, it
+    fails."""
     if job.retries >= len(RETRY_WAITS):
         reason = f"{exc} (and in {len(RETRY_WAITS)} more tries over {_spelled(sum(RETRY_WAITS))})"
         fail(database, job.id, worker, reason)

@@ -63,7 +63,7 @@ def rerun(
     request: Request, submission_id: SubmissionId, authorization: Auth = None
 ) -> dict[str, Any]:
     """Admin: queue a finished or failed submission again, or let one waiting for its model
-    server be tried now."""
+    server or the Hub be tried now."""
     _authorize(request, authorization)
     job = _act(request, admin.rerun, submission_id)
     return {"id": job.id, "status": job.status}

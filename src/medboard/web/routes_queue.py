@@ -111,7 +111,7 @@ def submission_json(job: Submission) -> dict[str, Any]:
         "reason": job.reason,
         "worker": job.worker,
         "attempts": job.attempts,
-        # a job waiting to be tried again after its model server was down: how many times it
+        # a job waiting to be tried again (its model server or the Hub was down): how many times it
         # has waited, and when a worker may take it next (null when it is not waiting)
         "retries": job.retries or 0,
         "retry_at": (
