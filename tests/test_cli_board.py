@@ -299,9 +299,10 @@ def test_import_results_and_export_cli(home: Path, tmp_path: Path) -> None:
             "MEDBOARD_PUBLIC_BACKENDS=hf,nope",
             "PUBLIC_BACKENDS names unknown backend 'nope'",
         ),
+        ("MEDBOARD_RETRY_WAITS=1m,soon", "MEDBOARD_RETRY_WAITS: 'soon' is not a wait"),
     ],
 )
-def test_a_wrong_public_setting_stops_the_board_and_its_workers_at_start(
+def test_a_wrong_queue_setting_stops_the_board_and_its_workers_at_start(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, setting: str, message: str
 ) -> None:
     """Read at start, not at the first submission (where each submitter would have seen it)."""

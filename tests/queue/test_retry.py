@@ -118,3 +118,31 @@ def test_a_server_that_stays_down_fails_the_job_after_the_last_wait(
     # a rerun starts over, with its waits again
     rerun(database, job_id)
     assert get_submission(database, job_id).retries == 0
+
+
+def test_the_waits_are_the_operators(
+    database: Database, server: StubServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """MEDBOARD_RETRY_WAITS: durations in s, m, h, d (a bare number: seconds), or none (such a
+    job fails at once); a wrong one is one line."""
+    from medboard.errors import MedboardError
+
+    monkeypatch.setenv(worker.RETRY_ENV, " 30s, 2m,1.5h ,1d,10")
+    assert worker.retry_waits() == (30.0, 120.0, 5400.0, 86400.0, 10.0)
+    for wrong in ("1m,,5m", "1 week", "-5s", "5x"):
+        monkeypatch.setenv(worker.RETRY_ENV, wrong)
+        with pytest.raises(MedboardError, match=r"^MEDBOARD_RETRY_WAITS: '.*' is not a wait"):
+            worker.retry_waits()
+    monkeypatch.setenv(worker.RETRY_ENV, "2h")
+    job_id = _queue(database, server)
+    server.down_after = 0
+    assert run_worker(database, "w", once=True, options=OPTIONS, backend_args=ARGS) == 1
+    job = get_submission(database, job_id)
+    assert (job.status, job.retries) == ("pending", 1) and "(1 of 1): " in job.reason
+    assert 7100 < (job.not_before - utcnow()).total_seconds() <= 7200
+    monkeypatch.setenv(worker.RETRY_ENV, "none")
+    rerun(database, job_id)
+    assert run_worker(database, "w", once=True, options=OPTIONS, backend_args=ARGS) == 1
+    job = get_submission(database, job_id)
+    assert (job.status, job.retries) == ("failed", 1)  # let go by the rerun, then no wait
+    assert job.reason.endswith("last: 503 restarting")  # no waits to speak of

@@ -6,6 +6,8 @@ cache (a run's key does not depend on the worker), so nothing finished is comput
 """
 
 import logging
+import os
+import re
 import socket
 import threading
 import time
@@ -35,8 +37,34 @@ from medboard.runner import BatchPace, EvalOptions, SilentReporter
 from medboard.tasks.protocols import protocol_version
 
 log = logging.getLogger("medboard.worker")
-# How long a job whose model server (or the Hub) was down waits before each next try.
+# How long a job whose model server (or the Hub) was down waits before each next try, unless
+# MEDBOARD_RETRY_WAITS says otherwise (retry_waits).
 RETRY_WAITS = (60.0, 300.0, 900.0, 3600.0, 3600.0)
+RETRY_ENV = "MEDBOARD_RETRY_WAITS"
+_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_WAIT = re.compile(r"(\d+(?:\.\d*)?)([smhd]?)")
+
+
+def retry_waits() -> tuple[float, ...]:
+    """The waits, in seconds, before each next try of a job whose model server or Hub was down:
+    MEDBOARD_RETRY_WAITS, comma-separated durations (`30s`, `5m`, `1h`, `1d`; a bare number is
+    seconds; `none`: such a job fails at once), else RETRY_WAITS (1m,5m,15m,1h,1h). Read when a
+    worker starts (a wrong value is one line then) and at each wait."""
+    text = os.environ.get(RETRY_ENV, "").strip()
+    if not text:
+        return RETRY_WAITS
+    if text.lower() == "none":
+        return ()
+    waits = []
+    for part in text.split(","):
+        found = _WAIT.fullmatch(part.strip().lower())
+        if found is None:
+            raise MedboardError(
+                f"{RETRY_ENV}: '{part.strip()}' is not a wait (durations such as "
+                "1m,5m,15m,1h,1h, or none)"
+            )
+        waits.append(float(found.group(1)) * _UNITS[found.group(2) or "s"])
+    return tuple(waits)
 
 
 class LostClaimError(Exception):
@@ -303,16 +331,18 @@ def _record(session: Session, job: Submission, evaluated: Evaluated) -> int:
 def _wait_or_fail(database: Database, job: Submission, worker: str, exc: Exception) -> str:
     """A failure that may pass (its model server down after the retries of each request, the
     Hub not answering): the job waits in the queue and is tried again, resuming from its
-    cached answers, after RETRY_WAITS (1 min, 5 min, 15 min, 1 h, 1 h); after the last, it
-    fails."""
-    if job.retries >= len(RETRY_WAITS):
-        reason = f"{exc} (and in {len(RETRY_WAITS)} more tries over {_spelled(sum(RETRY_WAITS))})"
+    cached answers, after each of retry_waits() (1 min, 5 min, 15 min, 1 h, 1 h by default);
+    after the last, it fails."""
+    waits = retry_waits()
+    if job.retries >= len(waits):
+        tries = f" (and in {len(waits)} more tries over {_spelled(sum(waits))})" if waits else ""
+        reason = f"{exc}{tries}"
         fail(database, job.id, worker, reason)
         log.warning("job #%d failed: %s", job.id, reason)
         return "failed"
-    seconds = RETRY_WAITS[job.retries]
+    seconds = waits[job.retries]
     when = (utcnow() + timedelta(seconds=seconds)).strftime("%H:%M:%S UTC")
-    reason = f"waiting to try again at {when} ({job.retries + 1} of {len(RETRY_WAITS)}): {exc}"
+    reason = f"waiting to try again at {when} ({job.retries + 1} of {len(waits)}): {exc}"
     retry_later(database, job.id, worker, reason, seconds)
     log.warning("job #%d: %s", job.id, reason)
     return "waiting"
