@@ -7,6 +7,10 @@ X-Forwarded-For from the addresses in FORWARDED_ALLOW_IPS, 127.0.0.1 by default)
 is stored hashed (origin_key), never shown; an IPv6 address counts as its /64 network, which one
 client holds whole. The operator's `medboard submit` has no address and is counted by submitter
 only.
+
+The count and the insert of a submission run in one transaction that holds the queue's
+submission lock (lock_submissions), so that requests made at the same moment cannot all pass a
+count none of them is in yet.
 """
 
 import hashlib
@@ -14,7 +18,8 @@ import ipaddress
 import os
 from datetime import timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
+from sqlalchemy.orm import Session
 
 from medboard.errors import SubmissionError
 from medboard.results.db import Database, Submission, utcnow
@@ -57,28 +62,50 @@ def origin_key(address: str) -> str | None:
     return hashlib.sha256(f"medboard-origin\0{shown}".encode()).hexdigest()[:32]
 
 
-def _recent(database: Database, column: object, value: str) -> int:
+# The PostgreSQL advisory lock of the writers of new submissions (any 64-bit number of our own).
+LOCK_KEY = 0x6D6564626F617264  # "medboard"
+
+
+def lock_submissions(session: Session) -> None:
+    """Hold the queue's submission lock until `session`'s transaction ends: another writer of
+    new submissions waits, so a count read after this is still true when this one commits.
+    PostgreSQL: a transaction-level advisory lock; SQLite: its write lock, taken by a write that
+    changes nothing (the busy timeout waits for it)."""
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": LOCK_KEY})
+    elif dialect == "sqlite":
+        session.execute(text("UPDATE submissions SET id = id WHERE 0"))
+
+
+def _recent(session: Session, column: object, value: str) -> int:
     since = utcnow() - WINDOW
-    with database.session() as session:
-        found = session.scalar(
-            select(func.count())
-            .select_from(Submission)
-            .where(column == value, Submission.created_at >= since)
-        )
+    found = session.scalar(
+        select(func.count())
+        .select_from(Submission)
+        .where(column == value, Submission.created_at >= since)
+    )
     return int(found or 0)
 
 
-def check_rate(database: Database, submitter: str, origin: str | None) -> None:
+def check_rate_in(session: Session, submitter: str, origin: str | None) -> None:
     """Refuse a submission when its submitter, or its client address, made the hourly limit's
-    worth of submissions already."""
+    worth of submissions already (counted in `session`: under lock_submissions, at insert)."""
     limit = rate_limit()
     counted = [(f"from {submitter}", Submission.submitter, submitter)] if submitter else []
     if origin:
         counted.append(("from your address", Submission.origin, origin))
     for who, column, value in counted:
-        recent = _recent(database, column, value)
+        recent = _recent(session, column, value)
         if recent >= limit:
             raise SubmissionError(
                 f"rate limit: {recent} submissions {who} in the last hour "
                 f"(at most {limit}); try again later"
             )
+
+
+def check_rate(database: Database, submitter: str, origin: str | None) -> None:
+    """check_rate_in, early: before a submission's model is looked at (its download, a
+    server's answer), so that a refused request costs nothing."""
+    with database.session() as session:
+        check_rate_in(session, submitter, origin)

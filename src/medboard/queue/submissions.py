@@ -21,7 +21,7 @@ from medboard.errors import (
     TransientError,
 )
 from medboard.queue.claims import get_submission, update_claimed
-from medboard.queue.limits import check_rate, origin_key
+from medboard.queue.limits import check_rate, check_rate_in, lock_submissions, origin_key
 from medboard.queue.public import (
     NOT_ON_HUB,
     check_public_args,
@@ -271,6 +271,9 @@ def submit_all(
     prepared = [_prepare(database, request, once) for request in requests]
     try:
         with database.session() as session:
+            lock_submissions(session)  # counted again under the lock: requests at one moment
+            for job, _ in prepared:
+                check_rate_in(session, job.submitter or "", job.origin)
             session.add_all([job for job, _ in prepared])
     except IntegrityError:
         raise _raced(database, prepared[0][1], prepared[0][0]) from None
