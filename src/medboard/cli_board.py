@@ -113,13 +113,11 @@ def worker_command(
 ) -> None:
     """Claim queued submissions one at a time, evaluate them and record their entries; --device
     and -M (how to run: batch size, kernels) apply to every job whose backend takes them."""
-    from medboard.queue.public import check_public_settings
-    from medboard.queue.worker import retry_waits, run_worker
+    from medboard.queue.worker import check_settings, run_worker
     from medboard.results.db import open_database
     from medboard.runner import EvalOptions
 
-    check_public_settings()
-    retry_waits()
+    check_settings()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     options = EvalOptions(allow_data_mismatch=allow_data_mismatch)
     args = _worker_args(model_arg, device)
@@ -252,16 +250,14 @@ def serve_command(
 
     from medboard.errors import DuplicateSubmissionError, MedboardError
     from medboard.leaderboard.published import import_published
-    from medboard.queue.public import check_public_settings
     from medboard.queue.submissions import SubmitRequest
     from medboard.queue.submissions import submit as queue_submit
-    from medboard.queue.worker import retry_waits, run_worker
+    from medboard.queue.worker import check_settings, run_worker
     from medboard.results.db import open_database
     from medboard.runner import EvalOptions
     from medboard.web.app import create_app
 
-    check_public_settings()
-    retry_waits()
+    check_settings()
     models, names = submit or [], name or []
     if len(names) > len(models):
         raise MedboardError(

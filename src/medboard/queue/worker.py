@@ -31,6 +31,7 @@ from medboard.queue.claims import (
     release,
     retry_later,
 )
+from medboard.queue.public import check_public_settings
 from medboard.queue.submissions import evaluated_entry, spec_of, validate_queued
 from medboard.results.db import Database, Entry, Submission, utcnow
 from medboard.runner import BatchPace, EvalOptions, SilentReporter
@@ -65,6 +66,13 @@ def retry_waits() -> tuple[float, ...]:
             )
         waits.append(float(found.group(1)) * _UNITS[found.group(2) or "s"])
     return tuple(waits)
+
+
+def check_settings() -> None:
+    """The operator's queue settings (public submissions, retry waits), read when a board or a
+    worker starts: a wrong one is one line then, before anything is opened."""
+    check_public_settings()
+    retry_waits()
 
 
 class LostClaimError(Exception):
@@ -363,7 +371,7 @@ def run_job(
 ) -> str:
     """Evaluate one claimed job and mark it finished or failed; returns the final status
     ("released" when `stopping` was set mid-job: the job is pending again; "waiting" when its
-    model server was down: it is pending again, to be tried later)."""
+    model server or the Hub was down: it is pending again, to be tried later)."""
     from medboard.heap import thaw
 
     log.info("job #%d: %s (%s) on %s", job.id, job.model, job.dtype, job.track)

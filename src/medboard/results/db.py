@@ -205,7 +205,8 @@ class Submission(Base):
     # limit counts besides the self-declared submitter. NULL for the operator's.
     origin: Mapped[str | None] = mapped_column(String(64), default=None)
     # A job put back to wait after a failure that may pass (queue.claims.retry_later: its model
-    # server was down): no worker takes it before `not_before`; `retries` counts such waits.
+    # server or the Hub was down): no worker takes it before `not_before`; `retries` counts
+    # such waits.
     not_before: Mapped[datetime | None] = mapped_column(DateTime, default=None)
     retries: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 

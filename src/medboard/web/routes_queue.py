@@ -111,8 +111,8 @@ def submission_json(job: Submission) -> dict[str, Any]:
         "reason": job.reason,
         "worker": job.worker,
         "attempts": job.attempts,
-        # a job waiting to be tried again (its model server or the Hub was down): how many times it
-        # has waited, and when a worker may take it next (null when it is not waiting)
+        # a job waiting to be tried again (its model server or the Hub was down): how many
+        # times it has waited, and when a worker may take it next (null when it is not waiting)
         "retries": job.retries or 0,
         "retry_at": (
             job.not_before.isoformat(timespec="seconds")
